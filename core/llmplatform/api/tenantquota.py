@@ -1,0 +1,122 @@
+"""TenantQuota: a tenant's request for capacity and API keys, created in its own namespace.
+
+Why requested and granted are separate types/fields (Kueue's habit): `spec.limits` is what the
+tenant asked for, `status.granted` is what the gateway enforces. A request above the policy's
+ceilings is not admitted, and the previous grant stays in force until a valid request arrives.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from llmplatform.api.base import K8sModel, LenientModel, list_map, list_set
+from llmplatform.api.common import Condition, DnsLabel, DnsSubdomain, Limits, ObjectMeta, SecretKeyRef, Tier
+
+Role = Literal["admin", "data_scientist", "business_user", "readonly"]
+Framework = Literal["gdpr", "hipaa", "sox", "pci_dss", "soc2"]
+
+# A generated key lives in the Secret `<quota>-<key name>`; its value is under this data key.
+GENERATED_KEY_DATA_KEY = "api-key"
+
+
+class PolicyRef(K8sModel):
+    """Reference to a RoutingPolicy."""
+
+    name: DnsSubdomain
+    """Name of the RoutingPolicy."""
+    namespace: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
+    """Namespace of the RoutingPolicy; defaults to the platform namespace."""
+
+
+class Compliance(K8sModel):
+    """Regulatory constraints on how the tenant's requests are handled."""
+
+    frameworks: list[Framework] | None = Field(None, max_length=5, json_schema_extra=list_set())
+    """Compliance frameworks that apply: gdpr, hipaa, sox, pci_dss, soc2."""
+    region: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
+    """Only models in this region may serve the tenant (e.g. EU)."""
+
+
+class ApiKey(K8sModel):
+    """An API key of the tenant, mapped to an end user and a role."""
+
+    name: DnsLabel
+    """Key name, unique in the quota; a generated key is stored in the Secret <quota>-<name>."""
+    user: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    """End user the key belongs to (per-user limits and audit)."""
+    role: Role
+    """What the key may do: admin, data_scientist, business_user, readonly."""
+    secret_ref: SecretKeyRef | None = None
+    """Read the key from this Secret (managed in Git with sealed or external secrets)
+    instead of letting the operator generate one."""
+
+
+class TenantQuotaSpec(K8sModel):
+    """Desired state of a TenantQuota: the capacity a tenant asks for."""
+
+    organization: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
+    """Organization the tenant belongs to, for reporting; defaults to the namespace."""
+    routing_policy: PolicyRef | None = None
+    """RoutingPolicy the tenant's requests follow; defaults to the default policy."""
+    allowed_tiers: list[Tier] | None = Field(None, max_length=4, json_schema_extra=list_set())
+    """Tiers the tenant may use; absent: every tier of the policy."""
+    limits: Limits | None = None
+    """Requested limits for the whole tenant; absent fields mean "up to the policy's ceiling"."""
+    user_limits: Limits | None = None
+    """Limits applied to each end user (the request's user, or the key's user)."""
+    compliance: Compliance | None = None
+    """Compliance frameworks and residency."""
+    api_keys: list[ApiKey] | None = Field(None, max_length=32, json_schema_extra=list_map("name"))
+    """API keys of the tenant; names are unique."""
+
+
+class Usage(LenientModel):
+    """Consumption the gateway reports, refreshed at least every 60 seconds."""
+
+    requests_this_minute: int | None = Field(None, ge=0)
+    """Requests in the current minute."""
+    tokens_today: int | None = Field(None, ge=0)
+    """Tokens used today (UTC)."""
+    cost_this_month_usd: float | None = Field(None, ge=0, alias="costThisMonthUSD")
+    """Spend this month (UTC) in US dollars."""
+
+
+class ApiKeySecretStatus(LenientModel):
+    """Where one API key of the quota lives."""
+
+    name: Annotated[str, StringConstraints(max_length=63)]
+    """The key's name in spec.apiKeys."""
+    secret_name: Annotated[str, StringConstraints(max_length=253)]
+    """Secret in the quota's namespace holding the key."""
+    key: Annotated[str, StringConstraints(max_length=253)]
+    """Data key inside the Secret."""
+
+
+class TenantQuotaStatus(LenientModel):
+    """Observed state of a TenantQuota, written by the operator."""
+
+    conditions: list[Condition] | None = Field(None, max_length=16, json_schema_extra=list_map("type"))
+    """Approved (within the policy's ceilings) and Ready (in the gateway config with keys)."""
+    observed_generation: int | None = Field(None, ge=0)
+    """The metadata.generation last processed by the operator."""
+    granted: Limits | None = None
+    """The limits the gateway enforces (the last admitted request)."""
+    usage: Usage | None = None
+    """Current consumption."""
+    api_key_secrets: list[ApiKeySecretStatus] | None = Field(
+        None, max_length=32, json_schema_extra=list_map("name")
+    )
+    """Secrets holding the tenant's API keys."""
+
+
+class TenantQuota(K8sModel):
+    """TenantQuota is a tenant's request for capacity and API keys; the operator admits it
+    against its RoutingPolicy's ceilings and hands the keys back as Secrets."""
+
+    api_version: Literal["llmplatform.io/v1alpha1"] = "llmplatform.io/v1alpha1"
+    kind: Literal["TenantQuota"] = "TenantQuota"
+    metadata: ObjectMeta
+    spec: TenantQuotaSpec
+    status: TenantQuotaStatus | None = None
