@@ -1,0 +1,176 @@
+"""`render`: resources and Secrets in; Kubernetes objects, gateway config and verdicts out.
+
+Why one pure function: the operator, `llmplatform render` and `llmplatform gateway
+--manifests` all call it, so they cannot disagree about what a set of manifests means. It does
+no I/O and depends only on its input *as a set*: the same resources in any order give
+byte-identical objects and config, which is what makes a level-based reconcile (render,
+compare, apply) idempotent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmplatform.render import gatewayconfig as gc
+from llmplatform.render.inputs import parse_resources
+from llmplatform.render.models import invalid_model, resolve_model
+from llmplatform.render.policies import default_policy, invalid_policy, resolve_policy
+from llmplatform.render.quotas import QuotaOutcome, invalid_quota, resolve_quota
+from llmplatform.render.secrets import SecretStore
+from llmplatform.render.verdicts import ConditionVerdict, ModelVerdict, PolicyVerdict, QuotaVerdict
+from llmplatform.render.workloads import serving_children
+
+DEFAULT_PLATFORM_NAMESPACE = "llm-platform"
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """Everything the operator applies and writes.
+
+    `objects` holds, per serving model (ordered by namespace/name), its Deployment, Service,
+    HPA (when replicas.max > min) and NetworkPolicy, then the gateway ConfigMap last.
+    Verdicts are ordered by namespace/name.
+    """
+
+    objects: list[dict[str, Any]]
+    gateway_config: gc.GatewayConfig
+    config_json: str
+    models: tuple[ModelVerdict, ...]
+    policies: tuple[PolicyVerdict, ...]
+    quotas: tuple[QuotaVerdict, ...]
+
+    @property
+    def config_map(self) -> dict[str, Any]:
+        return self.objects[-1]
+
+    def model(self, namespace: str, name: str) -> ModelVerdict | None:
+        return next((v for v in self.models if (v.namespace, v.name) == (namespace, name)), None)
+
+    def policy(self, namespace: str, name: str) -> PolicyVerdict | None:
+        return next((v for v in self.policies if (v.namespace, v.name) == (namespace, name)), None)
+
+    def quota(self, namespace: str, name: str) -> QuotaVerdict | None:
+        return next((v for v in self.quotas if (v.namespace, v.name) == (namespace, name)), None)
+
+
+def config_map(config: gc.GatewayConfig, text: str, platform_namespace: str) -> dict[str, Any]:
+    """The gateway ConfigMap: one key, `config.json`; its hash as an annotation so a change is
+    visible in `kubectl describe` and can roll pods if a deployment wants that."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": gc.CONFIG_MAP_NAME,
+            "namespace": platform_namespace,
+            "labels": {
+                "app.kubernetes.io/name": "llmplatform-gateway",
+                "app.kubernetes.io/component": "gateway-config",
+                "app.kubernetes.io/part-of": "llmplatform",
+                "app.kubernetes.io/managed-by": "llmplatform",
+            },
+            "annotations": {gc.CONFIG_HASH_ANNOTATION: config.content_hash},
+        },
+        "data": {gc.CONFIG_KEY: text},
+    }
+
+
+def _drop_shared_keys(outcomes: list[QuotaOutcome]) -> list[QuotaOutcome]:
+    """A key must identify one tenant and user. Keys whose hash appears more than once (the
+    same Secret value used twice) are dropped everywhere, whichever came first, and the
+    quotas that had them say so."""
+    counts = Counter(k.sha256 for o in outcomes if o.tenant for k in o.tenant.keys)
+    shared = {h for h, n in counts.items() if n > 1}
+    if not shared:
+        return outcomes
+    result = []
+    for outcome in outcomes:
+        tenant = outcome.tenant
+        dropped = [k.name for k in tenant.keys if k.sha256 in shared] if tenant else []
+        if tenant is None or not dropped:
+            result.append(outcome)
+            continue
+        tenant = tenant.model_copy(update={"keys": [k for k in tenant.keys if k.sha256 not in shared]})
+        ready = ConditionVerdict(
+            "Ready",
+            "False",
+            "DuplicateApiKey",
+            f"API key(s) {', '.join(dropped)} share their value with another key and are disabled",
+        )
+        result.append(QuotaOutcome(dataclasses.replace(outcome.verdict, ready=ready), tenant))
+    return result
+
+
+def render(
+    resources: Iterable[Mapping[str, Any]],
+    secrets: Iterable[Mapping[str, Any]],
+    *,
+    platform_namespace: str = DEFAULT_PLATFORM_NAMESPACE,
+) -> RenderResult:
+    """Render LLMModel / RoutingPolicy / TenantQuota dicts plus the Secrets they name.
+
+    Raises ValueError for input that is not a set (a resource or Secret given twice) or that
+    holds another kind; invalid resources do not raise, they get an InvalidSpec verdict.
+    """
+    inputs = parse_resources(resources)
+    store = SecretStore(secrets)
+
+    model_outcomes = [resolve_model(inputs.models[i], store) for i in sorted(inputs.models)]
+    model_entries = [o.entry for o in model_outcomes if o.entry is not None]
+    usable = {e.id for e in model_entries}
+    model_verdicts = [o.verdict for o in model_outcomes]
+
+    default_id = default_policy(inputs.policies)
+    policy_outcomes = [
+        resolve_policy(inputs.policies[i], inputs, usable, default_id) for i in sorted(inputs.policies)
+    ]
+    policy_verdicts = [o.verdict for o in policy_outcomes]
+
+    invalid_policies = frozenset(id_ for kind, id_ in inputs.invalid if kind == "RoutingPolicy")
+    quota_outcomes = _drop_shared_keys(
+        [
+            resolve_quota(
+                inputs.quotas[i], inputs.policies, default_id, store, platform_namespace, invalid_policies
+            )
+            for i in sorted(inputs.quotas)
+        ]
+    )
+    quota_verdicts = [o.verdict for o in quota_outcomes]
+
+    for (kind, _), invalid in inputs.invalid.items():
+        if kind == "LLMModel":
+            model_verdicts.append(invalid_model(invalid))
+        elif kind == "RoutingPolicy":
+            policy_verdicts.append(invalid_policy(invalid))
+        else:
+            quota_verdicts.append(invalid_quota(invalid))
+
+    config = gc.seal(
+        gc.GatewayConfig(
+            default_policy=default_id,
+            models=model_entries,
+            policies=[o.entry for o in policy_outcomes if o.entry is not None],
+            tenants=[o.tenant for o in quota_outcomes if o.tenant is not None],
+        )
+    )
+    text = gc.dump_config(config)
+    objects: list[dict[str, Any]] = []
+    for model_id in sorted(inputs.models):
+        parsed = inputs.models[model_id]
+        objects.extend(serving_children(parsed.resource, parsed.namespace, platform_namespace))
+    objects.append(config_map(config, text, platform_namespace))
+
+    def by_id(v: ModelVerdict | PolicyVerdict | QuotaVerdict) -> tuple[str, str]:
+        return (v.namespace, v.name)
+
+    return RenderResult(
+        objects=objects,
+        gateway_config=config,
+        config_json=text,
+        models=tuple(sorted(model_verdicts, key=by_id)),
+        policies=tuple(sorted(policy_verdicts, key=by_id)),
+        quotas=tuple(sorted(quota_verdicts, key=by_id)),
+    )

@@ -1,0 +1,234 @@
+"""The gateway config: the versioned contract between the operator and the gateway.
+
+Why its own types (not the CRD types): like Envoy AI Gateway's filterapi, this config must
+not be tied to Kubernetes, so the gateway can load it from a file, test against it and evolve
+separately. It carries API key *hashes* and Secret *references*, never credentials. Every
+serialization is canonical (sorted keys, fixed separators), so unchanged input gives
+byte-identical output, and `contentHash` lets the gateway tell versions apart cheaply. A gateway
+that meets a `schemaVersion` it does not know keeps serving its previous config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+SCHEMA_VERSION = 1
+CONFIG_MAP_NAME = "llmplatform-gateway-config"
+CONFIG_KEY = "config.json"
+CONFIG_HASH_ANNOTATION = "llmplatform.io/config-hash"
+
+
+class ConfigModel(BaseModel):
+    """Base: camelCase JSON, immutable, and tolerant of fields added by a newer operator
+    within the same schemaVersion."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+
+class SecretRef(ConfigModel):
+    """Where the gateway finds a credential: a Secret it has mounted or may read."""
+
+    namespace: str
+    name: str
+    key: str
+
+
+class Pricing(ConfigModel):
+    input_per_million_tokens: float
+    output_per_million_tokens: float
+
+
+class Priors(ConfigModel):
+    """Scoring inputs used until the gateway has observed values."""
+
+    expected_latency_ms: int | None
+    availability: float | None
+
+
+class ModelEntry(ConfigModel):
+    id: str
+    namespace: str
+    name: str
+    tier: str
+    provider: str
+    upstream_model: str
+    url: str
+    api_key_secret_ref: SecretRef | None
+    self_hosted: bool
+    context_window: int
+    max_output_tokens: int | None
+    pricing: Pricing
+    priors: Priors
+    capabilities: list[str]
+    max_data_classification: str
+    region: str | None
+
+
+class TierEntry(ConfigModel):
+    name: str
+    models: list[str]
+    """Model ids, in fallback order; only models present in `models`."""
+
+
+class Fallback(ConfigModel):
+    max_attempts: int
+    retry_on: list[int | str]
+    across_tiers: list[str]
+
+
+class Scoring(ConfigModel):
+    availability: float
+    cost: float
+    latency: float
+    priority: float
+
+
+class Timeouts(ConfigModel):
+    connect_seconds: float
+    request_seconds: float
+    stream_idle_seconds: float
+
+
+class CircuitBreaker(ConfigModel):
+    consecutive_failures: int
+    open_seconds: float
+
+
+class ClassificationRule(ConfigModel):
+    classification: str
+    allowed_tiers: list[str] | None
+    allowed_regions: list[str] | None
+    pii_redaction: bool | None
+
+
+class DataGovernance(ConfigModel):
+    pii_redaction: bool
+    rules: list[ClassificationRule]
+
+
+class Cache(ConfigModel):
+    enabled: bool
+    ttl_seconds: int
+    temperature_zero_only: bool
+
+
+class PolicyEntry(ConfigModel):
+    id: str
+    namespace: str
+    name: str
+    default: bool
+    default_tier: str
+    tiers: list[TierEntry]
+    fallback: Fallback
+    scoring: Scoring
+    timeouts: Timeouts
+    circuit_breaker: CircuitBreaker
+    data_governance: DataGovernance
+    cache: Cache
+
+
+class Limits(ConfigModel):
+    """None means unlimited."""
+
+    requests_per_minute: int | None = None
+    requests_per_hour: int | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    cost_per_month_usd: float | None = Field(None, alias="costPerMonthUSD")
+
+
+class Compliance(ConfigModel):
+    frameworks: list[str]
+    region: str | None
+
+
+class KeyEntry(ConfigModel):
+    name: str
+    user: str
+    role: str
+    sha256: str
+    """Hex SHA-256 of the key (see `secrets.hash_api_key`)."""
+
+
+class TenantEntry(ConfigModel):
+    id: str
+    namespace: str
+    name: str
+    organization: str
+    policy: str
+    allowed_tiers: list[str]
+    limits: Limits
+    user_limits: Limits | None
+    compliance: Compliance
+    keys: list[KeyEntry]
+
+
+class GatewayConfig(ConfigModel):
+    """Everything the gateway enforces. Lists are sorted by id (tiers and their models keep
+    the policy's order, which is meaningful)."""
+
+    schema_version: int = SCHEMA_VERSION
+    content_hash: str = ""
+    default_policy: str | None
+    models: list[ModelEntry]
+    policies: list[PolicyEntry]
+    tenants: list[TenantEntry]
+
+
+class UnsupportedSchemaVersion(ValueError):
+    """The config was written for a schemaVersion this code does not understand."""
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _hash_body(body: dict[str, Any]) -> str:
+    rest = {k: v for k, v in body.items() if k != "contentHash"}
+    return hashlib.sha256(_canonical(rest).encode("utf-8")).hexdigest()
+
+
+def content_hash(config: GatewayConfig) -> str:
+    """Hex SHA-256 of the canonical JSON (sorted keys, no spaces) of everything except
+    contentHash itself."""
+    return _hash_body(config.model_dump(mode="json", by_alias=True))
+
+
+def seal(config: GatewayConfig) -> GatewayConfig:
+    """The config with its contentHash filled in."""
+    return config.model_copy(update={"content_hash": content_hash(config)})
+
+
+def dump_config(config: GatewayConfig) -> str:
+    """The ConfigMap's `config.json`: sorted keys, two-space indent (reviewable in GitOps
+    diffs), trailing newline; identical configs give identical bytes."""
+    body = config.model_dump(mode="json", by_alias=True)
+    return json.dumps(body, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def load_config(text: str | bytes) -> GatewayConfig:
+    """Parse `config.json` as the gateway mounts it.
+
+    Raises UnsupportedSchemaVersion for an unknown schemaVersion (the caller keeps its previous
+    config) and ValueError when contentHash does not match the content (a torn or edited file).
+    """
+    raw = json.loads(text)
+    version = raw.get("schemaVersion") if isinstance(raw, dict) else None
+    if version != SCHEMA_VERSION:
+        raise UnsupportedSchemaVersion(f"gateway config schemaVersion {version!r} is not {SCHEMA_VERSION}")
+    # Hash the raw document, so fields added by a newer operator (ignored below) still count.
+    if raw.get("contentHash") != _hash_body(raw):
+        raise ValueError(f"gateway config contentHash {raw.get('contentHash')!r} does not match its content")
+    return GatewayConfig.model_validate(raw)

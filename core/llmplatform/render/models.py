@@ -1,0 +1,97 @@
+"""LLMModel rules: the resolved endpoint, secret checks, the config entry, the Ready verdict.
+
+Why a model with a missing Secret stays out of the gateway config: the gateway could only
+fail every request to it; leaving it out makes the policy fall back at once and the model's
+Ready=False says which Secret to create.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmplatform.api.llmmodel import LLMModel
+from llmplatform.render import gatewayconfig as gc
+from llmplatform.render.inputs import Invalid, Parsed
+from llmplatform.render.secrets import SecretStore
+from llmplatform.render.verdicts import ConditionVerdict, ModelVerdict
+from llmplatform.render.workloads import child_name, service_url
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    verdict: ModelVerdict
+    entry: gc.ModelEntry | None
+
+
+def resolve_model(parsed: Parsed[LLMModel], secrets: SecretStore) -> ModelOutcome:
+    model = parsed.resource
+    spec = model.spec
+    ns, name = parsed.namespace, parsed.name
+    secret_ref: gc.SecretRef | None = None
+    problems: list[str] = []
+    if spec.serving is not None:
+        url = service_url(name, ns, spec.serving.port)
+        ready = ConditionVerdict(
+            "Ready",
+            "Unknown",
+            "DeploymentPending",
+            f"waiting for Deployment {child_name(name)} to have available replicas",
+        )
+    else:
+        assert spec.endpoint is not None  # guaranteed by the exactly-one-of rule
+        url = spec.endpoint.url
+        ready = ConditionVerdict("Ready", "True", "Configured", "in the gateway config")
+        ref = spec.endpoint.api_key_secret_ref
+        if ref is not None:
+            secret_ref = gc.SecretRef(namespace=ns, name=ref.name, key=ref.key)
+            problem = secrets.problem(ns, ref.name, ref.key)
+            if problem is not None:
+                problems.append(problem)
+                reason = "SecretKeyNotFound" if secrets.exists(ns, ref.name) else "SecretNotFound"
+                ready = ConditionVerdict("Ready", "False", reason, problem)
+    in_config = not problems
+    entry = None
+    if in_config:
+        entry = gc.ModelEntry(
+            id=parsed.id,
+            namespace=ns,
+            name=name,
+            tier=spec.tier,
+            provider=spec.provider,
+            upstream_model=spec.upstream_model or name,
+            url=url,
+            api_key_secret_ref=secret_ref,
+            self_hosted=spec.serving is not None,
+            context_window=spec.context_window,
+            max_output_tokens=spec.max_output_tokens,
+            pricing=gc.Pricing(
+                input_per_million_tokens=spec.pricing.input_per_million_tokens,
+                output_per_million_tokens=spec.pricing.output_per_million_tokens,
+            ),
+            priors=gc.Priors(expected_latency_ms=spec.expected_latency_ms, availability=spec.availability),
+            capabilities=sorted(spec.capabilities),
+            max_data_classification=spec.max_data_classification,
+            region=spec.region,
+        )
+    verdict = ModelVerdict(
+        namespace=ns,
+        name=name,
+        serving=spec.serving is not None,
+        endpoint=url,
+        in_config=in_config,
+        ready=ready,
+        problems=tuple(problems),
+    )
+    return ModelOutcome(verdict, entry)
+
+
+def invalid_model(invalid: Invalid) -> ModelVerdict:
+    return ModelVerdict(
+        namespace=invalid.namespace,
+        name=invalid.name,
+        serving=False,
+        endpoint=None,
+        in_config=False,
+        ready=ConditionVerdict("Ready", "False", "InvalidSpec", invalid.error),
+        problems=(invalid.error,),
+    )
