@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from llmplatform.api.base import K8sModel, LenientModel, list_map, list_set
+from llmplatform.api.cel import CelRule
 from llmplatform.api.common import Condition, DnsLabel, DnsSubdomain, Limits, ObjectMeta, SecretKeyRef, Tier
 
 Role = Literal["admin", "data_scientist", "business_user", "readonly"]
@@ -114,6 +115,17 @@ class TenantQuotaStatus(LenientModel):
 class TenantQuota(K8sModel):
     """TenantQuota is a tenant's request for capacity and API keys; the operator admits it
     against its RoutingPolicy's ceilings and hands the keys back as Secrets."""
+
+    cel_rules = (
+        CelRule(
+            rule=(
+                "!has(self.spec.apiKeys) || self.spec.apiKeys.all(k, has(k.secretRef) || "
+                "self.metadata.name.size() + k.name.size() < 253)"
+            ),
+            message="a generated key's Secret <quota>-<key name> must be at most 253 characters",
+            reason="FieldValueInvalid",
+        ),
+    )
 
     api_version: Literal["llmplatform.io/v1alpha1"] = "llmplatform.io/v1alpha1"
     kind: Literal["TenantQuota"] = "TenantQuota"
