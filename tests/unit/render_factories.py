@@ -107,7 +107,12 @@ def quota(
         body["limits"] = limits
     if keys is not None:
         body["apiKeys"] = keys
-    obj: dict[str, Any] = {"apiVersion": API, "kind": "TenantQuota", "metadata": meta(name, namespace), "spec": body}
+    obj: dict[str, Any] = {
+        "apiVersion": API,
+        "kind": "TenantQuota",
+        "metadata": meta(name, namespace),
+        "spec": body,
+    }
     if granted is not None:
         obj["status"] = {"granted": granted}
     return obj

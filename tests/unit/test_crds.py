@@ -108,8 +108,10 @@ def test_schema_is_structural(kind: str) -> None:
     """No constructs the API server rejects in a structural schema."""
     for path, node in walk(schema_of(load(kind))):
         assert "$ref" not in node and "anyOf" not in node and "title" not in node, path
-        assert "type" in node or node.get("x-kubernetes-int-or-string") or node.get(
-            "x-kubernetes-preserve-unknown-fields"
+        assert (
+            "type" in node
+            or node.get("x-kubernetes-int-or-string")
+            or node.get("x-kubernetes-preserve-unknown-fields")
         ), path
         assert not ("properties" in node and "additionalProperties" in node), path
         if "exclusiveMinimum" in node:
@@ -176,11 +178,11 @@ def unbounded(node: dict[str, Any], path: str) -> Iterator[str]:
             continue
         if sub.get("type") == "array" and "maxItems" not in sub:
             yield sub_path
-        if sub.get("type") == "string" and "maxLength" not in sub and "enum" not in sub and "format" not in sub:
+        if sub.get("type") == "string" and not {"maxLength", "enum", "format"} & set(sub):
             yield sub_path
-        if sub.get("type") == "object" and isinstance(sub.get("additionalProperties"), dict):
-            if "maxProperties" not in sub:
-                yield sub_path
+        is_map = sub.get("type") == "object" and isinstance(sub.get("additionalProperties"), dict)
+        if is_map and "maxProperties" not in sub:
+            yield sub_path
 
 
 def test_everything_under_a_cel_rule_is_bounded() -> None:
@@ -197,7 +199,7 @@ def test_all_lists_strings_and_maps_are_bounded(kind: str) -> None:
 
 def nested_models(model: type[K8sModel]) -> Iterator[type[K8sModel]]:
     for field in model.model_fields.values():
-        for arg in getattr(field.annotation, "__args__", ()) + (field.annotation,):
+        for arg in (*getattr(field.annotation, "__args__", ()), field.annotation):
             if isinstance(arg, type) and issubclass(arg, K8sModel):
                 yield arg
                 yield from nested_models(arg)
