@@ -131,7 +131,9 @@ def staging_replaces(kubernetes_gomod: str, version: str) -> tuple[list[tuple[st
         raise ValueError(f"unsupported Kubernetes version {version!r}")
     staging_version = f"v0.{m.group(1)}.{m.group(2)}"
     pairs = []
-    for mod, path in re.findall(r"^\s*(?:replace\s+)?(\S+)\s+=>\s+(\./staging/src/\S+)\s*$", kubernetes_gomod, re.M):
+    for mod, path in re.findall(
+        r"^\s*(?:replace\s+)?(\S+)\s+=>\s+(\./staging/src/\S+)\s*$", kubernetes_gomod, re.M
+    ):
         if path != f"./staging/src/{mod}":
             raise ValueError(f"unexpected staging layout: {mod} => {path}")
         pairs.append((mod, staging_version))
@@ -167,7 +169,7 @@ def version_ldflags(version: str) -> str:
     """The same -X flags as upstream's hack/lib/version.sh, so /version tells the truth."""
     m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", version)
     assert m
-    build_date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    build_date = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     values = {
         "gitVersion": version,
         "gitMajor": m.group(1),
@@ -205,7 +207,11 @@ def build_kubernetes(out: Path, work: Path, version: str) -> None:
     # `go get` resolves the whole requirement graph of the pinned release through the
     # replaces above; etcd comes in at the version Kubernetes itself requires.
     _run(["go", "get", *[f"{p}@{version}" for p in pkgs], "go.etcd.io/etcd/server/v3/etcdmain"], mod, env)
-    _run(["go", "build", "-trimpath", "-ldflags", version_ldflags(version), "-o", str(out) + "/", *pkgs], mod, env)
+    _run(
+        ["go", "build", "-trimpath", "-ldflags", version_ldflags(version), "-o", str(out) + "/", *pkgs],
+        mod,
+        env,
+    )
     _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "./etcd"], mod, env)
 
 
@@ -263,7 +269,7 @@ def ensure_built(version: str = KUBERNETES_VERSION, force: bool = False) -> Path
                     "helm": HELM_VERSION,
                     "seconds": round(total, 1),
                     "step_seconds": {k: round(v, 1) for k, v in timings.items()},
-                    "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+                    "built_at": _dt.datetime.now(_dt.UTC).isoformat(),
                 },
                 indent=2,
             )
