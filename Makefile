@@ -1,0 +1,66 @@
+# llm-platform developer entry points. Everything runs from a local virtualenv (.venv)
+# and a control plane built from the upstream Go modules into a cache outside the
+# checkout ($(CACHE), override with LLMPLATFORM_CACHE).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+CACHE  ?= $(or $(LLMPLATFORM_CACHE),$(HOME)/.cache/llmplatform)
+BED     = tests/e2e/controlplane
+
+.DEFAULT_GOAL := help
+.PHONY: help run install controlplane test test-unit test-e2e lint cluster-up cluster-down clean-cache \
+        kind-up kind-down bench-controlplane clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install ## the main job on its embedded default (examples/, no cluster needed)
+	$(VENV)/bin/llmplatform render examples/
+
+install: $(VENV)/.installed ## create .venv and install the project with test tools
+
+controlplane: install ## build (or reuse) etcd, kube-*, kubectl, kwok and helm in the cache
+	$(PY) $(BED)/build.py
+
+test: install controlplane ## unit and e2e tests (e2e against the built control plane)
+	$(PY) -m pytest tests
+
+test-unit: install ## unit tests only
+	$(PY) -m pytest tests/unit
+
+test-e2e: install controlplane ## e2e tests only
+	$(PY) -m pytest tests/e2e
+
+lint: install ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy core operator gateway
+
+cluster-up: install controlplane ## start the control plane in the background; prints KUBECONFIG=<path> last
+	@$(PY) $(BED)/bed.py up
+
+cluster-down: install ## stop the control plane started by cluster-up and remove its state
+	@$(PY) $(BED)/bed.py down
+
+clean-cache: ## remove the built control-plane binaries
+	$(PYTHON) $(BED)/build.py --clean
+
+kind-up: ## (needs Docker and kind; not possible on the CI machines) a kind cluster for e2e
+	kind create cluster --name llmplatform --kubeconfig $(CURDIR)/.state/kind.kubeconfig
+	@echo "export LLMPLATFORM_E2E_KUBECONFIG=$(CURDIR)/.state/kind.kubeconfig"
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name llmplatform
+
+bench-controlplane: install controlplane ## cold build / warm start / memory numbers into bench/results
+	$(PY) bench/controlplane.py
+
+clean: ## remove the virtualenv and tool caches (not the control-plane cache)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
