@@ -147,3 +147,30 @@ def test_unchanged_input_gives_identical_bytes() -> None:
 def test_hash_api_key_strips_surrounding_whitespace() -> None:
     digest = hashlib.sha256(b"abc").hexdigest()
     assert hash_api_key("abc") == hash_api_key(b"abc\n") == hash_api_key(" abc ") == digest
+
+
+def test_large_config_is_stored_gzipped_under_the_configmap_limit(tmp_path) -> None:
+    """Thousands of tenants exceed a ConfigMap's 1 MiB: the config then goes to binaryData
+    `config.json.gz`, deterministically, and loads back (bytes, file or mounted folder)."""
+    import base64
+
+    from llmplatform.render import CONFIG_GZ_KEY, read_config_file
+
+    resources = [endpoint_model("m1"), policy(tiers={"standard": ["m1"]})]
+    secrets = []
+    for i in range(1500):
+        ns = f"t{i % 40}"
+        keys = [{"name": "k", "user": f"user-{i}", "role": "admin"}]
+        resources.append(quota(f"q{i}", namespace=ns, limits={"requestsPerMinute": 10}, keys=keys))
+        secrets.append(secret(f"q{i}-k", ns, **{"api-key": f"key-{i}"}))
+    first, again = render(resources, secrets), render(list(reversed(resources)), secrets)
+    cm = first.config_map
+    assert len(first.config_json.encode()) > 512 * 1024
+    assert "data" not in cm and list(cm["binaryData"]) == [CONFIG_GZ_KEY]
+    assert cm == again.config_map
+    blob = base64.b64decode(cm["binaryData"][CONFIG_GZ_KEY])
+    assert len(blob) < 1024 * 1024
+    assert load_config(blob) == first.gateway_config
+    (tmp_path / CONFIG_GZ_KEY).write_bytes(blob)
+    assert read_config_file(tmp_path) == first.gateway_config
+    assert read_config_file(tmp_path / CONFIG_GZ_KEY).content_hash == first.gateway_config.content_hash

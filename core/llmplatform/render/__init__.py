@@ -9,6 +9,7 @@ every rule is unit-testable without a cluster.
 from llmplatform.render.conditions import merge_conditions, model_ready_condition
 from llmplatform.render.core import DEFAULT_PLATFORM_NAMESPACE, RenderResult, config_map, render
 from llmplatform.render.gatewayconfig import (
+    CONFIG_GZ_KEY,
     CONFIG_KEY,
     CONFIG_MAP_NAME,
     SCHEMA_VERSION,
@@ -16,6 +17,7 @@ from llmplatform.render.gatewayconfig import (
     UnsupportedSchemaVersion,
     dump_config,
     load_config,
+    read_config_file,
 )
 from llmplatform.render.manifests import ManifestError, Manifests, load_manifests
 from llmplatform.render.quotas import generated_secret_name
@@ -31,6 +33,7 @@ from llmplatform.render.workloads import child_labels, child_name, service_url
 from llmplatform.render.yamlout import dump_objects
 
 __all__ = [
+    "CONFIG_GZ_KEY",
     "CONFIG_KEY",
     "CONFIG_MAP_NAME",
     "DEFAULT_PLATFORM_NAMESPACE",
@@ -56,6 +59,7 @@ __all__ = [
     "load_manifests",
     "merge_conditions",
     "model_ready_condition",
+    "read_config_file",
     "render",
     "service_url",
 ]

@@ -9,6 +9,7 @@ compare, apply) idempotent.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -58,8 +59,14 @@ class RenderResult:
 
 
 def config_map(config: gc.GatewayConfig, text: str, platform_namespace: str) -> dict[str, Any]:
-    """The gateway ConfigMap: one key, `config.json`; its hash as an annotation so a change is
-    visible in `kubectl describe` and can roll pods if a deployment wants that."""
+    """The gateway ConfigMap: one key, `config.json` (or, past `INLINE_LIMIT`, the gzip of it as
+    binaryData `config.json.gz`, since a ConfigMap holds at most 1 MiB); its hash as an
+    annotation so a change is visible in `kubectl describe` and can roll pods if wanted."""
+    if len(text.encode("utf-8")) <= gc.INLINE_LIMIT:
+        payload: dict[str, Any] = {"data": {gc.CONFIG_KEY: text}}
+    else:
+        encoded = base64.b64encode(gc.compress_config(text)).decode("ascii")
+        payload = {"binaryData": {gc.CONFIG_GZ_KEY: encoded}}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -74,7 +81,7 @@ def config_map(config: gc.GatewayConfig, text: str, platform_namespace: str) -> 
             },
             "annotations": {gc.CONFIG_HASH_ANNOTATION: config.content_hash},
         },
-        "data": {gc.CONFIG_KEY: text},
+        **payload,
     }
 
 

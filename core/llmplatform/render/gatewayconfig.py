@@ -10,8 +10,10 @@ that meets a `schemaVersion` it does not know keeps serving its previous config.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +22,12 @@ from pydantic.alias_generators import to_camel
 SCHEMA_VERSION = 1
 CONFIG_MAP_NAME = "llmplatform-gateway-config"
 CONFIG_KEY = "config.json"
+# A ConfigMap holds at most 1 MiB. Configs larger than INLINE_LIMIT (thousands of tenants) are
+# stored gzip-compressed under CONFIG_GZ_KEY in binaryData instead; JSON of this shape
+# compresses about tenfold, so one ConfigMap carries roughly 20,000 tenants.
+CONFIG_GZ_KEY = "config.json.gz"
+INLINE_LIMIT = 512 * 1024
+GZIP_MAGIC = b"\x1f\x8b"
 CONFIG_HASH_ANNOTATION = "llmplatform.io/config-hash"
 
 
@@ -218,12 +226,33 @@ def dump_config(config: GatewayConfig) -> str:
     return json.dumps(body, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+def compress_config(text: str) -> bytes:
+    """gzip of the config text with a zero timestamp, so equal configs give equal bytes."""
+    return gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
+
+
+def read_config_file(path: str | Path) -> GatewayConfig:
+    """Load the config from a file, or from the folder a mounted ConfigMap becomes (which holds
+    either `config.json` or, for large configs, `config.json.gz`)."""
+    p = Path(path)
+    if p.is_dir():
+        for key in (CONFIG_KEY, CONFIG_GZ_KEY):
+            if (p / key).is_file():
+                p = p / key
+                break
+        else:
+            raise FileNotFoundError(f"{path} holds neither {CONFIG_KEY} nor {CONFIG_GZ_KEY}")
+    return load_config(p.read_bytes())
+
+
 def load_config(text: str | bytes) -> GatewayConfig:
-    """Parse `config.json` as the gateway mounts it.
+    """Parse `config.json` as the gateway mounts it (plain, or gzip-compressed bytes).
 
     Raises UnsupportedSchemaVersion for an unknown schemaVersion (the caller keeps its previous
     config) and ValueError when contentHash does not match the content (a torn or edited file).
     """
+    if isinstance(text, bytes) and text.startswith(GZIP_MAGIC):
+        text = gzip.decompress(text)
     raw = json.loads(text)
     version = raw.get("schemaVersion") if isinstance(raw, dict) else None
     if version != SCHEMA_VERSION:
