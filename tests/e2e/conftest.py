@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent / "controlplane"))
-import bed
-import build
+import bed  # noqa: E402
+import build  # noqa: E402
 
 _RUNNING: bed.ControlPlane | None = None
 
@@ -79,6 +80,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             yield Cluster(kubeconfig=cp.kubeconfig, local=cp)
         finally:
             _RUNNING = None
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> None:
+    """Install the CRDs from `crds/` (server-side apply, as a GitOps tool would) and wait until
+    they are Established. Left installed: other clusters' CRDs are not ours to remove."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds")
+    )
 
 
 @pytest.fixture()
