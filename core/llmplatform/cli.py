@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llmplatform {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_render_parser(subparsers)
+    add_gateway_parser(subparsers)
+    add_mock_upstream_parser(subparsers)
     return parser
 
 
@@ -85,6 +87,123 @@ def run_render(args: argparse.Namespace) -> int:
                 )
             invalid = invalid or condition.reason == "InvalidSpec"
     return 1 if invalid else 0
+
+
+def add_gateway_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gw = subparsers.add_parser(
+        "gateway",
+        help="serve the OpenAI-compatible gateway for a rendered config or a folder of manifests",
+        description=(
+            "Serve the gateway. --config is the rendered ConfigMap content (config.json) as the pod mounts "
+            "it; --manifests renders a folder of LLMModel / RoutingPolicy / TenantQuota / Secret YAML on "
+            "the spot. Either source is re-read when it changes; a config that fails to load is rejected "
+            "and the previous one keeps serving."
+        ),
+    )
+    source = gw.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", metavar="FILE", help="rendered gateway config (config.json)")
+    source.add_argument("--manifests", metavar="DIR", help="folder of manifests to render (no cluster)")
+    gw.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
+    gw.add_argument("--port", type=int, default=8080, help="port to bind (default: 8080)")
+    gw.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="processes sharing the port (default: 1)"
+    )
+    gw.add_argument(
+        "--redis-url", metavar="URL", help="shared limit store; without it limits are per process"
+    )
+    gw.add_argument(
+        "--redis-failure-mode",
+        choices=["local", "refuse"],
+        default="local",
+        help="when Redis is unreachable: enforce limits per process (local, default) or answer 503 (refuse)",
+    )
+    gw.add_argument(
+        "--audit-log", metavar="FILE", help="append audit records here (default: standard output)"
+    )
+    gw.add_argument(
+        "--secrets-dir",
+        default="/var/run/llmplatform/secrets",
+        metavar="DIR",
+        help="with --config: upstream keys are read from DIR/<namespace>/<secret>/<key>",
+    )
+    gw.add_argument("--platform-namespace", default="llm-platform", metavar="NS", help="with --manifests")
+    gw.add_argument(
+        "--max-body-bytes", type=int, default=10 * 1024 * 1024, metavar="N", help="413 above this"
+    )
+    gw.add_argument(
+        "--reload-interval", type=float, default=1.0, metavar="SECONDS", help="config poll period"
+    )
+    gw.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    gw.set_defaults(handler=run_gateway)
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    from llmplatform.gateway.main import WorkerSpec, serve
+
+    spec = WorkerSpec(
+        host=args.host,
+        port=args.port,
+        config=args.config,
+        manifests=args.manifests,
+        platform_namespace=args.platform_namespace,
+        secrets_dir=args.secrets_dir,
+        redis_url=args.redis_url,
+        redis_failure_mode=args.redis_failure_mode,
+        audit_log=args.audit_log,
+        max_body_bytes=args.max_body_bytes,
+        reload_interval=args.reload_interval,
+        log_level=args.log_level,
+    )
+    return serve(spec, args.workers)
+
+
+def add_mock_upstream_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    mock = subparsers.add_parser(
+        "mock-upstream",
+        help="TEST SERVER ONLY: a fake OpenAI-compatible upstream with injectable failures",
+        description=(
+            "A TEST SERVER, not a model: answers /v1/chat/completions, /v1/completions, /v1/embeddings "
+            "and /v1/models like OpenAI (JSON and SSE with usage) with canned text, and fails on demand. "
+            "Change settings at run time with POST /_mock/config; read counters at GET /_mock/stats."
+        ),
+    )
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=9000)
+    mock.add_argument("--latency-ms", type=float, default=0.0, help="delay before answering")
+    mock.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between streamed chunks")
+    mock.add_argument(
+        "--completion-tokens", type=int, default=16, help="tokens per answer (capped by max_tokens)"
+    )
+    mock.add_argument("--failure-rate", type=float, default=0.0, help="share of requests that fail (0..1)")
+    mock.add_argument(
+        "--failure-mode",
+        choices=["status", "timeout", "drop"],
+        default="status",
+        help="status: answer --failure-status; timeout: hang; drop: close the connection (mid-stream)",
+    )
+    mock.add_argument("--failure-status", type=int, default=500)
+    mock.add_argument("--hang-seconds", type=float, default=3600.0, help="how long timeout failures hang")
+    mock.add_argument("--models", default="mock-model", help="comma-separated ids for /v1/models")
+    mock.add_argument("--seed", type=int, default=None, help="seed for the failure draw")
+    mock.set_defaults(handler=run_mock_upstream)
+
+
+def run_mock_upstream(args: argparse.Namespace) -> int:
+    from llmplatform.gateway.mockupstream import MockSettings, serve
+
+    settings = MockSettings(
+        latency_ms=args.latency_ms,
+        chunk_delay_ms=args.chunk_delay_ms,
+        completion_tokens=args.completion_tokens,
+        failure_rate=args.failure_rate,
+        failure_mode=args.failure_mode,
+        failure_status=args.failure_status,
+        hang_seconds=args.hang_seconds,
+        models=[m for m in args.models.split(",") if m],
+        seed=args.seed,
+    )
+    serve(args.host, args.port, settings)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

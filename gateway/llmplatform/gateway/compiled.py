@@ -1,0 +1,181 @@
+"""The gateway config compiled once per (re)load into the lookups the hot path needs.
+
+Why compile: the style guide asks that a request costs a few dict lookups. Everything that can
+be decided from the config alone (key hash -> tenant, policy -> tiers -> models, model name ->
+model, per-token prices, retry conditions, upstream URLs and credentials) is resolved here, at
+load time, and the result is immutable, so a reload swaps one reference and in-flight requests
+keep the snapshot they started with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from llmplatform.render.gatewayconfig import GatewayConfig, Limits, ModelEntry, PolicyEntry
+
+SecretResolver = Callable[[str, str, str], bytes | None]
+"""(namespace, name, key) -> the Secret value, or None when it cannot be read."""
+
+CAPABILITY_BY_ENDPOINT = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}
+PATH_BY_ENDPOINT = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    name: str
+    tier: str
+    provider: str
+    upstream_model: str
+    urls: dict[str, str]
+    api_key: str | None = field(repr=False)
+    """Upstream credential; repr=False keeps it out of any log line that prints a Model."""
+    capabilities: frozenset[str]
+    context_window: int
+    max_output_tokens: int | None
+    input_price: float
+    """USD per token."""
+    output_price: float
+    prior_latency_ms: float
+    prior_availability: float
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return tokens_in * self.input_price + tokens_out * self.output_price
+
+
+@dataclass(frozen=True)
+class Policy:
+    id: str
+    default_tier: str
+    tiers: dict[str, tuple[Model, ...]]
+    """Tier name -> models in the policy's fallback order."""
+    by_name: dict[str, Model]
+    """Model name (and id) -> model, for models this policy routes to."""
+    max_attempts: int
+    retry_statuses: frozenset[int]
+    retry_timeout: bool
+    retry_connect: bool
+    across_tiers: tuple[str, ...]
+    weights: tuple[float, float, float, float]
+    """availability, cost, latency, priority."""
+    connect_seconds: float
+    request_seconds: float
+    stream_idle_seconds: float
+    breaker_failures: int
+    breaker_open_seconds: float
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    policy: Policy
+    allowed_tiers: frozenset[str]
+    limits: Limits
+    user_limits: Limits | None
+
+
+@dataclass(frozen=True)
+class Key:
+    sha256: str
+    name: str
+    user: str
+    role: str
+    tenant: Tenant
+
+
+@dataclass(frozen=True)
+class Compiled:
+    content_hash: str
+    keys: dict[str, Key]
+    models: dict[str, Model]
+    """By id and by name (a name shared across namespaces maps to the first id)."""
+    tenants: dict[str, Tenant]
+
+
+def _model(entry: ModelEntry, secrets: SecretResolver) -> Model:
+    api_key = None
+    if entry.api_key_secret_ref is not None:
+        ref = entry.api_key_secret_ref
+        raw = secrets(ref.namespace, ref.name, ref.key)
+        api_key = raw.decode("utf-8", "replace").strip() if raw is not None else None
+    base = entry.url.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"  # an endpoint given as the server root (https://api.example.com)
+    return Model(
+        id=entry.id,
+        name=entry.name,
+        tier=entry.tier,
+        provider=entry.provider,
+        upstream_model=entry.upstream_model,
+        urls={kind: base + path for kind, path in PATH_BY_ENDPOINT.items()},
+        api_key=api_key,
+        capabilities=frozenset(entry.capabilities),
+        context_window=entry.context_window,
+        max_output_tokens=entry.max_output_tokens,
+        input_price=entry.pricing.input_per_million_tokens / 1e6,
+        output_price=entry.pricing.output_per_million_tokens / 1e6,
+        prior_latency_ms=float(entry.priors.expected_latency_ms or 1000),
+        prior_availability=float(
+            entry.priors.availability if entry.priors.availability is not None else 0.99
+        ),
+    )
+
+
+def _policy(entry: PolicyEntry, models: dict[str, Model]) -> Policy:
+    tiers = {t.name: tuple(models[m] for m in t.models if m in models) for t in entry.tiers}
+    by_name: dict[str, Model] = {}
+    for tier_models in tiers.values():
+        for model in tier_models:
+            by_name.setdefault(model.name, model)
+            by_name[model.id] = model
+    retry = entry.fallback.retry_on
+    return Policy(
+        id=entry.id,
+        default_tier=entry.default_tier,
+        tiers=tiers,
+        by_name=by_name,
+        max_attempts=entry.fallback.max_attempts,
+        retry_statuses=frozenset(r for r in retry if isinstance(r, int)),
+        retry_timeout="timeout" in retry,
+        retry_connect="connect" in retry,
+        across_tiers=tuple(entry.fallback.across_tiers),
+        weights=(
+            entry.scoring.availability,
+            entry.scoring.cost,
+            entry.scoring.latency,
+            entry.scoring.priority,
+        ),
+        connect_seconds=entry.timeouts.connect_seconds,
+        request_seconds=entry.timeouts.request_seconds,
+        stream_idle_seconds=entry.timeouts.stream_idle_seconds,
+        breaker_failures=entry.circuit_breaker.consecutive_failures,
+        breaker_open_seconds=entry.circuit_breaker.open_seconds,
+    )
+
+
+def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
+    models_by_id = {e.id: _model(e, secrets) for e in config.models}
+    policies = {p.id: _policy(p, models_by_id) for p in config.policies}
+    tenants: dict[str, Tenant] = {}
+    keys: dict[str, Key] = {}
+    for t in config.tenants:
+        policy = policies.get(t.policy) or (policies.get(config.default_policy or ""))
+        if policy is None:
+            continue  # a tenant whose policy is gone cannot be served; the operator reports it
+        tenant = Tenant(
+            id=t.id,
+            name=t.name,
+            policy=policy,
+            allowed_tiers=frozenset(t.allowed_tiers),
+            limits=t.limits,
+            user_limits=t.user_limits,
+        )
+        tenants[t.id] = tenant
+        for k in t.keys:
+            keys[k.sha256] = Key(sha256=k.sha256, name=k.name, user=k.user, role=k.role, tenant=tenant)
+    models: dict[str, Model] = dict(models_by_id)
+    for m in models_by_id.values():
+        models.setdefault(m.name, m)
+    return Compiled(content_hash=config.content_hash, keys=keys, models=models, tenants=tenants)

@@ -1,0 +1,249 @@
+"""Rate limits and budgets: reserve the worst case, then settle to what was used.
+
+Semantics (also in docs/gateway.md):
+- Counters are fixed windows in UTC: requests per minute and hour, tokens per minute and day,
+  cost per calendar month (in micro-USD, so every counter is an integer). Each tenant has one
+  set; each (tenant, user) has another when the tenant has `userLimits`.
+- Admission is all-or-nothing: a request is admitted only if, for every limited counter,
+  `current + worst case <= limit`; then every counter is incremented at once. The worst case
+  is 1 request, prompt estimate + max output tokens, and that many tokens at the dearest
+  candidate's prices. Because admission and increment are one atomic step (one event-loop turn
+  in process, one Lua script in Redis), concurrent requests can never together pass a limit.
+- Settlement adds `actual - reserved` to the same window counters the reservation used, when
+  the upstream reports usage (streamed usage included). A request that failed everywhere keeps
+  its request count and gives its tokens and cost back.
+- Redis keys: `llmp:{<tenant>}:<scope>:<metric>:<window>` (the braces keep one tenant's keys in
+  one Redis Cluster slot); they expire after their window. They are the usage record that an
+  operator or `GET /v1/llmplatform/usage` reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llmplatform.render.gatewayconfig import Limits
+
+log = logging.getLogger("llmplatform.gateway.limits")
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+MICRO = 1_000_000
+
+# (config field, metric, window) for each limit.
+LIMIT_FIELDS = (
+    ("requests_per_minute", "req", "m"),
+    ("requests_per_hour", "req", "h"),
+    ("tokens_per_minute", "tok", "m"),
+    ("tokens_per_day", "tok", "d"),
+    ("cost_per_month_usd", "usd", "mo"),
+)
+
+
+def window_id(window: str, now: float) -> tuple[str, float]:
+    """The window's id and the seconds until it ends."""
+    if window == "m":
+        return str(int(now // MINUTE)), MINUTE - now % MINUTE
+    if window == "h":
+        return str(int(now // HOUR)), HOUR - now % HOUR
+    if window == "d":
+        return str(int(now // DAY)), DAY - now % DAY
+    t = time.gmtime(now)
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    next_month = time.mktime((year, month, 1, 0, 0, 0, 0, 0, 0)) - time.timezone
+    return f"{t.tm_year:04d}{t.tm_mon:02d}", max(1.0, next_month - now)
+
+
+@dataclass
+class Charge:
+    """One counter touched by a request."""
+
+    key: str
+    field: str
+    scope: str
+    metric: str
+    amount: int
+    limit: int
+    """-1 for unlimited (the counter is still kept, for usage reporting)."""
+    reset_seconds: float
+
+
+@dataclass
+class Denial:
+    charge: Charge
+    current: int
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.charge.reset_seconds))
+
+
+def _scope_key(tenant_id: str, user: str | None) -> tuple[str, str]:
+    if user is None:
+        return "tenant", f"llmp:{{{tenant_id}}}:t"
+    digest = hashlib.sha256(user.encode()).hexdigest()[:16]
+    return "user", f"llmp:{{{tenant_id}}}:u:{digest}"
+
+
+def plan(
+    tenant_id: str,
+    limits: Limits,
+    user: str | None,
+    user_limits: Limits | None,
+    tokens: int,
+    cost_usd: float,
+    now: float | None = None,
+) -> list[Charge]:
+    """The counters a request touches, with its worst-case amounts."""
+    now = time.time() if now is None else now
+    charges: list[Charge] = []
+    scopes: list[tuple[str | None, Limits]] = [(None, limits)]
+    if user is not None and user_limits is not None:
+        scopes.append((user, user_limits))
+    amounts = {"req": 1, "tok": tokens, "usd": math.ceil(cost_usd * MICRO)}
+    for scope_user, scope_limits in scopes:
+        scope, prefix = _scope_key(tenant_id, scope_user)
+        for field, metric, window in LIMIT_FIELDS:
+            value = getattr(scope_limits, field)
+            limit = -1 if value is None else (math.floor(value * MICRO) if metric == "usd" else int(value))
+            wid, reset = window_id(window, now)
+            charges.append(
+                Charge(
+                    f"{prefix}:{metric}{window}:{wid}", field, scope, metric, amounts[metric], limit, reset
+                )
+            )
+    return charges
+
+
+class LocalLimiter:
+    """In-process counters: exact for one process; with several workers or replicas each one
+    enforces the full limit on its own (use Redis for a shared limit)."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[int, float]] = {}
+        self._calls = 0
+
+    def _get(self, key: str, now: float) -> int:
+        entry = self._counts.get(key)
+        if entry is None or entry[1] <= now:
+            return 0
+        return entry[0]
+
+    async def reserve(self, charges: Sequence[Charge]) -> tuple[Denial | None, list[int]]:
+        now = time.monotonic()
+        for c in charges:
+            current = self._get(c.key, now)
+            if c.limit >= 0 and current + c.amount > c.limit:
+                return Denial(c, current), []
+        values = []
+        for c in charges:
+            value = self._get(c.key, now) + c.amount
+            self._counts[c.key] = (value, now + c.reset_seconds + 1)
+            values.append(value)
+        self._calls += 1
+        if self._calls % 10_000 == 0:
+            self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+        return None, values
+
+    async def settle(self, charges: Sequence[Charge], deltas: Sequence[int]) -> None:
+        now = time.monotonic()
+        for c, delta in zip(charges, deltas, strict=True):
+            if delta and c.key in self._counts:
+                value, expires = self._counts[c.key]
+                if expires > now:
+                    self._counts[c.key] = (value + delta, expires)
+
+    async def read(self, keys: Sequence[str]) -> list[int]:
+        now = time.monotonic()
+        return [self._get(k, now) for k in keys]
+
+
+RESERVE_LUA = """
+local n = #KEYS
+for i = 1, n do
+  local limit = tonumber(ARGV[3 * i - 1])
+  if limit >= 0 then
+    local current = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if current + tonumber(ARGV[3 * i - 2]) > limit then
+      return {i, current}
+    end
+  end
+end
+local values = {}
+for i = 1, n do
+  values[i] = redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
+  if redis.call('TTL', KEYS[i]) < 0 then
+    redis.call('EXPIRE', KEYS[i], ARGV[3 * i])
+  end
+end
+return {0, values}
+"""
+
+SETTLE_LUA = """
+for i = 1, #KEYS do
+  if ARGV[i] ~= '0' and redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('INCRBY', KEYS[i], ARGV[i])
+  end
+end
+return 0
+"""
+
+
+class RedisUnavailable(Exception):
+    pass
+
+
+class RedisLimiter:
+    """Counters shared by every replica through atomic Lua scripts on one Redis."""
+
+    name = "redis"
+
+    def __init__(self, url: str, timeout: float = 0.5) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis: Any = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+        )
+        self._reserve = self._redis.register_script(RESERVE_LUA)
+        self._settle = self._redis.register_script(SETTLE_LUA)
+
+    async def _call(self, coro: Any) -> Any:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        try:
+            return await coro
+        except (TimeoutError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise RedisUnavailable(str(exc)) from exc
+
+    async def ping(self) -> bool:
+        try:
+            await self._call(self._redis.ping())
+            return True
+        except RedisUnavailable:
+            return False
+
+    async def reserve(self, charges: Sequence[Charge]) -> tuple[Denial | None, list[int]]:
+        args: list[int] = []
+        for c in charges:
+            args += [c.amount, c.limit, math.ceil(c.reset_seconds) + 1]
+        index, values = await self._call(self._reserve(keys=[c.key for c in charges], args=args))
+        if index:
+            return Denial(charges[index - 1], int(values)), []
+        return None, [int(v) for v in values]
+
+    async def settle(self, charges: Sequence[Charge], deltas: Sequence[int]) -> None:
+        await self._call(self._settle(keys=[c.key for c in charges], args=[str(d) for d in deltas]))
+
+    async def read(self, keys: Sequence[str]) -> list[int]:
+        values = await self._call(self._redis.mget(list(keys)))
+        return [int(v) if v is not None else 0 for v in values]
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,146 @@
+"""Process management for `llmplatform gateway`: logging, workers, signals.
+
+Why processes and SO_REUSEPORT: one Python process is bound to one core by the GIL; N worker
+processes each bind the same port with SO_REUSEPORT and the kernel spreads connections across
+them, with no proxy in front. Each worker loads and hot-reloads the config on its own and keeps
+its own upstream health; limits are shared only through Redis (`--redis-url`). The parent only
+starts the workers, restarts one that dies, and stops them all on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; `extra={...}` fields (request_id, model, ...) become keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in RESERVED})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+@dataclass
+class WorkerSpec:
+    host: str
+    port: int
+    config: str | None
+    manifests: str | None
+    platform_namespace: str
+    secrets_dir: str
+    redis_url: str | None
+    redis_failure_mode: str
+    audit_log: str | None
+    max_body_bytes: int
+    reload_interval: float
+    log_level: str
+
+
+def run_worker(spec: WorkerSpec) -> None:
+    """Serve on spec.host:spec.port until SIGTERM/SIGINT (one process)."""
+    import asyncio
+
+    from aiohttp import web
+
+    from llmplatform.gateway.server import Gateway, Settings
+    from llmplatform.gateway.source import ConfigFile, ManifestDir
+
+    setup_logging(spec.log_level)
+    source = (
+        ConfigFile(spec.config, spec.secrets_dir)
+        if spec.config
+        else ManifestDir(str(spec.manifests), spec.platform_namespace)
+    )
+    settings = Settings(
+        max_body_bytes=spec.max_body_bytes,
+        redis_url=spec.redis_url,
+        redis_failure_mode=spec.redis_failure_mode,
+        reload_interval=spec.reload_interval,
+        audit_log=spec.audit_log,
+    )
+    gateway = Gateway(source, settings)
+
+    async def main() -> None:
+        runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, spec.host, spec.port, reuse_port=True, backlog=1024)
+        await site.start()
+        logging.getLogger("llmplatform.gateway").info(
+            "gateway listening", extra={"host": spec.host, "port": spec.port}
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def serve(spec: WorkerSpec, workers: int) -> int:
+    if workers <= 1:
+        run_worker(spec)
+        return 0
+    setup_logging(spec.log_level)
+    log = logging.getLogger("llmplatform.gateway")
+    metrics_dir = tempfile.mkdtemp(prefix="llmplatform-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the spawned workers
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=run_worker, args=(spec,), name=f"gateway-worker-{i}") for i in range(workers)]
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for p in procs:
+        p.start()
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for i, p in enumerate(procs):
+                if not p.is_alive() and not stopping:
+                    log.error("worker exited, restarting", extra={"worker": i, "exitcode": p.exitcode})
+                    procs[i] = ctx.Process(target=run_worker, args=(spec,), name=f"gateway-worker-{i}")
+                    procs[i].start()
+    finally:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.join(timeout=10)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0

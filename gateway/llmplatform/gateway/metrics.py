@@ -1,0 +1,73 @@
+"""Prometheus metrics, named `llmplatform_*`.
+
+Why these labels only: every label value comes from the config (tenant ids, model names, tier
+names), from a fixed set (status codes the gateway emits, error kinds, limit names) or is
+replaced by `none`, so a caller cannot create series by sending odd model names. With
+`--workers N` the processes share a prometheus multiprocess directory, so any worker's
+/metrics shows the sum over all of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+REQUESTS = Counter(
+    "llmplatform_requests",
+    "Requests answered, by final status",
+    ["tenant", "model", "tier", "endpoint", "status"],
+)
+LATENCY = Histogram(
+    "llmplatform_request_duration_seconds",
+    "Time to the full response (streams: to the last byte)",
+    ["tenant", "model", "tier"],
+    buckets=LATENCY_BUCKETS,
+)
+FIRST_CHUNK = Histogram(
+    "llmplatform_stream_first_chunk_seconds",
+    "Time to the first streamed chunk",
+    ["tenant", "model", "tier"],
+    buckets=LATENCY_BUCKETS,
+)
+TOKENS = Counter(
+    "llmplatform_tokens", "Tokens as reported by the upstream", ["tenant", "model", "tier", "direction"]
+)
+COST = Counter("llmplatform_cost_usd", "Cost in USD at the model's prices", ["tenant", "model", "tier"])
+FALLBACKS = Counter(
+    "llmplatform_fallbacks", "Attempts that moved on to another model", ["tenant", "model", "tier"]
+)
+RATE_LIMITED = Counter(
+    "llmplatform_rate_limited", "Requests refused by a limit or budget", ["tenant", "scope", "limit"]
+)
+CACHE_HITS = Counter("llmplatform_cache_hits", "Responses served from the cache", ["tenant", "model", "tier"])
+UPSTREAM_ERRORS = Counter(
+    "llmplatform_upstream_errors", "Failed upstream attempts", ["model", "tier", "kind"]
+)
+CIRCUIT_STATE = Gauge(
+    "llmplatform_circuit_breaker_state",
+    "0 closed, 1 open, 2 half-open",
+    ["model", "tier"],
+    multiprocess_mode="max",
+)
+CONFIG_RELOADS = Counter("llmplatform_config_reloads", "Config load attempts", ["result"])
+CONFIG_LOADED = Gauge("llmplatform_config_loaded", "1 once a config is serving", multiprocess_mode="min")
+REDIS_UP = Gauge(
+    "llmplatform_redis_up",
+    "1 when the shared limit store answers, 0 when not, absent without Redis",
+    multiprocess_mode="min",
+)
+LIMITER_DEGRADED = Counter(
+    "llmplatform_limiter_fallback", "Requests limited per replica because Redis was unreachable", []
+)
+
+
+def exposition() -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()

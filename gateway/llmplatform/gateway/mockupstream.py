@@ -1,0 +1,287 @@
+"""`llmplatform mock-upstream`: an OpenAI-compatible TEST server, never a real model.
+
+Why the project ships one: the gateway's tests, benchmark and demo need an upstream that
+answers like OpenAI (JSON and SSE, usage included) and fails on demand: a status code, a hang
+past the gateway's timeout, or a connection dropped in the middle of a stream. Every response
+says it comes from a test server (`system_fingerprint`, the `x-llmplatform-mock` header and the
+generated text), so it cannot be mistaken for a model.
+
+Behaviour is set on the command line and can be changed at run time with
+`POST /_mock/config` (same field names as `MockSettings`); `GET /_mock/stats` reports what was
+received, which tests use to check fallback sequences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TEST_LABEL = "llmplatform-mock-upstream (TEST SERVER, not a model)"
+FAILURE_MODES = ("status", "timeout", "drop")
+WORDS = ("this", "is", "a", "test", "reply", "from", "the", "llmplatform", "mock", "upstream")
+
+
+@dataclass
+class MockSettings:
+    latency_ms: float = 0.0
+    """Delay before the response (before the first chunk when streaming)."""
+    chunk_delay_ms: float = 0.0
+    """Delay between streamed chunks."""
+    failure_rate: float = 0.0
+    """Probability in 0..1 that a request fails with `failure_mode`."""
+    fail_next: int = 0
+    """Fail exactly the next N requests (deterministic, for tests), then follow failure_rate."""
+    failure_mode: str = "status"
+    failure_status: int = 500
+    hang_seconds: float = 3600.0
+    """How long `timeout` failures hang before answering."""
+    completion_tokens: int = 16
+    """Tokens generated when the request has no max_tokens (each chunk is one token)."""
+    embedding_dims: int = 8
+    models: list[str] = field(default_factory=lambda: ["mock-model"])
+    seed: int | None = None
+
+
+@dataclass
+class MockStats:
+    requests: int = 0
+    failures: int = 0
+    by_path: dict[str, int] = field(default_factory=dict)
+    by_model: dict[str, int] = field(default_factory=dict)
+    last_headers: dict[str, str] = field(default_factory=dict)
+    last_body: Any = None
+
+
+class MockUpstream:
+    """State and handlers of one mock server."""
+
+    def __init__(self, settings: MockSettings) -> None:
+        self.settings = settings
+        self.stats = MockStats()
+        self.rng = random.Random(settings.seed)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/_mock/stats", self.get_stats)
+        app.router.add_post("/_mock/config", self.set_config)
+        app.router.add_post("/_mock/reset", self.reset)
+        app.router.add_get("/healthz", self.healthz)
+        return app
+
+    # -- control ---------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "server": TEST_LABEL})
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(dataclasses.asdict(self.stats))
+
+    async def reset(self, request: web.Request) -> web.Response:
+        self.stats = MockStats()
+        return web.json_response({"ok": True})
+
+    async def set_config(self, request: web.Request) -> web.Response:
+        changes = await request.json()
+        known = {f.name for f in dataclasses.fields(MockSettings)}
+        unknown = sorted(set(changes) - known)
+        if unknown or changes.get("failure_mode", "status") not in FAILURE_MODES:
+            return web.json_response({"error": f"unknown settings {unknown} or bad failure_mode"}, status=400)
+        self.settings = dataclasses.replace(self.settings, **changes)
+        return web.json_response(dataclasses.asdict(self.settings))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _receive(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise web.HTTPBadRequest(
+                text=json.dumps({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}),
+                content_type="application/json",
+            ) from exc
+        if not isinstance(body, dict):
+            body = {}
+        stats = self.stats
+        stats.requests += 1
+        stats.by_path[request.path] = stats.by_path.get(request.path, 0) + 1
+        model = str(body.get("model"))
+        stats.by_model[model] = stats.by_model.get(model, 0) + 1
+        stats.last_headers = {k.lower(): v for k, v in request.headers.items()}
+        stats.last_body = body
+        if self.settings.latency_ms:
+            await asyncio.sleep(self.settings.latency_ms / 1000)
+        return body
+
+    def _should_fail(self) -> bool:
+        s = self.settings
+        if s.fail_next > 0:
+            s.fail_next -= 1
+            return True
+        return s.failure_rate > 0 and self.rng.random() < s.failure_rate
+
+    async def _fail(self, request: web.Request, *, before_stream: bool = True) -> web.StreamResponse:
+        """The configured failure for a request that was chosen to fail (not used for drops
+        mid-stream, which the streaming writer handles)."""
+        s = self.settings
+        self.stats.failures += 1
+        if s.failure_mode == "timeout":
+            await asyncio.sleep(s.hang_seconds)
+            return web.json_response({"error": {"message": "late", "type": "timeout"}}, status=504)
+        if s.failure_mode == "drop":
+            if request.transport is not None:
+                request.transport.abort()  # drop the TCP connection without any response
+            raise ConnectionResetError("mock-upstream dropped the connection")
+        headers = {"retry-after": "1"} if s.failure_status == 429 else {}
+        body = {
+            "error": {
+                "message": f"{TEST_LABEL}: injected failure {s.failure_status}",
+                "type": "rate_limit_error" if s.failure_status == 429 else "server_error",
+                "param": None,
+                "code": "mock_failure",
+            }
+        }
+        return web.json_response(body, status=s.failure_status, headers=headers)
+
+    def _output_tokens(self, body: dict[str, Any]) -> int:
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        n = self.settings.completion_tokens
+        return max(1, min(n, int(limit))) if isinstance(limit, int) and limit > 0 else n
+
+    @staticmethod
+    def _prompt_tokens(body: dict[str, Any]) -> int:
+        text = json.dumps(body.get("messages", body.get("prompt", body.get("input", ""))))
+        return max(1, len(text) // 4)
+
+    @staticmethod
+    def _word(i: int) -> str:
+        return WORDS[i % len(WORDS)] + " "
+
+    def _usage(self, prompt: int, completion: int) -> dict[str, int]:
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    async def models(self, request: web.Request) -> web.Response:
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": TEST_LABEL} for m in self.settings.models
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False)
+
+    async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+        body = await self._receive(request)
+        fails = self._should_fail()
+        mode = self.settings.failure_mode
+        if fails and not (mode == "drop" and body.get("stream")):
+            return await self._fail(request)
+        model = str(body.get("model", "mock-model"))
+        created = int(time.time())
+        rid = ("chatcmpl-" if chat else "cmpl-") + hashlib.sha1(str(self.rng.random()).encode()).hexdigest()[
+            :24
+        ]
+        n_out = self._output_tokens(body)
+        n_in = self._prompt_tokens(body)
+        kind = "chat.completion" if chat else "text_completion"
+        base = {"id": rid, "created": created, "model": model, "system_fingerprint": TEST_LABEL}
+        if not body.get("stream"):
+            text = "".join(self._word(i) for i in range(n_out))
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "length", "logprobs": None}
+            if chat:
+                choice["message"] = {"role": "assistant", "content": text, "refusal": None}
+            else:
+                choice["text"] = text
+            payload = {**base, "object": kind, "choices": [choice], "usage": self._usage(n_in, n_out)}
+            return web.json_response(payload, headers={"x-llmplatform-mock": "test-server"})
+        response = web.StreamResponse(
+            headers={
+                "content-type": "text/event-stream",
+                "cache-control": "no-cache",
+                "x-llmplatform-mock": "test-server",
+            }
+        )
+        await response.prepare(request)
+        chunk_kind = "chat.completion.chunk" if chat else "text_completion"
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        drop_at = n_out // 2 if fails else -1
+        if fails:
+            self.stats.failures += 1
+
+        async def send(payload: dict[str, Any]) -> None:
+            await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+        if chat:
+            await send(
+                {
+                    **base,
+                    "object": chunk_kind,
+                    "choices": [
+                        {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                    ],
+                }
+            )
+        for i in range(n_out):
+            if i == drop_at:
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
+            if self.settings.chunk_delay_ms:
+                await asyncio.sleep(self.settings.chunk_delay_ms / 1000)
+            piece = self._word(i)
+            delta: dict[str, Any] = {"delta": {"content": piece}} if chat else {"text": piece}
+            await send(
+                {**base, "object": chunk_kind, "choices": [{"index": 0, **delta, "finish_reason": None}]}
+            )
+        final: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
+        await send(
+            {**base, "object": chunk_kind, "choices": [{"index": 0, **final, "finish_reason": "length"}]}
+        )
+        if include_usage:
+            await send({**base, "object": chunk_kind, "choices": [], "usage": self._usage(n_in, n_out)})
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await self._receive(request)
+        if self._should_fail():
+            return await self._fail(request)
+        raw = body.get("input", "")
+        inputs = raw if isinstance(raw, list) and raw and not isinstance(raw[0], int) else [raw]
+        data = []
+        for index, item in enumerate(inputs):
+            digest = hashlib.sha256(json.dumps(item).encode()).digest()
+            dims = self.settings.embedding_dims
+            vector = [(digest[i % len(digest)] - 128) / 128 for i in range(dims)]
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        n_in = self._prompt_tokens(body)
+        payload = {
+            "object": "list",
+            "data": data,
+            "model": str(body.get("model", "mock-model")),
+            "usage": {"prompt_tokens": n_in, "total_tokens": n_in},
+        }
+        return web.json_response(payload, headers={"x-llmplatform-mock": "test-server"})
+
+
+def serve(host: str, port: int, settings: MockSettings) -> None:
+    """Run the test server until interrupted."""
+    mock = MockUpstream(settings)
+    print(f"{TEST_LABEL} listening on http://{host}:{port}/v1", flush=True)
+    web.run_app(mock.app(), host=host, port=port, access_log=None, print=None)

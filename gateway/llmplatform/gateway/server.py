@@ -1,0 +1,781 @@
+"""The gateway's HTTP server: auth, routing, limits, the upstream call, metrics and audit.
+
+Why aiohttp for both sides: one event loop serves clients and holds pooled keep-alive
+connections to every upstream (one `ClientSession`, so connections are reused per host), and
+aiohttp streams SSE in both directions without buffering. Each worker process runs one of
+these; `--workers N` binds N of them to one port with SO_REUSEPORT (see `main.py`).
+
+Per request: authenticate (sha256 of the bearer key, constant-time compare), parse and check
+the body, route (ordered candidates), reserve limits, try candidates in order until one
+answers, settle limits to reported usage, record metrics and one audit line. A stream is
+committed to the client only once the upstream has sent its first event, so failures before
+that still fall back; after it, an error is sent in-band and never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from llmplatform.gateway import metrics as m
+from llmplatform.gateway.audit import AuditSink
+from llmplatform.gateway.compiled import Compiled, Key, Model, Policy
+from llmplatform.gateway.errors import GatewayError, error_body
+from llmplatform.gateway.health import HealthBook
+from llmplatform.gateway.limits import MICRO, Charge, LocalLimiter, RedisLimiter, RedisUnavailable, plan
+from llmplatform.gateway.router import Candidate, candidates, worst_case_output
+from llmplatform.gateway.source import ConfigSource
+from llmplatform.gateway.tokens import prompt_tokens
+from llmplatform.render.secrets import hash_api_key
+
+log = logging.getLogger("llmplatform.gateway")
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
+USAGE_RE = re.compile(rb'"usage":\s*\{')
+REDIS_FAILURE_MODES = ("local", "refuse")
+
+
+@dataclass
+class Settings:
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    redis_url: str | None = None
+    redis_failure_mode: str = "local"
+    """`local`: when Redis is unreachable each replica enforces the limits on its own;
+    `refuse`: answer 503 (and /readyz fails) until Redis is back."""
+    reload_interval: float = 1.0
+    audit_log: str | None = None
+
+
+@dataclass
+class Ctx:
+    """What one request did, for metrics, audit and logs."""
+
+    request_id: str
+    endpoint: str
+    start: float
+    tenant: str = "none"
+    user: str | None = None
+    key: str | None = None
+    model: str = "none"
+    tier: str = "none"
+    fallback_level: int = 0
+    status: int = 200
+    error_code: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    usage_reported: bool = False
+    cost: float = 0.0
+    first_chunk: float | None = None
+    chunks: int = 0
+    served: Model | None = None
+
+
+@dataclass
+class Failure:
+    kind: str
+    """`status`, `timeout` or `connect` (refused, reset or dropped)."""
+    status: int = 0
+    body: bytes = b""
+    detail: str = ""
+
+
+@dataclass
+class StreamState:
+    client_usage: bool
+    usage: dict[str, Any] | None = None
+    done: bool = False
+    events: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's x-ratelimit-reset-* format: `1s`, `6m0s`, `1h2m3s`."""
+    s = max(0, math.ceil(seconds))
+    h, rest = divmod(s, 3600)
+    mins, secs = divmod(rest, 60)
+    if h:
+        return f"{h}h{mins}m{secs}s"
+    if mins:
+        return f"{mins}m{secs}s"
+    return f"{secs}s"
+
+
+def ratelimit_headers(charges: list[Charge], values: list[int]) -> dict[str, str]:
+    """x-ratelimit-* for the tightest limited request counter and token counter."""
+    headers: dict[str, str] = {}
+    for metric, suffix in (("req", "requests"), ("tok", "tokens")):
+        best: tuple[int, Charge] | None = None
+        for c, v in zip(charges, values, strict=False):
+            if c.metric == metric and c.limit >= 0 and (best is None or c.limit - v < best[0]):
+                best = (c.limit - v, c)
+        if best is not None:
+            headers[f"x-ratelimit-limit-{suffix}"] = str(best[1].limit)
+            headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, best[0]))
+            headers[f"x-ratelimit-reset-{suffix}"] = duration(best[1].reset_seconds)
+    return headers
+
+
+def json_error(exc: GatewayError, extra: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(exc.body(), status=exc.status, headers={**exc.headers, **(extra or {})})
+
+
+class Gateway:
+    def __init__(self, source: ConfigSource, settings: Settings) -> None:
+        self.source = source
+        self.settings = settings
+        self.compiled: Compiled | None = None
+        self._fingerprint: object = None
+        self.health = HealthBook()
+        self.local = LocalLimiter()
+        self.redis = RedisLimiter(settings.redis_url) if settings.redis_url else None
+        self.redis_ok = self.redis is not None
+        self.audit = AuditSink(settings.audit_log)
+        self.session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- config ----------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Load the source if it changed. Returns True when a new config now serves; a
+        config that fails to load is logged and counted, and the previous one keeps serving."""
+        try:
+            fingerprint = self.source.fingerprint()
+        except OSError as exc:
+            log.error("config reload: cannot stat %s: %s", self.source.describe(), exc)
+            m.CONFIG_RELOADS.labels("rejected").inc()
+            return False
+        if fingerprint == self._fingerprint:
+            return False
+        try:
+            compiled = self.source.load()
+        except Exception as exc:  # any failure to parse or validate keeps the old config
+            self._fingerprint = fingerprint
+            log.error("config rejected, previous config keeps serving: %s: %s", self.source.describe(), exc)
+            m.CONFIG_RELOADS.labels("rejected").inc()
+            return False
+        self._fingerprint = fingerprint
+        if self.compiled is not None and compiled.content_hash == self.compiled.content_hash:
+            return False
+        self.compiled = compiled
+        m.CONFIG_RELOADS.labels("loaded").inc()
+        m.CONFIG_LOADED.set(1)
+        log.info(
+            "config loaded",
+            extra={
+                "content_hash": compiled.content_hash,
+                "tenants": len(compiled.tenants),
+                "keys": len(compiled.keys),
+            },
+        )
+        return True
+
+    async def _reload_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.reload_interval)
+            await loop.run_in_executor(None, self.reload)
+
+    async def _redis_loop(self) -> None:
+        assert self.redis is not None
+        while True:
+            ok = await self.redis.ping()
+            if ok != self.redis_ok:
+                log.warning("redis %s", "reachable again" if ok else "unreachable")
+            self.redis_ok = ok
+            m.REDIS_UP.set(1 if ok else 0)
+            await asyncio.sleep(1.0)
+
+    async def on_startup(self, app: web.Application) -> None:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+        self.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
+        self.reload()
+        self._tasks.append(asyncio.create_task(self._reload_loop()))
+        if self.redis is not None:
+            self.redis_ok = await self.redis.ping()
+            m.REDIS_UP.set(1 if self.redis_ok else 0)
+            self._tasks.append(asyncio.create_task(self._redis_loop()))
+
+    async def on_cleanup(self, app: web.Application) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.session is not None:
+            await self.session.close()
+        if self.redis is not None:
+            await self.redis.close()
+        self.audit.close()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=[self._errors])
+        for path in ENDPOINTS:
+            app.router.add_post(path, self.completion)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/v1/llmplatform/usage", self.usage)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        app.on_startup.append(self.on_startup)
+        app.on_cleanup.append(self.on_cleanup)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """OpenAI-style bodies for everything, including aiohttp's own 404/405."""
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except GatewayError as exc:
+            return json_error(exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return web.json_response(error_body(exc.status, exc.reason), status=exc.status)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request.headers.get("x-request-id")})
+            return web.json_response(error_body(500, "internal gateway error"), status=500)
+
+    # -- small endpoints -------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    def limiter_state(self) -> str:
+        if self.redis is None:
+            return "local"
+        return "redis" if self.redis_ok else f"redis unreachable ({self.settings.redis_failure_mode})"
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        ready = self.compiled is not None
+        refusing = (
+            self.redis is not None and not self.redis_ok and self.settings.redis_failure_mode == "refuse"
+        )
+        body = {
+            "ready": ready and not refusing,
+            "config": self.compiled.content_hash if self.compiled else None,
+            "limiter": self.limiter_state(),
+        }
+        return web.json_response(body, status=200 if body["ready"] else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        for model_id, health in self.health.items():
+            model = self.compiled.models.get(model_id) if self.compiled else None
+            if model is not None:
+                m.CIRCUIT_STATE.labels(model.name, model.tier).set(health.state)
+        return web.Response(body=m.exposition(), content_type="text/plain", charset="utf-8")
+
+    def authenticate(self, request: web.Request) -> Key:
+        compiled = self.compiled
+        if compiled is None:
+            raise GatewayError(503, "the gateway has no valid config yet", code="not_ready")
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise GatewayError(
+                401, "Missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
+            )
+        digest = hash_api_key(token)
+        key = compiled.keys.get(digest)
+        # The lookup is by a SHA-256 of the secret, which leaks nothing through timing; the
+        # compare re-checks the full digest in constant time anyway.
+        if key is None or not hmac.compare_digest(key.sha256, digest):
+            raise GatewayError(401, "Incorrect API key provided", code="invalid_api_key")
+        return key
+
+    async def models(self, request: web.Request) -> web.Response:
+        key = self.authenticate(request)
+        tenant = key.tenant
+        seen: dict[str, Model] = {}
+        for tier, tier_models in tenant.policy.tiers.items():
+            if tier in tenant.allowed_tiers:
+                for model in tier_models:
+                    seen.setdefault(model.name, model)
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": f"llmplatform:{mod.tier}"}
+            for name, mod in sorted(seen.items())
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def usage(self, request: web.Request) -> web.Response:
+        """The caller's tenant's counters (requests this minute, tokens today, cost this month)."""
+        key = self.authenticate(request)
+        tenant = key.tenant
+        charges = plan(tenant.id, tenant.limits, None, None, 0, 0.0)
+        wanted = {
+            "requests_per_minute": "requestsThisMinute",
+            "tokens_per_day": "tokensToday",
+            "cost_per_month_usd": "costThisMonthUSD",
+        }
+        picked = [c for c in charges if c.field in wanted]
+        limiter = self.redis if self.redis is not None and self.redis_ok else self.local
+        try:
+            values = await limiter.read([c.key for c in picked])
+        except RedisUnavailable:
+            values = await self.local.read([c.key for c in picked])
+        body: dict[str, Any] = {"tenant": tenant.id, "limiter": self.limiter_state()}
+        for c, v in zip(picked, values, strict=True):
+            body[wanted[c.field]] = v / MICRO if c.metric == "usd" else v
+        return web.json_response(body)
+
+    # -- the completion path ---------------------------------------------------------------
+
+    async def completion(self, request: web.Request) -> web.StreamResponse:
+        endpoint = ENDPOINTS[request.path]
+        ctx = Ctx(
+            request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+            endpoint=endpoint,
+            start=time.perf_counter(),
+        )
+        try:
+            return await self._complete(request, ctx)
+        except GatewayError as exc:
+            ctx.status, ctx.error_code = exc.status, exc.code
+            exc.headers.setdefault("x-request-id", ctx.request_id)
+            return json_error(exc)
+        finally:
+            self._record(ctx)
+
+    async def _read_body(self, request: web.Request) -> dict[str, Any]:
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise GatewayError(413, f"request body exceeds {limit} bytes", code="request_too_large")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise GatewayError(413, f"request body exceeds {limit} bytes", code="request_too_large") from exc
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise GatewayError(
+                400, "We could not parse the JSON body of your request", code="invalid_json"
+            ) from exc
+        if not isinstance(body, dict):
+            raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
+        return body
+
+    @staticmethod
+    def _check(body: dict[str, Any], endpoint: str) -> tuple[str, int | None, bool]:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise GatewayError(
+                400, "you must provide a model parameter", code="invalid_request", param="model"
+            )
+        required = {"chat": "messages", "completions": "prompt", "embeddings": "input"}[endpoint]
+        value = body.get(required)
+        if value is None or (endpoint == "chat" and not isinstance(value, list)):
+            raise GatewayError(
+                400, f"'{required}' is a required property", code="invalid_request", param=required
+            )
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        if max_tokens is not None and (
+            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        ):
+            raise GatewayError(
+                400, "max_tokens must be a positive integer", code="invalid_request", param="max_tokens"
+            )
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise GatewayError(400, "stream must be a boolean", code="invalid_request", param="stream")
+        if endpoint == "embeddings" and stream:
+            raise GatewayError(400, "embeddings cannot be streamed", code="invalid_request", param="stream")
+        return model, max_tokens, stream
+
+    async def _reserve(self, charges: list[Charge]) -> tuple[LocalLimiter | RedisLimiter, Any, list[int]]:
+        if self.redis is not None and self.redis_ok:
+            try:
+                denial, values = await self.redis.reserve(charges)
+                return self.redis, denial, values
+            except RedisUnavailable as exc:
+                log.warning(
+                    "redis unreachable, limits follow redis failure mode %s: %s",
+                    self.settings.redis_failure_mode,
+                    exc,
+                )
+                self.redis_ok = False
+                m.REDIS_UP.set(0)
+        if self.redis is not None:
+            if self.settings.redis_failure_mode == "refuse":
+                raise GatewayError(
+                    503, "the shared rate-limit store is unreachable", code="limits_unavailable"
+                )
+            m.LIMITER_DEGRADED.inc()
+        denial, values = await self.local.reserve(charges)
+        return self.local, denial, values
+
+    async def _complete(self, request: web.Request, ctx: Ctx) -> web.StreamResponse:
+        key = self.authenticate(request)
+        compiled = self.compiled
+        assert compiled is not None
+        tenant = key.tenant
+        ctx.tenant, ctx.key, ctx.user = tenant.id, key.name, key.user
+        body = await self._read_body(request)
+        requested, max_tokens, stream = self._check(body, ctx.endpoint)
+        if isinstance(body.get("user"), str) and body["user"]:
+            ctx.user = body["user"]
+        priority = 5
+        if "x-llm-priority" in request.headers:
+            try:
+                priority = int(request.headers["x-llm-priority"])
+            except ValueError:
+                priority = 0
+            if not 1 <= priority <= 10:
+                raise GatewayError(
+                    400, "X-LLM-Priority must be an integer from 1 to 10", code="invalid_request"
+                )
+        tier_header = request.headers.get("x-llm-tier")
+        prompt = prompt_tokens(body, ctx.endpoint)
+        cands = candidates(
+            tenant,
+            requested,
+            tier_header,
+            ctx.endpoint,
+            prompt,
+            max_tokens,
+            priority,
+            self.health,
+            compiled.models,
+        )
+
+        worst_tokens = max(
+            prompt + worst_case_output(c.model, prompt, max_tokens, ctx.endpoint) for c in cands
+        )
+        worst_cost = max(
+            c.model.cost(prompt, worst_case_output(c.model, prompt, max_tokens, ctx.endpoint)) for c in cands
+        )
+        charges = plan(tenant.id, tenant.limits, ctx.user, tenant.user_limits, worst_tokens, worst_cost)
+        limiter, denial, values = await self._reserve(charges)
+        if denial is not None:
+            c = denial.charge
+            m.RATE_LIMITED.labels(tenant.id, c.scope, c.field).inc()
+            headers = {"retry-after": str(denial.retry_after)}
+            suffix = "requests" if c.metric == "req" else "tokens"
+            if c.metric != "usd":
+                headers.update(
+                    {
+                        f"x-ratelimit-limit-{suffix}": str(c.limit),
+                        f"x-ratelimit-remaining-{suffix}": str(max(0, c.limit - denial.current)),
+                        f"x-ratelimit-reset-{suffix}": duration(c.reset_seconds),
+                    }
+                )
+            what = "budget" if c.metric == "usd" else "rate limit"
+            raise GatewayError(
+                429,
+                f"{c.scope} {what} {c.field} reached; retry after {denial.retry_after}s",
+                code="rate_limit_exceeded",
+                headers=headers,
+            )
+        extra = ratelimit_headers(charges, values)
+        try:
+            return await self._attempts(request, ctx, body, stream, cands, tenant.policy, extra)
+        finally:
+            await self._settle(limiter, charges, ctx, prompt)
+
+    async def _settle(
+        self, limiter: LocalLimiter | RedisLimiter, charges: list[Charge], ctx: Ctx, prompt: int
+    ) -> None:
+        if ctx.served is not None and not ctx.usage_reported:
+            ctx.tokens_in, ctx.tokens_out = prompt, ctx.chunks  # no usage from upstream: our estimate
+            ctx.cost = ctx.served.cost(ctx.tokens_in, ctx.tokens_out)
+        used = {"req": 1, "tok": ctx.tokens_in + ctx.tokens_out, "usd": math.ceil(ctx.cost * MICRO)}
+        deltas = [used[c.metric] - c.amount for c in charges]
+        try:
+            await limiter.settle(charges, deltas)
+        except RedisUnavailable as exc:
+            log.warning("could not settle usage in redis: %s", exc, extra={"request_id": ctx.request_id})
+
+    async def _attempts(
+        self,
+        request: web.Request,
+        ctx: Ctx,
+        body: dict[str, Any],
+        stream: bool,
+        cands: list[Candidate],
+        policy: Policy,
+        extra: dict[str, str],
+    ) -> web.StreamResponse:
+        attempts = 0
+        failures: list[tuple[Candidate, Failure]] = []
+        for cand in cands:
+            if attempts >= policy.max_attempts:
+                break
+            health = self.health.get(cand.model.id)
+            if not health.allow(policy.breaker_open_seconds):
+                continue
+            if attempts:
+                m.FALLBACKS.labels(ctx.tenant, cand.model.name, cand.tier).inc()
+            ctx.fallback_level, ctx.model, ctx.tier = attempts, cand.model.name, cand.tier
+            attempts += 1
+            headers = {
+                **extra,
+                "x-request-id": ctx.request_id,
+                "x-llmplatform-model": cand.model.name,
+                "x-llmplatform-tier": cand.tier,
+                "x-llmplatform-fallback-level": str(ctx.fallback_level),
+            }
+            started = time.perf_counter()
+            try:
+                result = await self._call(request, ctx, body, stream, cand.model, policy, headers)
+            except BaseException:
+                health.release_trial()
+                raise
+            if isinstance(result, web.StreamResponse):
+                if ctx.status < 500:
+                    health.record_success((time.perf_counter() - started) * 1000)
+                return result
+            failures.append((cand, result))
+            retryable = (
+                (result.kind == "status" and result.status in policy.retry_statuses)
+                or (result.kind == "timeout" and policy.retry_timeout)
+                or (result.kind == "connect" and policy.retry_connect)
+            )
+            if result.kind != "status" or result.status >= 500:
+                health.record_failure(policy.breaker_failures)
+            else:
+                health.release_trial()
+            m.UPSTREAM_ERRORS.labels(
+                cand.model.name, cand.tier, result.kind if result.kind != "status" else str(result.status)
+            ).inc()
+            log.warning(
+                "upstream attempt failed",
+                extra={
+                    "request_id": ctx.request_id,
+                    "model": cand.model.name,
+                    "kind": result.kind,
+                    "status": result.status,
+                    "detail": result.detail,
+                },
+            )
+            if not retryable:
+                return self._passthrough(result, ctx, headers)
+        if not failures:
+            raise GatewayError(
+                503,
+                "no model is available for this request (circuit breakers open)",
+                code="no_healthy_upstream",
+                headers=extra,
+            )
+        summary = ", ".join(f"{c.model.name}: {f.status or f.kind}" for c, f in failures)
+        headers = {**extra, "x-llmplatform-fallback-level": str(ctx.fallback_level)}
+        if failures[-1][1].kind == "timeout":
+            raise GatewayError(
+                504, f"upstream timed out ({summary})", code="upstream_timeout", headers=headers
+            )
+        raise GatewayError(
+            503, f"every candidate model failed ({summary})", code="upstream_unavailable", headers=headers
+        )
+
+    def _passthrough(self, failure: Failure, ctx: Ctx, headers: dict[str, str]) -> web.Response:
+        """An upstream error that the policy does not retry goes to the client as the upstream
+        said it (OpenAI-shaped if it was not already)."""
+        if failure.kind == "timeout":
+            raise GatewayError(504, "upstream timed out", code="upstream_timeout", headers=headers)
+        if failure.kind == "connect":
+            raise GatewayError(
+                503, f"upstream unreachable: {failure.detail}", code="upstream_unavailable", headers=headers
+            )
+        ctx.status = failure.status
+        try:
+            parsed = json.loads(failure.body)
+            ok = isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
+        except ValueError:
+            ok = False
+        body = failure.body if ok else json.dumps(error_body(failure.status, "upstream error")).encode()
+        return web.Response(
+            body=body, status=failure.status, content_type="application/json", headers=headers
+        )
+
+    def _upstream_request(
+        self, ctx: Ctx, body: dict[str, Any], stream: bool, model: Model
+    ) -> tuple[bytes, dict[str, str]]:
+        payload = dict(body)
+        payload["model"] = model.upstream_model
+        if stream:
+            payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        headers = {"content-type": "application/json", "x-request-id": ctx.request_id}
+        if model.api_key:
+            headers["authorization"] = f"Bearer {model.api_key}"
+        return json.dumps(payload).encode(), headers
+
+    async def _call(
+        self,
+        request: web.Request,
+        ctx: Ctx,
+        body: dict[str, Any],
+        stream: bool,
+        model: Model,
+        policy: Policy,
+        headers: dict[str, str],
+    ) -> web.StreamResponse | Failure:
+        assert self.session is not None
+        data, up_headers = self._upstream_request(ctx, body, stream, model)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=policy.connect_seconds)
+        url = model.urls[ctx.endpoint]
+        resp: aiohttp.ClientResponse | None = None
+        try:
+            try:
+                async with asyncio.timeout(policy.request_seconds):
+                    resp = await self.session.post(url, data=data, headers=up_headers, timeout=timeout)
+                    if resp.status != 200 or not stream:
+                        raw = await resp.read()
+                        if resp.status != 200:
+                            return Failure("status", resp.status, raw)
+                        return self._json_response(raw, ctx, model, headers)
+                    first = await self._event(resp)
+                    if first is None:
+                        return Failure("connect", detail="stream ended before its first event")
+            except aiohttp.ConnectionTimeoutError as exc:
+                return Failure("connect", detail=f"connect timeout: {exc}")
+            except TimeoutError:
+                return Failure("timeout", detail=f"no answer within {policy.request_seconds}s")
+            except (aiohttp.ClientError, OSError) as exc:
+                return Failure("connect", detail=f"{type(exc).__name__}: {exc}")
+            return await self._relay(request, resp, first, ctx, body, model, policy, headers)
+        finally:
+            if resp is not None:
+                resp.release()
+
+    def _json_response(self, raw: bytes, ctx: Ctx, model: Model, headers: dict[str, str]) -> web.Response:
+        try:
+            usage = json.loads(raw).get("usage")
+        except (ValueError, AttributeError):
+            usage = None
+        self._take_usage(ctx, model, usage)
+        ctx.served = model
+        return web.Response(body=raw, content_type="application/json", headers=headers)
+
+    @staticmethod
+    def _take_usage(ctx: Ctx, model: Model, usage: Any) -> None:
+        if isinstance(usage, dict):
+            ctx.tokens_in = int(usage.get("prompt_tokens") or 0)
+            ctx.tokens_out = int(usage.get("completion_tokens") or 0)
+            ctx.cost = model.cost(ctx.tokens_in, ctx.tokens_out)
+            ctx.usage_reported = True
+
+    @staticmethod
+    async def _event(resp: aiohttp.ClientResponse) -> bytes | None:
+        """One SSE event (its lines, without the blank separator), or None at end of stream."""
+        lines: list[bytes] = []
+        while True:
+            line = await resp.content.readline()
+            if not line:
+                return b"".join(lines) if lines else None
+            if line in (b"\n", b"\r\n"):
+                if lines:
+                    return b"".join(lines)
+                continue
+            lines.append(line)
+
+    def _filter(self, event: bytes, state: StreamState, ctx: Ctx, model: Model) -> bytes | None:
+        """Take usage from an event and decide whether the client sees it: the gateway always
+        asks upstream for usage (to settle budgets) but only forwards the usage-only chunk
+        when the client asked for it."""
+        if event.startswith(b"data: [DONE]"):
+            state.done = True
+            return event
+        state.events += 1
+        if USAGE_RE.search(event) and event.startswith(b"data:"):
+            try:
+                chunk = json.loads(event[5:])
+            except ValueError:
+                return event
+            self._take_usage(ctx, model, chunk.get("usage"))
+            if not state.client_usage and not chunk.get("choices"):
+                return None
+        return event
+
+    async def _relay(
+        self,
+        request: web.Request,
+        resp: aiohttp.ClientResponse,
+        first: bytes,
+        ctx: Ctx,
+        body: dict[str, Any],
+        model: Model,
+        policy: Policy,
+        headers: dict[str, str],
+    ) -> web.StreamResponse:
+        out = web.StreamResponse(
+            status=200, headers={**headers, "content-type": "text/event-stream", "cache-control": "no-cache"}
+        )
+        await out.prepare(request)
+        ctx.served = model
+        ctx.first_chunk = time.perf_counter() - ctx.start
+        state = StreamState(client_usage=bool((body.get("stream_options") or {}).get("include_usage")))
+        event: bytes | None = first
+        try:
+            while event is not None:
+                forwarded = self._filter(event, state, ctx, model)
+                if forwarded is not None:
+                    await out.write(forwarded + b"\n")  # the event keeps its own line ends
+                if state.done:
+                    break
+                async with asyncio.timeout(policy.stream_idle_seconds):
+                    event = await self._event(resp)
+            if not state.done:
+                raise aiohttp.ClientPayloadError("upstream closed the stream before [DONE]")
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if request.transport is None or request.transport.is_closing():
+                ctx.status = 499  # the client went away; nothing to tell it
+                return out
+            kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
+            m.UPSTREAM_ERRORS.labels(model.name, model.tier, kind).inc()
+            self.health.get(model.id).record_failure(policy.breaker_failures)
+            ctx.status, ctx.error_code = 502, "upstream_stream_error"
+            log.warning(
+                "stream broke after it started",
+                extra={"request_id": ctx.request_id, "model": model.name, "kind": kind},
+            )
+            message = (
+                "the upstream stream timed out"
+                if kind == "timeout"
+                else "the upstream connection was lost mid-stream"
+            )
+            err = error_body(502, message, code="upstream_stream_error")
+            await out.write(b"data: " + json.dumps(err).encode() + b"\n\ndata: [DONE]\n\n")
+        ctx.chunks = state.events
+        await out.write_eof()
+        return out
+
+    # -- accounting ------------------------------------------------------------------------
+
+    def _record(self, ctx: Ctx) -> None:
+        elapsed = time.perf_counter() - ctx.start
+        m.REQUESTS.labels(ctx.tenant, ctx.model, ctx.tier, ctx.endpoint, str(ctx.status)).inc()
+        if ctx.served is not None:
+            m.LATENCY.labels(ctx.tenant, ctx.model, ctx.tier).observe(elapsed)
+            m.TOKENS.labels(ctx.tenant, ctx.model, ctx.tier, "in").inc(ctx.tokens_in)
+            m.TOKENS.labels(ctx.tenant, ctx.model, ctx.tier, "out").inc(ctx.tokens_out)
+            m.COST.labels(ctx.tenant, ctx.model, ctx.tier).inc(ctx.cost)
+            if ctx.first_chunk is not None:
+                m.FIRST_CHUNK.labels(ctx.tenant, ctx.model, ctx.tier).observe(ctx.first_chunk)
+        self.audit.write(
+            {
+                "time": time.time(),
+                "request_id": ctx.request_id,
+                "tenant": ctx.tenant,
+                "user": ctx.user,
+                "key": ctx.key,
+                "endpoint": ctx.endpoint,
+                "model": ctx.model if ctx.model != "none" else None,
+                "tier": ctx.tier if ctx.tier != "none" else None,
+                "fallback_level": ctx.fallback_level,
+                "status": ctx.status,
+                "error": ctx.error_code,
+                "tokens_in": ctx.tokens_in,
+                "tokens_out": ctx.tokens_out,
+                "cost_usd": round(ctx.cost, 9),
+                "latency_ms": round(elapsed * 1000, 3),
+            }
+        )
