@@ -6,6 +6,9 @@ inotify-based watchers miss unless they watch the parent directory; a cheap `sta
 for `--manifests DIR`. A changed file is parsed, validated and compiled completely before it
 replaces the serving config, so a bad file never serves.
 
+`--config` takes the file or the mounted ConfigMap folder (which holds `config.json`, or
+`config.json.gz` for large configs).
+
 Upstream credentials: with `--config` each model's `apiKeySecretRef` is read from
 `<secrets-dir>/<namespace>/<name>/<key>` (how the chart mounts the Secrets); with
 `--manifests` from the Secret manifests in the folder.
@@ -17,15 +20,15 @@ import os
 from pathlib import Path
 
 from llmplatform.gateway.compiled import Compiled, compile_config
-from llmplatform.render import load_config, load_manifests, render
+from llmplatform.render import CONFIG_GZ_KEY, CONFIG_KEY, load_manifests, read_config_file, render
 from llmplatform.render.secrets import SecretStore
 
 DEFAULT_SECRETS_DIR = "/var/run/llmplatform/secrets"
 
 
-def _stat(path: Path) -> tuple[str, int, int]:
-    st = path.stat()
-    return (str(path), st.st_mtime_ns, st.st_size)
+def _stat(path: Path) -> tuple[str, int, int, int]:
+    st = path.stat()  # follows the kubelet's ..data symlink to the current file
+    return (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 class ConfigFile:
@@ -37,6 +40,10 @@ class ConfigFile:
         return f"config file {self.path}"
 
     def fingerprint(self) -> object:
+        if self.path.is_dir():  # the mounted ConfigMap folder: config.json or config.json.gz
+            return tuple(
+                _stat(self.path / k) for k in (CONFIG_KEY, CONFIG_GZ_KEY) if (self.path / k).exists()
+            )
         return _stat(self.path)
 
     def _secret(self, namespace: str, name: str, key: str) -> bytes | None:
@@ -46,7 +53,7 @@ class ConfigFile:
             return None
 
     def load(self) -> Compiled:
-        return compile_config(load_config(self.path.read_bytes()), self._secret)
+        return compile_config(read_config_file(self.path), self._secret)
 
 
 class ManifestDir:
