@@ -19,6 +19,7 @@ Semantics (also in docs/gateway.md):
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import logging
 import math
@@ -54,7 +55,7 @@ def window_id(window: str, now: float) -> tuple[str, float]:
         return str(int(now // DAY)), DAY - now % DAY
     t = time.gmtime(now)
     year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
-    next_month = time.mktime((year, month, 1, 0, 0, 0, 0, 0, 0)) - time.timezone
+    next_month = calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0))
     return f"{t.tm_year:04d}{t.tm_mon:02d}", max(1.0, next_month - now)
 
 

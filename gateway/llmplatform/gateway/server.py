@@ -388,6 +388,10 @@ class Gateway:
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise GatewayError(400, "stream must be a boolean", code="invalid_request", param="stream")
+        if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+            raise GatewayError(
+                400, "stream_options must be an object", code="invalid_request", param="stream_options"
+            )
         if endpoint == "embeddings" and stream:
             raise GatewayError(400, "embeddings cannot be streamed", code="invalid_request", param="stream")
         return model, max_tokens, stream
