@@ -166,3 +166,19 @@ def test_upstream_key_is_not_in_the_compiled_models_repr() -> None:
     model = c.models["cheap"]
     assert model.api_key == "sk-x" and "sk-x" not in repr(model)
     assert c.keys[next(iter(c.keys))].tenant.id in ("t/t", "e/e")
+
+
+def test_anthropic_models_are_not_routed_until_translation_exists() -> None:
+    c = compiled(
+        [
+            h.model("claude", "http://a", tier="premium", provider="anthropic"),
+            h.model("cheap", "http://b"),
+            h.policy({"premium": ["claude"], "standard": ["cheap"]}),
+            *h.tenant("t", {"k": "key-1"}, ["premium", "standard"]),
+        ]
+    )
+    assert "claude" not in c.models
+    with pytest.raises(GatewayError) as exc:
+        route(c, model="premium")
+    assert exc.value.status == 503 and exc.value.code == "no_model_available"
+    assert route(c, model="standard") == ["cheap"]

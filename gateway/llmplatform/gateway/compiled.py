@@ -155,8 +155,13 @@ def _policy(entry: PolicyEntry, models: dict[str, Model]) -> Policy:
     )
 
 
+SUPPORTED_PROVIDERS = frozenset({"openai"})
+"""Providers this gateway can speak to. `anthropic` needs request translation (issue #5);
+until then such models are left out of routing rather than sent requests they cannot parse."""
+
+
 def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
-    models_by_id = {e.id: _model(e, secrets) for e in config.models}
+    models_by_id = {e.id: _model(e, secrets) for e in config.models if e.provider in SUPPORTED_PROVIDERS}
     policies = {p.id: _policy(p, models_by_id) for p in config.policies}
     tenants: dict[str, Tenant] = {}
     keys: dict[str, Key] = {}

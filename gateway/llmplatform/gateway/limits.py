@@ -20,6 +20,7 @@ Semantics (also in docs/gateway.md):
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import logging
 import math
@@ -53,10 +54,17 @@ def window_id(window: str, now: float) -> tuple[str, float]:
         return str(int(now // HOUR)), HOUR - now % HOUR
     if window == "d":
         return str(int(now // DAY)), DAY - now % DAY
-    t = time.gmtime(now)
+    month, next_month = _month(int(now // HOUR))
+    return month, max(1.0, next_month - now)
+
+
+@functools.lru_cache(maxsize=4)
+def _month(hour: int) -> tuple[str, int]:
+    """The calendar month (UTC) holding this hour, and when the next one starts; cached per
+    hour since months start on an hour boundary."""
+    t = time.gmtime(hour * HOUR)
     year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
-    next_month = calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0))
-    return f"{t.tm_year:04d}{t.tm_mon:02d}", max(1.0, next_month - now)
+    return f"{t.tm_year:04d}{t.tm_mon:02d}", calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0))
 
 
 @dataclass
@@ -83,11 +91,24 @@ class Denial:
         return max(1, math.ceil(self.charge.reset_seconds))
 
 
+@functools.lru_cache(maxsize=65536)
 def _scope_key(tenant_id: str, user: str | None) -> tuple[str, str]:
     if user is None:
         return "tenant", f"llmp:{{{tenant_id}}}:t"
-    digest = hashlib.sha256(user.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(user.encode()).hexdigest()[:16]  # end-user names stay out of Redis
     return "user", f"llmp:{{{tenant_id}}}:u:{digest}"
+
+
+@functools.lru_cache(maxsize=65536)
+def _rows(limits: Limits) -> tuple[tuple[str, str, str, int], ...]:
+    """(field, metric, window, limit) per counter; limit -1 means unlimited. Cached, since a
+    tenant's Limits object lives as long as its config."""
+    rows = []
+    for field, metric, window in LIMIT_FIELDS:
+        value = getattr(limits, field)
+        limit = -1 if value is None else (math.floor(value * MICRO) if metric == "usd" else int(value))
+        rows.append((field, metric, window, limit))
+    return tuple(rows)
 
 
 def plan(
@@ -101,17 +122,16 @@ def plan(
 ) -> list[Charge]:
     """The counters a request touches, with its worst-case amounts."""
     now = time.time() if now is None else now
-    charges: list[Charge] = []
+    windows = {w: window_id(w, now) for w in ("m", "h", "d", "mo")}
     scopes: list[tuple[str | None, Limits]] = [(None, limits)]
     if user is not None and user_limits is not None:
         scopes.append((user, user_limits))
     amounts = {"req": 1, "tok": tokens, "usd": math.ceil(cost_usd * MICRO)}
+    charges: list[Charge] = []
     for scope_user, scope_limits in scopes:
         scope, prefix = _scope_key(tenant_id, scope_user)
-        for field, metric, window in LIMIT_FIELDS:
-            value = getattr(scope_limits, field)
-            limit = -1 if value is None else (math.floor(value * MICRO) if metric == "usd" else int(value))
-            wid, reset = window_id(window, now)
+        for field, metric, window, limit in _rows(scope_limits):
+            wid, reset = windows[window]
             charges.append(
                 Charge(
                     f"{prefix}:{metric}{window}:{wid}", field, scope, metric, amounts[metric], limit, reset

@@ -18,6 +18,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +106,23 @@ def run_worker(spec: WorkerSpec) -> None:
         await stop.wait()
         await runner.cleanup()
 
-    asyncio.run(main())
+    run_loop(main())
+
+
+def run_loop(coro: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (it roughly halves the event loop's cost per request)
+    unless LLMPLATFORM_EVENT_LOOP=asyncio asks for the standard loop."""
+    import asyncio
+
+    if os.environ.get("LLMPLATFORM_EVENT_LOOP", "auto") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(coro)
+            return
+    asyncio.run(coro)
 
 
 def serve(spec: WorkerSpec, workers: int) -> int:

@@ -14,6 +14,7 @@ received, which tests use to check fallback sequences.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -282,6 +283,16 @@ class MockUpstream:
 
 def serve(host: str, port: int, settings: MockSettings) -> None:
     """Run the test server until interrupted."""
+    from llmplatform.gateway.main import run_loop
+
     mock = MockUpstream(settings)
-    print(f"{TEST_LABEL} listening on http://{host}:{port}/v1", flush=True)
-    web.run_app(mock.app(), host=host, port=port, access_log=None, print=None)
+
+    async def main() -> None:
+        runner = web.AppRunner(mock.app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        print(f"{TEST_LABEL} listening on http://{host}:{port}/v1", flush=True)
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_loop(main())

@@ -144,6 +144,10 @@ def candidates(
             ranked = [named] + [m for m in ranked if m is not named]
         result.extend(Candidate(m, name) for m in ranked)
     if not result:
+        if all(not policy.tiers[t] for t in tiers):
+            raise GatewayError(
+                503, f"tier {tier!r} has no model this gateway can serve", code="no_model_available"
+            )
         if capable == 0:
             raise GatewayError(
                 400,

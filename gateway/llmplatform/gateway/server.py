@@ -144,6 +144,7 @@ class Gateway:
         self.audit = AuditSink(settings.audit_log)
         self.session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
 
     # -- config ----------------------------------------------------------------------------
 
@@ -758,12 +759,23 @@ class Gateway:
         elapsed = time.perf_counter() - ctx.start
         m.REQUESTS.labels(ctx.tenant, ctx.model, ctx.tier, ctx.endpoint, str(ctx.status)).inc()
         if ctx.served is not None:
-            m.LATENCY.labels(ctx.tenant, ctx.model, ctx.tier).observe(elapsed)
-            m.TOKENS.labels(ctx.tenant, ctx.model, ctx.tier, "in").inc(ctx.tokens_in)
-            m.TOKENS.labels(ctx.tenant, ctx.model, ctx.tier, "out").inc(ctx.tokens_out)
-            m.COST.labels(ctx.tenant, ctx.model, ctx.tier).inc(ctx.cost)
+            key = (ctx.tenant, ctx.model, ctx.tier)
+            children = self._children.get(key)
+            if children is None:  # bounded: tenants x models x tiers of the config
+                children = self._children[key] = (
+                    m.LATENCY.labels(*key),
+                    m.TOKENS.labels(*key, "in"),
+                    m.TOKENS.labels(*key, "out"),
+                    m.COST.labels(*key),
+                    m.FIRST_CHUNK.labels(*key),
+                )
+            latency, tokens_in, tokens_out, cost, first_chunk = children
+            latency.observe(elapsed)
+            tokens_in.inc(ctx.tokens_in)
+            tokens_out.inc(ctx.tokens_out)
+            cost.inc(ctx.cost)
             if ctx.first_chunk is not None:
-                m.FIRST_CHUNK.labels(ctx.tenant, ctx.model, ctx.tier).observe(ctx.first_chunk)
+                first_chunk.observe(ctx.first_chunk)
         self.audit.write(
             {
                 "time": time.time(),
