@@ -36,9 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llmplatform {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_render_parser(subparsers)
+    add_operator_parser(subparsers)
     add_gateway_parser(subparsers)
     add_mock_upstream_parser(subparsers)
     return parser
+
+
+def add_operator_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from llmplatform.operator.args import add_parser
+
+    add_parser(subparsers)
 
 
 def add_render_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,0 +1,49 @@
+"""The `llmplatform operator` command line, kept free of heavy imports so `llmplatform --help`
+stays fast; the operator itself (Kopf, the Kubernetes client) loads only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    op = subparsers.add_parser(
+        "operator",
+        help="run the operator against the current kubeconfig (or in-cluster credentials)",
+        description=(
+            "Watch LLMModel, RoutingPolicy and TenantQuota resources and reconcile them into "
+            "Deployments, Services, HPAs, NetworkPolicies, API key Secrets and the gateway ConfigMap."
+        ),
+    )
+    op.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="watch only this namespace (repeatable; the platform namespace is always watched). "
+        "Default: all namespaces",
+    )
+    op.add_argument(
+        "--platform-namespace",
+        default=os.environ.get("LLMPLATFORM_PLATFORM_NAMESPACE", "llm-platform"),
+        metavar="NS",
+        help="namespace of the gateway ConfigMap and the leader Lease (default: llm-platform)",
+    )
+    op.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    op.add_argument(
+        "--no-leader-election", action="store_true", help="do not take the Lease (a single local process)"
+    )
+    op.add_argument("--lease-seconds", type=int, default=15, help="leader Lease duration (default: 15)")
+    op.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics here (0: off)")
+    op.add_argument("--health-port", type=int, default=0, help="serve Kopf's /healthz here (0: off)")
+    op.add_argument("--resync-seconds", type=float, default=300.0, help="full pass at least this often")
+    op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    op.set_defaults(handler=run_operator)
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    from llmplatform.operator.main import run
+
+    return run(args)

@@ -1,0 +1,441 @@
+"""One reconcile pass: snapshot in, the fewest API writes that make the cluster match.
+
+Why one pass over everything (not a handler per object): the gateway ConfigMap is an
+aggregate of every resource and a quota's admission depends on its policy, so the operator
+renders the whole set with the shared core and then compares, level-based, object by object.
+Running the pass twice, or after a restart, writes nothing: each write happens only when the
+live object (from Kopf's indices) differs from what the core rendered.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.utils import parse_quantity
+
+from llmplatform.operator.kube import Kube
+from llmplatform.render import (
+    ConditionVerdict,
+    RenderResult,
+    generated_secret_name,
+    merge_conditions,
+    model_ready_condition,
+    render,
+)
+from llmplatform.render.workloads import child_name
+
+log = logging.getLogger("llmplatform.operator")
+
+API_VERSION = "llmplatform.io/v1alpha1"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "llmplatform"}
+QUOTA_LABEL = "llmplatform.io/tenantquota"
+KEY_LABEL = "llmplatform.io/api-key"
+MODEL_LABEL = "llmplatform.io/model"
+KEY_DATA = "api-key"
+KEY_PREFIX = "llmp-"
+CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy")
+
+Ref = tuple[str, str, str]  # kind, namespace, name
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """Whether `live` already holds everything in `desired`.
+
+    Subset, not equality: the API server adds defaults and other managers' fields, which are
+    not drift. None in `desired` means "absent or null". Quantities compare by value, since the
+    API server stores "0.5" as "500m".
+    """
+    if desired is None:
+        return live is None
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return False
+        return all(
+            (live.get(k) is None) if v is None else (k in live and contains(live[k], v))
+            for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(live) == len(desired) and all(map(contains, live, desired))
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return live is desired
+    if isinstance(desired, (int, float)) and isinstance(live, (int, float)):
+        return float(live) == float(desired)
+    if live == desired:
+        return True
+    if isinstance(desired, str) and isinstance(live, str | int | float):
+        try:
+            return bool(parse_quantity(live) == parse_quantity(desired))
+        except ValueError:
+            return False
+    return False
+
+
+def first_difference(live: Any, desired: Any, path: str = "") -> str | None:
+    """Where `live` first fails to hold `desired` (for the log line that explains a write)."""
+    if isinstance(desired, Mapping) and isinstance(live, Mapping):
+        for key, value in desired.items():
+            if not contains(live.get(key), value) if value is not None else live.get(key) is not None:
+                return first_difference(live.get(key), value, f"{path}.{key}")
+        return None
+    if isinstance(desired, list) and isinstance(live, list) and len(live) == len(desired):
+        for i, (a, b) in enumerate(zip(live, desired, strict=True)):
+            if not contains(a, b):
+                return first_difference(a, b, f"{path}[{i}]")
+        return None
+    if contains(live, desired):
+        return None
+    return f"{path or '.'}: {json.dumps(live)[:200]} != {json.dumps(desired)[:200]}"
+
+
+def _rv(body: Mapping[str, Any] | None) -> int:
+    """resourceVersion as a number, only to tell which of two copies of one object is newer
+    (our write's response or the watch cache); -1 when unknown."""
+    try:
+        return int((body or {}).get("metadata", {}).get("resourceVersion", -1))
+    except (TypeError, ValueError):
+        return -1
+
+
+@dataclass
+class Snapshot:
+    """The indexed state of the cluster at one instant, as plain dicts."""
+
+    models: list[dict[str, Any]] = field(default_factory=list)
+    policies: list[dict[str, Any]] = field(default_factory=list)
+    quotas: list[dict[str, Any]] = field(default_factory=list)
+    secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    children: dict[Ref, dict[str, Any]] = field(default_factory=dict)
+    # resourceVersion of recent DELETED watch events, so a deletion that follows our own
+    # write closely is not mistaken for the index lagging behind that write
+    deleted: dict[Ref, int] = field(default_factory=dict)
+    platform_namespace_exists: bool = True
+
+
+@dataclass
+class PassReport:
+    writes: int = 0
+    seconds: float = 0.0
+    config_hash: str = ""
+    failures: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reconciler:
+    """Holds what must survive between passes: the responses of its own recent writes (so a
+    watch cache that lags behind them causes no duplicate write) and nothing else."""
+
+    kube: Kube
+    platform_namespace: str
+    identity: str = "llmplatform-operator"
+    workers: int = 8
+    key_factory: Callable[[], str] = lambda: KEY_PREFIX + secrets.token_urlsafe(32)
+    overlay_seconds: float = 30.0
+    _overlay: dict[Ref, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    _deleted: set[str] = field(default_factory=set)
+    # ref -> (resourceVersion, desired) of an apply after which the object still differed
+    # (another manager owns the extra field, e.g. a container someone added): not retried
+    # until the object or the desired state changes, so it cannot become a write loop
+    _settled: dict[Ref, tuple[int, str]] = field(default_factory=dict)
+
+    # -- the view of one object: the index, or our newer write
+
+    def live(self, ref: Ref, indexed: dict[str, Any] | None, deleted_rv: int = -1) -> dict[str, Any] | None:
+        """The newer of the indexed copy and the response to our own last write. Our copy is
+        forgotten once the index has caught up or seen the object deleted, or after
+        `overlay_seconds` (by then the watch has delivered whatever happened)."""
+        entry = self._overlay.get(ref)
+        if entry is None:
+            return indexed
+        written_at, mine = entry
+        expired = time.monotonic() - written_at > self.overlay_seconds
+        caught_up = indexed is not None and _rv(indexed) >= _rv(mine)
+        if expired or caught_up or deleted_rv >= _rv(mine):
+            del self._overlay[ref]
+            return indexed
+        return mine
+
+    def _remember(self, ref: Ref, response: Any) -> None:
+        if isinstance(response, dict) and response.get("metadata"):
+            self._overlay[ref] = (time.monotonic(), response)
+
+    # -- the pass
+
+    def reconcile(self, snap: Snapshot) -> PassReport:
+        started = time.monotonic()
+        before = self.kube.total_writes()
+        report = PassReport()
+        secret_bodies = self._ensure_keys(snap, report)
+        resources = [*snap.models, *snap.policies, *snap.quotas]
+        result = render(resources, secret_bodies.values(), platform_namespace=self.platform_namespace)
+        report.config_hash = result.gateway_config.content_hash
+
+        jobs: list[Callable[[], None]] = []
+        jobs += self._children_jobs(snap, result, report)
+        jobs += self._status_jobs(snap, result)
+        self._run(jobs, report)
+        report.writes = self.kube.total_writes() - before
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _run(self, jobs: list[Callable[[], None]], report: PassReport) -> None:
+        if not jobs:
+            return
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="llmp-write") as pool:
+            for future in [pool.submit(job) for job in jobs]:
+                exc = future.exception()
+                if exc is not None:
+                    report.failures += 1
+                    report.problems.append(f"write failed: {exc}")
+                    log.warning("write failed: %s", exc)
+
+    # -- API keys
+
+    def _ensure_keys(self, snap: Snapshot, report: PassReport) -> dict[tuple[str, str], dict[str, Any]]:
+        """Create the Secret of every generated key that has none (first run, or the Secret was
+        deleted: that is how a key is rotated), and delete generated Secrets whose key left
+        the spec. Returns the Secrets the render should see."""
+        bodies = dict(snap.secrets)
+        for ref in [r for r in self._overlay if r[0] == "Secret"]:
+            resolved = self.live(ref, bodies.get((ref[1], ref[2])), snap.deleted.get(ref, -1))
+            if resolved is not None:
+                bodies[(ref[1], ref[2])] = resolved
+        wanted: set[tuple[str, str]] = set()
+        quotas_by_ref: dict[tuple[str, str], dict[str, Any]] = {}
+        for quota in snap.quotas:
+            meta = quota["metadata"]
+            quotas_by_ref[(meta["namespace"], meta["name"])] = quota
+            if meta.get("deletionTimestamp"):
+                continue
+            for key in (quota.get("spec") or {}).get("apiKeys") or []:
+                if key.get("secretRef"):
+                    continue
+                secret_name = generated_secret_name(meta["name"], key["name"])
+                wanted.add((meta["namespace"], secret_name))
+                if (meta["namespace"], secret_name) in bodies:
+                    continue
+                body = self._new_key_secret(quota, key["name"], secret_name)
+                created = self.kube.create(body)
+                if created is None:  # exists already; our cache has not seen it yet
+                    created = self.kube.get("Secret", meta["namespace"], secret_name)
+                if created is not None:
+                    log.info(
+                        "generated API key %r of TenantQuota %s/%s",
+                        key["name"],
+                        meta["namespace"],
+                        meta["name"],
+                    )
+                    self._remember(("Secret", meta["namespace"], secret_name), created)
+                    bodies[(meta["namespace"], secret_name)] = created
+        for (ns, name), body in list(bodies.items()):
+            labels = (body.get("metadata") or {}).get("labels") or {}
+            owner = labels.get(QUOTA_LABEL)
+            if owner is None or labels.get("app.kubernetes.io/managed-by") != "llmplatform":
+                continue
+            if (ns, owner) in quotas_by_ref and (ns, name) not in wanted:
+                uid = body["metadata"].get("uid")
+                if uid not in self._deleted:
+                    self.kube.delete("Secret", ns, name, uid)
+                    self._deleted.add(uid)
+                    report.problems.append(f"deleted Secret {ns}/{name}: its key left the spec")
+                del bodies[(ns, name)]
+        return bodies
+
+    def _new_key_secret(self, quota: dict[str, Any], key_name: str, secret_name: str) -> dict[str, Any]:
+        meta = quota["metadata"]
+        value = base64.b64encode(self.key_factory().encode()).decode()
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": secret_name,
+                "namespace": meta["namespace"],
+                "labels": {**MANAGED_BY, QUOTA_LABEL: meta["name"], KEY_LABEL: key_name},
+                "ownerReferences": [
+                    {
+                        "apiVersion": API_VERSION,
+                        "kind": "TenantQuota",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "data": {KEY_DATA: value},
+        }
+
+    # -- children and the ConfigMap
+
+    def _children_jobs(
+        self, snap: Snapshot, result: RenderResult, report: PassReport
+    ) -> list[Callable[[], None]]:
+        jobs: list[Callable[[], None]] = []
+        desired_refs: set[Ref] = set()
+        for obj in result.objects:
+            meta = obj["metadata"]
+            ref = (obj["kind"], meta["namespace"], meta["name"])
+            desired_refs.add(ref)
+            if obj["kind"] == "ConfigMap" and not snap.platform_namespace_exists:
+                report.problems.append(
+                    f"namespace {self.platform_namespace} does not exist: ConfigMap not written"
+                )
+                continue
+            live = self.live(ref, snap.children.get(ref), snap.deleted.get(ref, -1))
+            if live is not None and contains(live, obj):
+                continue
+            desired_key = json.dumps(obj, sort_keys=True)
+            if live is not None and self._settled.get(ref) == (_rv(live), desired_key):
+                continue
+            if live is not None:
+                log.info("%s %s/%s drifted at %s", ref[0], ref[1], ref[2], first_difference(live, obj))
+            jobs.append(self._apply_job(ref, obj, desired_key))
+        for ref, body in snap.children.items():
+            labels = body.get("metadata", {}).get("labels") or {}
+            if ref[0] in CHILD_KINDS and MODEL_LABEL in labels and ref not in desired_refs:
+                uid = body["metadata"].get("uid")
+                if uid and uid not in self._deleted:
+                    self._deleted.add(uid)
+                    jobs.append(self._delete_job(ref, uid))
+        return jobs
+
+    def _delete_job(self, ref: Ref, uid: str) -> Callable[[], None]:
+        return lambda: self.kube.delete(ref[0], ref[1], ref[2], uid)
+
+    def _apply_job(self, ref: Ref, obj: dict[str, Any], desired_key: str) -> Callable[[], None]:
+        def job() -> None:
+            response = self.kube.apply(obj)
+            self._remember(ref, response)
+            if isinstance(response, dict) and not contains(response, obj):
+                where = first_difference(response, obj)
+                log.warning(
+                    "%s %s/%s still differs after apply (owned by another manager?) at %s", *ref, where
+                )
+                self._settled[ref] = (_rv(response), desired_key)
+            else:
+                self._settled.pop(ref, None)
+
+        return job
+
+    # -- status
+
+    def _status_jobs(self, snap: Snapshot, result: RenderResult) -> list[Callable[[], None]]:
+        now = now_rfc3339()
+        jobs: list[Callable[[], None]] = []
+        by_ref = {
+            (kind, r["metadata"]["namespace"], r["metadata"]["name"]): r
+            for kind, items in (
+                ("LLMModel", snap.models),
+                ("RoutingPolicy", snap.policies),
+                ("TenantQuota", snap.quotas),
+            )
+            for r in items
+        }
+        for mv in result.models:
+            ref = ("LLMModel", mv.namespace, mv.name)
+            fields: dict[str, Any] = {"endpoint": mv.endpoint}
+            ready = mv.ready
+            if mv.serving:
+                dref = ("Deployment", mv.namespace, child_name(mv.name))
+                dep = self.live(dref, snap.children.get(dref))
+                dstatus = (dep or {}).get("status") or {}
+                ready = model_ready_condition(mv, dstatus.get("availableReplicas"))
+                fields["replicas"] = dstatus.get("replicas", 0)
+                fields["readyReplicas"] = dstatus.get("readyReplicas", 0)
+            jobs += self._status_job(ref, by_ref.get(ref), [ready], fields, now)
+        for pv in result.policies:
+            ref = ("RoutingPolicy", pv.namespace, pv.name)
+            jobs += self._status_job(ref, by_ref.get(ref), list(pv.conditions), pv.status_fields(), now)
+        for qv in result.quotas:
+            ref = ("TenantQuota", qv.namespace, qv.name)
+            jobs += self._status_job(ref, by_ref.get(ref), list(qv.conditions), qv.status_fields(), now)
+        return jobs
+
+    def _status_job(
+        self,
+        ref: Ref,
+        indexed: dict[str, Any] | None,
+        conditions: list[ConditionVerdict],
+        fields: dict[str, Any],
+        now: str,
+    ) -> list[Callable[[], None]]:
+        body = self.live(ref, indexed)
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return []
+        generation = body["metadata"].get("generation")
+        previous = body.get("status") or {}
+        status = {
+            **fields,
+            "observedGeneration": generation,
+            "conditions": merge_conditions(
+                previous.get("conditions"), conditions, generation=generation, now=now
+            ),
+        }
+        if contains(previous, status):
+            return []
+        transitions = _transitions(previous.get("conditions"), status["conditions"])
+
+        def job() -> None:
+            response = self.kube.patch_status(ref[0], ref[1], ref[2], status)
+            self._remember(ref, response)
+            for condition in transitions:
+                self._event(body, condition)
+
+        return [job]
+
+    def _event(self, body: dict[str, Any], condition: dict[str, Any]) -> None:
+        """A Kubernetes Event when a condition changes status, so `kubectl describe` tells the
+        story; best effort (an Event that cannot be written is not a reason to retry)."""
+        meta = body["metadata"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion", API_VERSION),
+                "kind": body.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "reason": condition["reason"],
+            "message": f"{condition['type']}={condition['status']}: {condition['message']}"[:1024],
+            "type": "Normal" if condition["status"] == "True" else "Warning",
+            "source": {"component": "llmplatform-operator"},
+            "reportingComponent": "llmplatform-operator",
+            "reportingInstance": self.identity[:128],
+            "firstTimestamp": now[:19] + "Z",
+            "lastTimestamp": now[:19] + "Z",
+            "count": 1,
+        }
+        try:
+            self.kube.create(event)
+        except Exception as exc:  # events are best effort
+            log.debug("could not post event: %s", exc)
+
+
+def _transitions(
+    previous: Iterable[Mapping[str, Any]] | None, new: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    old = {c.get("type"): c.get("status") for c in previous or []}
+    return [c for c in new if old.get(c["type"]) != c["status"]]
+
+
+def describe(report: PassReport) -> str:
+    return json.dumps(dataclasses.asdict(report))
