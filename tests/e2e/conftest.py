@@ -13,6 +13,8 @@ never silently skipped.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -87,9 +89,7 @@ def crds(cluster: Cluster) -> None:
     """Install the CRDs from `crds/` (server-side apply, as a GitOps tool would) and wait until
     they are Established. Left installed: other clusters' CRDs are not ours to remove."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds")
-    )
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
 
 
 @pytest.fixture()
@@ -108,3 +108,103 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     rep = outcome.get_result()
     if rep.failed and _RUNNING is not None:
         rep.sections.append(("control-plane logs", _RUNNING.logs_tail()))
+    if rep.failed:
+        for op in _OPERATORS:
+            rep.sections.append((f"operator log {op.log_path.name}", op.log()[-8000:]))
+
+
+class OperatorProcess:
+    """`llmplatform operator` as a real subprocess against the test cluster, watching only
+    the given namespaces, with its metrics on a free port and its log kept for the report."""
+
+    def __init__(self, cluster: Cluster, platform: str, namespaces: list[str], log_path: Path) -> None:
+        self.cluster, self.platform, self.namespaces, self.log_path = cluster, platform, namespaces, log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = 0
+
+    def start(self, *extra: str) -> OperatorProcess:
+        self.metrics_port = bed.free_port()
+        args = [sys.executable, "-m", "llmplatform.cli", "operator", "--platform-namespace", self.platform]
+        for ns in self.namespaces:
+            args += ["--namespace", ns]
+        args += ["--metrics-port", str(self.metrics_port), "--lease-seconds", "6", "--verbose", *extra]
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _OPERATORS.append(self)
+        return self
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a Prometheus sample over the series matching `labels`."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name):
+                continue
+            series, _, value = line.rpartition(" ")
+            if series.split("{")[0] != name:
+                continue
+            if all(f'{k}="{v}"' in series for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def wait_passes(self, n: int, timeout: float = 60) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, f"operator exited:\n{self.log()}"
+            try:
+                if self.metric("llmplatform_operator_passes_total") >= n:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"operator did not complete {n} passes in {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+_OPERATORS: list[OperatorProcess] = []
+
+
+@pytest.fixture()
+def operator_env(cluster: Cluster, crds: None, tmp_path: Path) -> Iterator[Any]:
+    """Fresh platform and tenant namespaces and a factory for operator processes watching them;
+    everything is stopped and deleted afterwards."""
+    suffix = uuid.uuid4().hex[:6]
+    platform, tenant = f"plat-{suffix}", f"tenant-{suffix}"
+    core = client.CoreV1Api(cluster.api())
+    for ns in (platform, tenant):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    started: list[OperatorProcess] = []
+
+    def make(start: bool = True) -> OperatorProcess:
+        op = OperatorProcess(cluster, platform, [platform, tenant], tmp_path / f"operator-{len(started)}.log")
+        started.append(op)
+        return op.start() if start else op
+
+    make.platform, make.tenant = platform, tenant  # type: ignore[attr-defined]
+    yield make
+    for op in started:
+        op.stop()
+        if op in _OPERATORS:
+            _OPERATORS.remove(op)
+    for ns in (platform, tenant):
+        core.delete_namespace(ns)

@@ -530,12 +530,14 @@ class ControlPlane:
                             "kubernetes.io/os": "linux",
                             "kubernetes.io/arch": "amd64",
                             "kubernetes.io/role": "agent",
+                            # fake GPUs, so self-hosted model servers (vLLM) get scheduled
+                            "nvidia.com/gpu.present": "true",
                         },
                     },
                     "spec": {},
                     "status": {
-                        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-                        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "8"},
+                        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "8"},
                     },
                 }
             )
