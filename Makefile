@@ -10,7 +10,7 @@ BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
 .PHONY: help run install controlplane test test-unit test-e2e lint cluster-up cluster-down clean-cache \
-        kind-up kind-down bench-controlplane clean
+        kind-up kind-down bench-controlplane bench-gateway clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ kind-down: ## delete the kind cluster
 
 bench-controlplane: install controlplane ## cold build / warm start / memory numbers into bench/results
 	$(PY) bench/controlplane.py
+
+bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results
+	$(PY) bench/gateway.py
 
 clean: ## remove the virtualenv and tool caches (not the control-plane cache)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -220,3 +220,39 @@ def test_deeply_nested_json_is_400(world: dict[str, Any]) -> None:
         world["base"] + "/v1/chat/completions", content=raw, headers={"Authorization": f"Bearer {KEY}"}
     )
     assert r.status_code in (400, 413)
+
+
+def test_start_without_a_valid_config_is_not_ready_until_one_arrives(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"schemaVersion": 2}))
+    port = h.free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = [
+        "gateway",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--reload-interval",
+        "0.2",
+    ]
+    args += ["--secrets-dir", str(world["tmp"] / "secrets"), "--audit-log", str(tmp_path / "audit.jsonl")]
+    gw = h.Proc(h.cli(*args), tmp_path / "gw.log", base + "/healthz")
+    try:
+        assert httpx.get(base + "/readyz").status_code == 503
+        r = httpx.post(base + "/v1/chat/completions", json={}, headers={"Authorization": f"Bearer {KEY}"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+        replace(config, world["config"].read_text())
+        wait_for(lambda: httpx.get(base + "/readyz").status_code == 200)
+        r = httpx.post(
+            base + "/v1/chat/completions",
+            json={"model": "auto", "messages": MESSAGES},
+            headers={"Authorization": f"Bearer {KEY}"},
+        )
+        assert r.status_code == 200
+    finally:
+        gw.stop()

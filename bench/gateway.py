@@ -1,0 +1,658 @@
+"""Benchmark the gateway on loopback against the project's mock upstream (a test server).
+
+Why: the gateway sits on every request's path, so what it adds is tracked as numbers. One run
+measures, against the same upstream:
+  (a) the upstream directly, (b) a bare aiohttp pass-through proxy (the practical ceiling for
+  one Python process), on the standard asyncio loop and on uvloop (the gateway's loop, so the
+  targets compare against that one), (c) our gateway with one worker and the default policy enforced (auth,
+  limits with headers, routing and scoring, metrics, audit to a file), (d) LiteLLM's proxy
+  when it is installed (in its own virtualenv; see --litellm).
+For each: requests/s at 16 connections (wrk), p50 / p99 at 1 connection (wrk --latency) and
+the added latency over (a), streaming time to first chunk (a Python client, 1 connection),
+and the gateway's RSS with a 10,000-tenant, 1,000-model config. Also item 8 of the issue: the
+upstream client, httpx vs aiohttp, at 16 concurrent requests from one event loop.
+
+wrk, the mock and the server under test share the machine's cores, so absolute numbers are
+lower than on separate machines; the comparison between (a)-(d) is what matters.
+Results: bench/results/gateway.json and gateway.md, with the machine noted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+KEY = "llmp-bench-key"
+BODY = {
+    "model": "bench",
+    "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
+    "max_tokens": 16,
+}
+DEFAULT_LITELLM = Path.home() / ".cache" / "llmplatform" / "litellm-venv" / "bin" / "litellm"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(
+        next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1]
+    )
+    import aiohttp
+
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "aiohttp": aiohttp.__version__,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# -- (b) the bare pass-through proxy ---------------------------------------------------------
+
+
+def bare_proxy(port: int, upstream: str, loop: str) -> None:
+    """Forward every POST to the upstream with one pooled session; stream bodies through."""
+    import aiohttp
+    from aiohttp import web
+
+    session: aiohttp.ClientSession | None = None
+
+    async def start(app: web.Application) -> None:
+        nonlocal session
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        assert session is not None
+        body = await request.read()
+        headers = {"content-type": "application/json", "authorization": "Bearer upstream"}
+        async with session.post(upstream + request.path, data=body, headers=headers) as resp:
+            if resp.content_type != "text/event-stream":
+                return web.Response(
+                    body=await resp.read(), status=resp.status, content_type=resp.content_type
+                )
+            out = web.StreamResponse(status=resp.status, headers={"content-type": "text/event-stream"})
+            await out.prepare(request)
+            async for chunk in resp.content.iter_any():
+                await out.write(chunk)
+            await out.write_eof()
+            return out
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.on_startup.append(start)
+    app.router.add_post("/{tail:.*}", forward)
+    app.router.add_get("/healthz", healthz)
+    if loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+class Proc:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log.open("ab")
+        self.popen = subprocess.Popen(
+            args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+
+    def wait(self, url: str, timeout: float = 60, headers: dict[str, str] | None = None) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"process exited early; see {self.log.name}")
+            try:
+                if httpx.get(url, timeout=1, headers=headers).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{url} not ready in {timeout}s")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self.log.close()
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "llmplatform.cli", *args]
+
+
+def manifests(directory: Path, upstream: str) -> Path:
+    """The examples' default policy, one model on the mock, one tenant with limits and user
+    limits high enough never to refuse (so every request does the full limit work)."""
+    import yaml
+
+    big = 10**9
+    docs = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "up", "namespace": "llm-platform"},
+            "stringData": {"k": "sk-bench"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "key", "namespace": "team"},
+            "stringData": {"k": KEY},
+        },
+        {
+            "apiVersion": "llmplatform.io/v1alpha1",
+            "kind": "LLMModel",
+            "metadata": {"name": "bench", "namespace": "llm-platform"},
+            "spec": {
+                "tier": "standard",
+                "contextWindow": 128000,
+                "pricing": {"inputPerMillionTokens": 0.15, "outputPerMillionTokens": 0.6},
+                "endpoint": {"url": upstream + "/v1", "apiKeySecretRef": {"name": "up", "key": "k"}},
+            },
+        },
+    ]
+    policy = next(
+        d for d in yaml.safe_load_all((ROOT / "examples" / "30-routingpolicy.yaml").read_text()) if d
+    )
+    policy["spec"]["tiers"] = [{"name": "standard", "models": ["bench"]}]
+    policy["spec"]["fallback"]["acrossTiers"] = []
+    policy["spec"].pop("tenantCeilings", None)
+    docs.append(policy)
+    limits = {
+        "requestsPerMinute": big,
+        "requestsPerHour": big,
+        "tokensPerMinute": big,
+        "tokensPerDay": big,
+        "costPerMonthUSD": big,
+    }
+    docs.append(
+        {
+            "apiVersion": "llmplatform.io/v1alpha1",
+            "kind": "TenantQuota",
+            "metadata": {"name": "team", "namespace": "team"},
+            "spec": {
+                "allowedTiers": ["standard"],
+                "limits": limits,
+                "userLimits": {"requestsPerMinute": big},
+                "apiKeys": [
+                    {
+                        "name": "bench",
+                        "user": "bench",
+                        "role": "admin",
+                        "secretRef": {"name": "key", "key": "k"},
+                    }
+                ],
+            },
+        }
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "all.yaml").write_text(yaml.safe_dump_all(docs))
+    return directory
+
+
+def big_config(path: Path, upstream: str, tenants: int, models: int) -> dict[str, Any]:
+    """A sealed gateway config with many tenants and models, built from the config types
+    directly (the gateway only ever sees this file)."""
+    from llmplatform.render import dump_config, hash_api_key
+    from llmplatform.render import gatewayconfig as gc
+
+    model_entries = [
+        gc.ModelEntry(
+            id=f"llm-platform/m{i:04d}",
+            namespace="llm-platform",
+            name=f"m{i:04d}",
+            tier="standard",
+            provider="openai",
+            upstream_model=f"m{i:04d}",
+            url=upstream + "/v1",
+            api_key_secret_ref=None,
+            self_hosted=False,
+            context_window=128000,
+            max_output_tokens=4096,
+            pricing=gc.Pricing(input_per_million_tokens=1, output_per_million_tokens=2),
+            priors=gc.Priors(expected_latency_ms=500, availability=0.99),
+            capabilities=["chat", "completions"],
+            max_data_classification="internal",
+            region=None,
+        )
+        for i in range(models)
+    ]
+    policy = gc.PolicyEntry(
+        id="llm-platform/default",
+        namespace="llm-platform",
+        name="default",
+        default=True,
+        default_tier="standard",
+        tiers=[gc.TierEntry(name="standard", models=[m.id for m in model_entries[:8]])],
+        fallback=gc.Fallback(
+            max_attempts=3, retry_on=[429, 500, 502, 503, 504, "timeout", "connect"], across_tiers=[]
+        ),
+        scoring=gc.Scoring(availability=0.4, cost=0.3, latency=0.2, priority=0.1),
+        timeouts=gc.Timeouts(connect_seconds=5, request_seconds=120, stream_idle_seconds=60),
+        circuit_breaker=gc.CircuitBreaker(consecutive_failures=5, open_seconds=30),
+        data_governance=gc.DataGovernance(pii_redaction=True, rules=[]),
+        cache=gc.Cache(enabled=False, ttl_seconds=300, temperature_zero_only=True),
+    )
+    tenant_entries = [
+        gc.TenantEntry(
+            id=f"t{i:05d}/q",
+            namespace=f"t{i:05d}",
+            name="q",
+            organization=f"org {i}",
+            policy=policy.id,
+            allowed_tiers=["standard"],
+            limits=gc.Limits(requests_per_minute=1000, tokens_per_day=10**7),
+            user_limits=None,
+            compliance=gc.Compliance(frameworks=[], region=None),
+            keys=[
+                gc.KeyEntry(
+                    name="k", user=f"u{i}", role="admin", sha256=hash_api_key(KEY if i == 0 else f"key-{i}")
+                )
+            ],
+        )
+        for i in range(tenants)
+    ]
+    config = gc.seal(
+        gc.GatewayConfig(
+            default_policy=policy.id, models=model_entries, policies=[policy], tenants=tenant_entries
+        )
+    )
+    text = dump_config(config)
+    path.write_text(text)
+    return {"tenants": tenants, "models": models, "config_bytes": len(text.encode())}
+
+
+# -- measurement -----------------------------------------------------------------------------
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url: str, connections: int, seconds: int, key: str | None, lua_dir: Path) -> dict[str, Any]:
+    script = lua_dir / "post.lua"
+    auth = f'wrk.headers["Authorization"] = "Bearer {key}"\n' if key else ""
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n' + auth
+    )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url + "/v1/chat/completions",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = {
+        m.group(1): float(m.group(2)) * UNITS[m.group(3)]
+        for m in re.finditer(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", out)
+    }
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "requests_per_s": rps,
+        "p50_ms": pct.get("50"),
+        "p99_ms": pct.get("99"),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1) if errors else None,
+    }
+
+
+async def first_chunks(url: str, key: str | None, n: int) -> dict[str, float]:
+    """Time to the first SSE event of a streamed chat completion, one request at a time."""
+    import aiohttp
+
+    headers = {"content-type": "application/json", **({"authorization": f"Bearer {key}"} if key else {})}
+    body = json.dumps({**BODY, "stream": True}).encode()
+    samples = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(n + 10):
+            start = time.perf_counter()
+            async with session.post(url + "/v1/chat/completions", data=body, headers=headers) as resp:
+                assert resp.status == 200, resp.status
+                await resp.content.readline()
+                if i >= 10:  # warm-up
+                    samples.append((time.perf_counter() - start) * 1000)
+                await resp.read()
+    samples.sort()
+    return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
+
+
+async def client_comparison(upstream: str, n: int = 3000, concurrency: int = 16) -> dict[str, float]:
+    """Item 8: the upstream client from one event loop, httpx vs aiohttp, requests/s."""
+    import aiohttp
+    import httpx
+
+    body = json.dumps(BODY).encode()
+    headers = {"content-type": "application/json"}
+    url = upstream + "/v1/chat/completions"
+
+    async def run(call: Any) -> float:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with sem:
+                await call()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n)))
+        return n / (time.perf_counter() - start)
+
+    result = {}
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as hc:
+
+        async def via_httpx() -> None:
+            r = await hc.post(url, content=body, headers=headers)
+            r.read()
+
+        await run(via_httpx)
+        result["httpx_requests_per_s"] = await run(via_httpx)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as ac:
+
+        async def via_aiohttp() -> None:
+            async with ac.post(url, data=body, headers=headers) as r:
+                await r.read()
+
+        await run(via_aiohttp)
+        result["aiohttp_requests_per_s"] = await run(via_aiohttp)
+    return result
+
+
+def measure(name: str, url: str, key: str | None, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    print(f"== {name}", flush=True)
+    wrk(url, 16, 2, key, tmp)  # warm-up
+    result = {
+        "throughput_16c": wrk(url, 16, args.seconds, key, tmp),
+        "latency_1c": wrk(url, 1, args.seconds, key, tmp),
+        "stream_first_chunk_1c": asyncio.run(first_chunks(url, key, args.stream_requests)),
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per measurement")
+    parser.add_argument("--stream-requests", type=int, default=300)
+    parser.add_argument(
+        "--litellm", default=str(DEFAULT_LITELLM), help="litellm executable (skipped if absent)"
+    )
+    parser.add_argument("--bare-proxy", nargs=3, metavar=("PORT", "UPSTREAM", "LOOP"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_proxy:
+        bare_proxy(int(args.bare_proxy[0]), args.bare_proxy[1], args.bare_proxy[2])
+        return 0
+    if shutil.which("wrk") is None:
+        print("bench-gateway needs wrk (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="llmplatform-bench-"))
+    procs: list[Proc] = []
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        up_port = free_port()
+        upstream = f"http://127.0.0.1:{up_port}"
+        mock = Proc(cli("mock-upstream", "--port", str(up_port)), tmp / "mock.log")
+        procs.append(mock)
+        mock.wait(upstream + "/healthz")
+        results["client_comparison"] = asyncio.run(client_comparison(upstream))
+        print(json.dumps(results["client_comparison"]), flush=True)
+        targets: dict[str, Any] = {}
+        targets["a_upstream_direct"] = measure("upstream", upstream, None, args, tmp)
+
+        for loop, name in (("asyncio", "b_bare_aiohttp_proxy"), ("uvloop", "b2_bare_aiohttp_proxy_uvloop")):
+            bare_port = free_port()
+            bare = Proc(
+                [sys.executable, __file__, "--bare-proxy", str(bare_port), upstream, loop],
+                tmp / f"bare-{loop}.log",
+            )
+            procs.append(bare)
+            bare.wait(f"http://127.0.0.1:{bare_port}/healthz")
+            targets[name] = measure(f"bare proxy ({loop})", f"http://127.0.0.1:{bare_port}", None, args, tmp)
+            bare.stop()
+
+        gw_port = free_port()
+        gw_args = ["gateway", "--manifests", str(manifests(tmp / "m", upstream)), "--host", "127.0.0.1"]
+        gw_args += ["--port", str(gw_port), "--audit-log", str(tmp / "audit.jsonl")]
+        gw = Proc(cli(*gw_args), tmp / "gateway.log")
+        procs.append(gw)
+        gw.wait(f"http://127.0.0.1:{gw_port}/readyz")
+        targets["c_gateway_1_worker"] = measure("gateway", f"http://127.0.0.1:{gw_port}", KEY, args, tmp)
+        targets["c_gateway_1_worker"]["rss_mb_after"] = round(gw.rss_mb(), 1)
+        audit_lines = sum(1 for _ in (tmp / "audit.jsonl").open())
+        targets["c_gateway_1_worker"]["audit_records"] = audit_lines
+        gw.stop()
+
+        litellm = Path(args.litellm)
+        if litellm.exists():
+            port = free_port()
+            cfg = tmp / "litellm.yaml"
+            cfg.write_text(
+                "model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/bench\n"
+                f"      api_base: {upstream}/v1\n      api_key: sk-bench\n"
+            )
+            master = "sk-bench-master-" + os.urandom(16).hex()  # LiteLLM refuses to start without one
+            env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+            env["LITELLM_MASTER_KEY"] = master
+            lite = Proc(
+                [
+                    str(litellm),
+                    "--config",
+                    str(cfg),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--num_workers",
+                    "1",
+                ],
+                tmp / "litellm.log",
+                env,
+            )
+            procs.append(lite)
+            lite.wait(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
+            targets["d_litellm_proxy"] = measure("litellm", f"http://127.0.0.1:{port}", master, args, tmp)
+            version = subprocess.run(
+                [str(litellm.parent / "pip"), "show", "litellm"], capture_output=True, text=True
+            ).stdout
+            targets["d_litellm_proxy"]["version"] = next(
+                (v.split(":", 1)[1].strip() for v in version.splitlines() if v.startswith("Version")), None
+            )
+            lite.stop()
+        else:
+            targets["d_litellm_proxy"] = {
+                "skipped": f"{litellm} not found (install litellm[proxy] into that virtualenv)"
+            }
+        results["targets"] = targets
+
+        print("== memory with a large config", flush=True)
+        big = tmp / "big.json"
+        results["memory"] = big_config(big, upstream, tenants=10_000, models=1_000)
+        port = free_port()
+        big_gw = Proc(
+            cli(
+                "gateway",
+                "--config",
+                str(big),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--audit-log",
+                str(tmp / "a2.jsonl"),
+            ),
+            tmp / "big.log",
+        )
+        procs.append(big_gw)
+        start = time.monotonic()
+        big_gw.wait(f"http://127.0.0.1:{port}/readyz", timeout=300)
+        results["memory"]["startup_s"] = round(time.monotonic() - start, 2)
+        results["memory"]["rss_mb_loaded"] = round(big_gw.rss_mb(), 1)
+        wrk(f"http://127.0.0.1:{port}", 16, 3, KEY, tmp)
+        results["memory"]["rss_mb_after_traffic"] = round(big_gw.rss_mb(), 1)
+        big_gw.stop()
+    finally:
+        for p in procs:
+            p.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["summary"] = summarize(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "gateway.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "gateway.md").write_text(markdown(results))
+    print((RESULTS / "gateway.md").read_text())
+    return 0
+
+
+def summarize(r: dict[str, Any]) -> dict[str, Any]:
+    t = r["targets"]
+    up, gw = t["a_upstream_direct"], t["c_gateway_1_worker"]
+    bare = t["b2_bare_aiohttp_proxy_uvloop"]  # same event loop as the gateway: the fair ceiling
+    plain = t["b_bare_aiohttp_proxy"]
+    lite = t["d_litellm_proxy"]
+
+    def added(x: dict[str, Any], key: str) -> float:
+        return round(x["latency_1c"][key] - up["latency_1c"][key], 3)
+
+    s: dict[str, Any] = {
+        "gateway_rps_16c": gw["throughput_16c"]["requests_per_s"],
+        "bare_proxy_rps_16c": bare["throughput_16c"]["requests_per_s"],
+        "gateway_over_bare_proxy": round(
+            gw["throughput_16c"]["requests_per_s"] / bare["throughput_16c"]["requests_per_s"], 3
+        ),
+        "gateway_added_p50_ms": added(gw, "p50_ms"),
+        "gateway_added_p99_ms": added(gw, "p99_ms"),
+        "bare_proxy_added_p50_ms": added(bare, "p50_ms"),
+        "bare_proxy_asyncio_rps_16c": plain["throughput_16c"]["requests_per_s"],
+        "gateway_over_bare_proxy_asyncio": round(
+            gw["throughput_16c"]["requests_per_s"] / plain["throughput_16c"]["requests_per_s"], 3
+        ),
+        "gateway_added_first_chunk_p50_ms": round(
+            gw["stream_first_chunk_1c"]["p50_ms"] - up["stream_first_chunk_1c"]["p50_ms"], 3
+        ),
+        "gateway_rss_mb_10k_tenants_1k_models": r["memory"]["rss_mb_after_traffic"],
+    }
+    if "throughput_16c" in lite:
+        s["litellm_rps_16c"] = lite["throughput_16c"]["requests_per_s"]
+        s["gateway_over_litellm"] = round(
+            gw["throughput_16c"]["requests_per_s"] / lite["throughput_16c"]["requests_per_s"], 1
+        )
+        s["litellm_added_p50_ms"] = added(lite, "p50_ms")
+    s["targets"] = {
+        "throughput >= 30x LiteLLM": None
+        if "gateway_over_litellm" not in s
+        else s["gateway_over_litellm"] >= 30,
+        "throughput >= 0.5 of bare proxy (both on uvloop)": s["gateway_over_bare_proxy"] >= 0.5,
+        "added p50 <= 1.0 ms": s["gateway_added_p50_ms"] <= 1.0,
+        "first chunk added <= 2 ms": s["gateway_added_first_chunk_p50_ms"] <= 2.0,
+        "RSS <= 200 MB per worker (10k tenants, 1k models)": s["gateway_rss_mb_10k_tenants_1k_models"] <= 200,
+    }
+    return s
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m, s, t = r["machine"], r["summary"], r["targets"]
+    lines = [
+        "# Gateway benchmark",
+        "",
+        f"Run {r['started']} by `make bench-gateway` (bench/gateway.py) on {m['cores']} cores ({m['cpu']}), "
+        f"{m['ram_gib']} GiB RAM, Python {m['python']}, aiohttp {m['aiohttp']}. Everything on loopback: wrk "
+        "(1 thread), the mock upstream (a test server) and the server under test share the cores. "
+        f"Load average (1/5/15 min) at start {m['load_average_at_start']}, "
+        f"at end {m['load_average_at_end']}: "
+        "other work on the machine lowers every number, the gateway's most (it is the most CPU-bound).",
+        "",
+        "| target | req/s @16 conn | p50 @1 conn (ms) | p99 @1 conn (ms) "
+        "| stream 1st chunk p50 (ms) | non-2xx |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, x in t.items():
+        if "throughput_16c" not in x:
+            lines.append(f"| {name} | skipped: {x.get('skipped')} | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {x['throughput_16c']['requests_per_s']:.0f} | {x['latency_1c']['p50_ms']:.3f} | "
+            f"{x['latency_1c']['p99_ms']:.3f} | {x['stream_first_chunk_1c']['p50_ms']:.3f} | "
+            f"{x['throughput_16c']['non_2xx'] + x['latency_1c']['non_2xx']} |"
+        )
+    lines += ["", "## Against the issue's targets", ""]
+    lines += [f"- {k}: {'met' if v else ('n/a' if v is None else 'MISSED')}" for k, v in s["targets"].items()]
+    lines += [
+        "",
+        "## Summary",
+        "",
+        "```json",
+        json.dumps({k: v for k, v in s.items() if k != "targets"}, indent=2),
+        "```",
+    ]
+    lines += [
+        "",
+        "## Upstream client (issue item 8), 16 concurrent from one loop",
+        "",
+        "```json",
+        json.dumps(r["client_comparison"], indent=2),
+        "```",
+    ]
+    lines += ["", "## Memory", "", "```json", json.dumps(r["memory"], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
