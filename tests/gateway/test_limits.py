@@ -205,6 +205,9 @@ def test_two_gateways_sharing_redis_admit_exactly_the_limit(redis_world: dict[st
     for base in redis_world["bases"]:
         assert usage(base, KEYS["shared"])["requestsThisMinute"] == 15
         assert httpx.get(base + "/readyz").json()["limiter"] == "redis"
+    # gw2 runs two workers; /metrics on either one sums both (prometheus multiprocess mode)
+    served = h.metric(redis_world["bases"][1], "llmplatform_requests_total", tenant="shared/shared")
+    assert served == 30
 
 
 def test_redis_unreachable_follows_the_failure_mode(redis_world: dict[str, Any]) -> None:

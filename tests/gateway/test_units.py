@@ -182,3 +182,29 @@ def test_anthropic_models_are_not_routed_until_translation_exists() -> None:
         route(c, model="premium")
     assert exc.value.status == 503 and exc.value.code == "no_model_available"
     assert route(c, model="standard") == ["cheap"]
+
+
+def test_request_priority_trades_price_for_speed() -> None:
+    c = compiled(
+        [
+            h.model(
+                "slow-cheap",
+                "http://a",
+                expectedLatencyMs=2000,
+                pricing={"inputPerMillionTokens": 1, "outputPerMillionTokens": 1},
+            ),
+            h.model(
+                "fast-dear",
+                "http://b",
+                expectedLatencyMs=500,
+                pricing={"inputPerMillionTokens": 10, "outputPerMillionTokens": 10},
+            ),
+            h.policy(
+                {"standard": ["slow-cheap", "fast-dear"]},
+                scoring={"availability": 0, "cost": 0, "latency": 0, "priority": 1},
+            ),
+            *h.tenant("t", {"k": "key-1"}, ["standard"]),
+        ]
+    )
+    assert route(c, priority=10) == ["fast-dear", "slow-cheap"]
+    assert route(c, priority=1) == ["slow-cheap", "fast-dear"]

@@ -145,6 +145,7 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        self._requests: dict[tuple[str, str, str, str, int], Any] = {}
 
     # -- config ----------------------------------------------------------------------------
 
@@ -757,7 +758,11 @@ class Gateway:
 
     def _record(self, ctx: Ctx) -> None:
         elapsed = time.perf_counter() - ctx.start
-        m.REQUESTS.labels(ctx.tenant, ctx.model, ctx.tier, ctx.endpoint, str(ctx.status)).inc()
+        labels = (ctx.tenant, ctx.model, ctx.tier, ctx.endpoint, ctx.status)
+        requests = self._requests.get(labels)
+        if requests is None:  # bounded: config values and HTTP status codes
+            requests = self._requests[labels] = m.REQUESTS.labels(*labels[:4], str(ctx.status))
+        requests.inc()
         if ctx.served is not None:
             key = (ctx.tenant, ctx.model, ctx.tier)
             children = self._children.get(key)
