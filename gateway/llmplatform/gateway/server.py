@@ -78,6 +78,7 @@ class Ctx:
     usage_reported: bool = False
     cost: float = 0.0
     first_chunk: float | None = None
+    first_chunk_at: float | None = None
     chunks: int = 0
     served: Model | None = None
 
@@ -538,7 +539,9 @@ class Gateway:
                 raise
             if isinstance(result, web.StreamResponse):
                 if ctx.status < 500:
-                    health.record_success((time.perf_counter() - started) * 1000)
+                    # streams: time to the first chunk, so long answers do not read as slow models
+                    end = ctx.first_chunk_at if ctx.first_chunk_at is not None else time.perf_counter()
+                    health.record_success((end - started) * 1000)
                 return result
             failures.append((cand, result))
             retryable = (
@@ -687,7 +690,7 @@ class Gateway:
         """Take usage from an event and decide whether the client sees it: the gateway always
         asks upstream for usage (to settle budgets) but only forwards the usage-only chunk
         when the client asked for it."""
-        if event.startswith(b"data: [DONE]"):
+        if event.startswith(b"data:") and event[5:].strip() == b"[DONE]":
             state.done = True
             return event
         state.events += 1
@@ -717,7 +720,8 @@ class Gateway:
         )
         await out.prepare(request)
         ctx.served = model
-        ctx.first_chunk = time.perf_counter() - ctx.start
+        ctx.first_chunk_at = time.perf_counter()
+        ctx.first_chunk = ctx.first_chunk_at - ctx.start
         state = StreamState(client_usage=bool((body.get("stream_options") or {}).get("include_usage")))
         event: bytes | None = first
         try:
