@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,17 @@ def test_unknown_fields_pass_through_and_request_id_propagates(world: dict[str, 
     assert seen["last_body"]["vendor_knob"] == {"x": 1}
     assert seen["last_body"]["logit_bias"] == {"1": 2}
     assert seen["last_headers"]["x-request-id"] == "req-fixed-123"
-    audit = (world["tmp"] / "gw-audit.jsonl").read_text().splitlines()
-    assert any(json.loads(line)["request_id"] == "req-fixed-123" for line in audit)
+    audit_log = world["tmp"] / "gw-audit.jsonl"
+
+    def audited() -> bool:  # the sink flushes every 0.1 s
+        return any(
+            json.loads(line)["request_id"] == "req-fixed-123" for line in audit_log.read_text().splitlines()
+        )
+
+    deadline = time.monotonic() + 3
+    while not audited():
+        assert time.monotonic() < deadline, "no audit record for the request"
+        time.sleep(0.05)
 
 
 def test_chat_stream_with_usage(world: dict[str, Any]) -> None:

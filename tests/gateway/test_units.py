@@ -4,6 +4,7 @@ plans and the in-process limiter, token estimates, header formats."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import gateway_harness as h
@@ -208,3 +209,25 @@ def test_request_priority_trades_price_for_speed() -> None:
     )
     assert route(c, priority=10) == ["fast-dear", "slow-cheap"]
     assert route(c, priority=1) == ["slow-cheap", "fast-dear"]
+
+
+def test_audit_sink_buffers_and_flushes_whole_lines(tmp_path: Any) -> None:
+    from llmplatform.gateway.audit import FLUSH_LINES, AuditSink
+
+    path = tmp_path / "audit.jsonl"
+    sink = AuditSink(str(path))
+
+    async def run() -> None:
+        for i in range(FLUSH_LINES + 10):
+            sink.write({"n": i})
+        assert len(path.read_text().splitlines()) == FLUSH_LINES  # a full buffer is written at once
+        await asyncio.sleep(0.2)  # the rest within FLUSH_SECONDS
+        assert len(path.read_text().splitlines()) == FLUSH_LINES + 10
+
+    asyncio.run(run())
+    sink.write({"n": "outside a loop"})
+    sink.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [x["n"] for x in lines[:-1]] == list(range(FLUSH_LINES + 10)) and lines[-1][
+        "n"
+    ] == "outside a loop"

@@ -15,13 +15,15 @@ that still fall back; after it, an error is sent in-band and never retried.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
+import itertools
 import json
 import logging
 import math
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +128,21 @@ def ratelimit_headers(charges: list[Charge], values: list[int]) -> dict[str, str
             headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, best[0]))
             headers[f"x-ratelimit-reset-{suffix}"] = duration(best[1].reset_seconds)
     return headers
+
+
+@functools.lru_cache(maxsize=256)
+def client_timeout(connect: float, total: float | None) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect)
+
+
+_RID_PREFIX = os.urandom(6).hex()
+_rid_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A request id unique across processes (random per-process prefix) without a syscall or a
+    UUID object per request."""
+    return f"{_RID_PREFIX}{next(_rid_counter):010x}"
 
 
 def json_error(exc: GatewayError, extra: dict[str, str] | None = None) -> web.Response:
@@ -337,7 +354,7 @@ class Gateway:
     async def completion(self, request: web.Request) -> web.StreamResponse:
         endpoint = ENDPOINTS[request.path]
         ctx = Ctx(
-            request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+            request_id=request.headers.get("x-request-id") or new_request_id(),
             endpoint=endpoint,
             start=time.perf_counter(),
         )
@@ -629,18 +646,23 @@ class Gateway:
     ) -> web.StreamResponse | Failure:
         assert self.session is not None
         data, up_headers = self._upstream_request(ctx, body, stream, model)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=policy.connect_seconds)
         url = model.urls[ctx.endpoint]
         resp: aiohttp.ClientResponse | None = None
         try:
             try:
-                async with asyncio.timeout(policy.request_seconds):
+                if not stream:  # aiohttp's total timeout covers connect, headers and body
+                    timeout = client_timeout(policy.connect_seconds, policy.request_seconds)
                     resp = await self.session.post(url, data=data, headers=up_headers, timeout=timeout)
-                    if resp.status != 200 or not stream:
-                        raw = await resp.read()
-                        if resp.status != 200:
-                            return Failure("status", resp.status, raw)
-                        return self._json_response(raw, ctx, model, headers)
+                    raw = await resp.read()
+                    if resp.status != 200:
+                        return Failure("status", resp.status, raw)
+                    return self._json_response(raw, ctx, model, headers)
+                # a stream gets requestSeconds to its first event, then streamIdleSeconds per event
+                async with asyncio.timeout(policy.request_seconds):
+                    timeout = client_timeout(policy.connect_seconds, None)
+                    resp = await self.session.post(url, data=data, headers=up_headers, timeout=timeout)
+                    if resp.status != 200:
+                        return Failure("status", resp.status, await resp.read())
                     first = await self._event(resp)
                     if first is None:
                         return Failure("connect", detail="stream ended before its first event")
