@@ -103,13 +103,13 @@ def start_gateway(
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_redis(tmp: Path) -> tuple[Proc, str]:
+def start_redis(tmp: Path, port: int | None = None) -> tuple[Proc, str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError(
             "redis-server is not installed; the gateway Redis tests need it: apt-get install -y redis-server"
         )
-    port = free_port()
+    port = port or free_port()
     proc = Proc(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         tmp / f"redis-{port}.log",

@@ -231,6 +231,38 @@ def test_redis_unreachable_follows_the_failure_mode(redis_world: dict[str, Any])
         assert exc.value.status_code == 503 and exc.value.code == "limits_unavailable"
         assert httpx.get(refuse_base + "/readyz").status_code == 503
         assert local.popen.poll() is None and refuse.popen.poll() is None
+        # Redis comes back on the same address: both return to the shared limiter
+        redis, _ = h.start_redis(tmp, port=int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+        deadline = time.monotonic() + 5
+        while {httpx.get(b + "/readyz").json()["limiter"] for b in (local_base, refuse_base)} != {"redis"}:
+            assert time.monotonic() < deadline, "the gateways did not return to Redis"
+            time.sleep(0.1)
+        assert httpx.get(refuse_base + "/readyz").status_code == 200
+        assert h.metric(local_base, "llmplatform_redis_up") == 1
+        ok = client(refuse_base, KEYS["burst"]).chat.completions.create(model="auto", messages=MESSAGES)
+        assert ok.choices
     finally:
         local.stop()
         refuse.stop()
+        redis.stop()
+
+
+def test_redis_settles_tokens_and_cost_to_reported_usage(redis_world: dict[str, Any]) -> None:
+    avoid_minute_edge()
+    base1, base2 = redis_world["bases"]
+    first = client(base1, KEYS["tokens"]).chat.completions.create(
+        model="auto", messages=MESSAGES, max_tokens=100
+    )
+    second = client(base2, KEYS["tokens"]).chat.completions.create(
+        model="auto", messages=MESSAGES, max_tokens=100
+    )
+    assert first.usage is not None and second.usage is not None
+    used = first.usage.total_tokens + second.usage.total_tokens
+    # both 110-token worst cases fit the 150 tokens/minute only because each was settled in Redis
+    assert usage(base1, KEYS["tokens"])["tokensToday"] == used
+    assert usage(base2, KEYS["tokens"])["tokensToday"] == used
+    ok = client(base2, KEYS["budget"]).chat.completions.create(
+        model="pricey", messages=MESSAGES, max_tokens=10
+    )
+    assert ok.usage is not None
+    assert usage(base1, KEYS["budget"])["costThisMonthUSD"] == pytest.approx(ok.usage.total_tokens * 0.01)
