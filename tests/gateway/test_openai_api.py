@@ -204,6 +204,20 @@ def test_413_body_over_limit(world: dict[str, Any]) -> None:
     assert exc.value.code == "request_too_large"
 
 
+def test_413_chunked_body_over_limit(world: dict[str, Any]) -> None:
+    def chunks() -> Any:  # no Content-Length: the limit must hold while reading
+        yield b'{"model": "auto", "messages": [{"role": "user", "content": "'
+        for _ in range(30):
+            yield b"x" * 10_000
+        yield b'"}]}'
+
+    r = httpx.post(
+        world["base"] + "/v1/chat/completions", content=chunks(), headers={"Authorization": f"Bearer {KEY_A}"}
+    )
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "request_too_large"
+
+
 def test_unknown_path_is_openai_shaped(world: dict[str, Any]) -> None:
     r = httpx.get(world["base"] + "/v1/nope")
     assert r.status_code == 404 and "error" in r.json()
