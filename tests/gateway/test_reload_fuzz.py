@@ -256,3 +256,62 @@ def test_start_without_a_valid_config_is_not_ready_until_one_arrives(
         assert r.status_code == 200
     finally:
         gw.stop()
+
+
+def kubelet_update(folder: Path, files: dict[str, bytes], version: int) -> None:
+    """What the kubelet does for a mounted ConfigMap: write a new timestamped folder, point a
+    temporary `..data` link at it and rename the link over the old one; the visible names are
+    links through `..data`."""
+    target = folder / f"..v{version}"
+    target.mkdir()
+    for name, data in files.items():
+        (target / name).write_bytes(data)
+    tmp_link = folder / "..data_tmp"
+    tmp_link.symlink_to(target.name)
+    tmp_link.replace(folder / "..data")
+    for name in files:
+        link = folder / name
+        if not link.is_symlink():
+            link.symlink_to(f"..data/{name}")
+    for stale in ("config.json", "config.json.gz"):
+        if stale not in files and (folder / stale).is_symlink():
+            (folder / stale).unlink()
+
+
+def test_mounted_configmap_folder_updates_including_gzip(world: dict[str, Any], tmp_path: Path) -> None:
+    from llmplatform.render.gatewayconfig import compress_config
+
+    folder = tmp_path / "mount"
+    folder.mkdir()
+    kubelet_update(folder, {"config.json": world["config"].read_bytes()}, 1)
+    gw, base = h.start_gateway(
+        tmp_path, ["--config", str(folder)], "--secrets-dir", str(world["tmp"] / "secrets")
+    )
+    try:
+        headers = {"Authorization": f"Bearer {NEW_KEY}"}
+        body = {"model": "auto", "messages": MESSAGES}
+        assert httpx.post(base + "/v1/chat/completions", json=body, headers=headers).status_code == 401
+        # the operator switched to binaryData config.json.gz (a large config) and added a tenant
+        text = rendered(tmp_path / "m", world["upstream"], extra_tenant=True)
+        kubelet_update(folder, {"config.json.gz": compress_config(text)}, 2)
+        wait_for(
+            lambda: httpx.post(base + "/v1/chat/completions", json=body, headers=headers).status_code == 200
+        )
+    finally:
+        gw.stop()
+
+
+def test_manifest_folder_changes_are_rendered_and_served(world: dict[str, Any], tmp_path: Path) -> None:
+    folder = tmp_path / "manifests"
+    rendered(folder, world["upstream"], extra_tenant=False)
+    gw, base = h.start_gateway(tmp_path, ["--manifests", str(folder)])
+    try:
+        headers = {"Authorization": f"Bearer {NEW_KEY}"}
+        body = {"model": "auto", "messages": MESSAGES}
+        assert httpx.post(base + "/v1/chat/completions", json=body, headers=headers).status_code == 401
+        rendered(folder, world["upstream"], extra_tenant=True)  # rewrites all.yaml atomically
+        wait_for(
+            lambda: httpx.post(base + "/v1/chat/completions", json=body, headers=headers).status_code == 200
+        )
+    finally:
+        gw.stop()
