@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -313,5 +315,43 @@ def test_manifest_folder_changes_are_rendered_and_served(world: dict[str, Any], 
         wait_for(
             lambda: httpx.post(base + "/v1/chat/completions", json=body, headers=headers).status_code == 200
         )
+    finally:
+        gw.stop()
+
+
+def children(pid: int) -> set[int]:
+    """The gateway workers under `pid` (not multiprocessing's resource tracker)."""
+    found = set()
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.add(int(child))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_dead_worker_is_replaced(world: dict[str, Any], tmp_path: Path) -> None:
+    gw, base = h.start_gateway(
+        tmp_path,
+        ["--config", str(world["config"])],
+        "--secrets-dir",
+        str(world["tmp"] / "secrets"),
+        "--workers",
+        "2",
+    )
+    try:
+        wait_for(lambda: len(children(gw.popen.pid)) == 2)
+        before = children(gw.popen.pid)
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(children(gw.popen.pid)) == 2 and victim not in children(gw.popen.pid))
+        assert len(children(gw.popen.pid) - before) == 1
+        headers = {"Authorization": f"Bearer {KEY}"}
+        for _ in range(10):  # whichever worker the kernel picks answers
+            r = httpx.post(
+                base + "/v1/chat/completions", json={"model": "auto", "messages": MESSAGES}, headers=headers
+            )
+            assert r.status_code == 200
     finally:
         gw.stop()
