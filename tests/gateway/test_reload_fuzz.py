@@ -285,7 +285,8 @@ def test_mounted_configmap_folder_updates_including_gzip(world: dict[str, Any], 
 
     folder = tmp_path / "mount"
     folder.mkdir()
-    kubelet_update(folder, {"config.json": world["config"].read_bytes()}, 1)
+    first = rendered(tmp_path / "m1", world["upstream"], extra_tenant=False)
+    kubelet_update(folder, {"config.json": first.encode()}, 1)
     gw, base = h.start_gateway(
         tmp_path, ["--config", str(folder)], "--secrets-dir", str(world["tmp"] / "secrets")
     )
@@ -294,7 +295,7 @@ def test_mounted_configmap_folder_updates_including_gzip(world: dict[str, Any], 
         body = {"model": "auto", "messages": MESSAGES}
         assert httpx.post(base + "/v1/chat/completions", json=body, headers=headers).status_code == 401
         # the operator switched to binaryData config.json.gz (a large config) and added a tenant
-        text = rendered(tmp_path / "m", world["upstream"], extra_tenant=True)
+        text = rendered(tmp_path / "m2", world["upstream"], extra_tenant=True)
         kubelet_update(folder, {"config.json.gz": compress_config(text)}, 2)
         wait_for(
             lambda: httpx.post(base + "/v1/chat/completions", json=body, headers=headers).status_code == 200
@@ -341,12 +342,14 @@ def test_a_dead_worker_is_replaced(world: dict[str, Any], tmp_path: Path) -> Non
         "2",
     )
     try:
-        wait_for(lambda: len(children(gw.popen.pid)) == 2)
+        listening = lambda: gw.log.read_text().count('"gateway listening"')  # noqa: E731
+        wait_for(lambda: len(children(gw.popen.pid)) == 2 and listening() == 2, timeout=10)
         before = children(gw.popen.pid)
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: len(children(gw.popen.pid)) == 2 and victim not in children(gw.popen.pid))
-        assert len(children(gw.popen.pid) - before) == 1
+        wait_for(lambda: len(children(gw.popen.pid) - before) == 1, timeout=10)
+        assert victim not in children(gw.popen.pid)
+        wait_for(lambda: listening() == 3, timeout=10)
         headers = {"Authorization": f"Bearer {KEY}"}
         for _ in range(10):  # whichever worker the kernel picks answers
             r = httpx.post(
