@@ -235,12 +235,11 @@ class RedisLimiter:
         self._settle = self._redis.register_script(SETTLE_LUA)
 
     async def _call(self, coro: Any) -> Any:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
+        from redis.exceptions import RedisError
 
         try:
             return await coro
-        except (TimeoutError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:  # also errors Redis answers (OOM...)
             raise RedisUnavailable(str(exc)) from exc
 
     async def ping(self) -> bool:

@@ -354,7 +354,7 @@ class Gateway:
     async def completion(self, request: web.Request) -> web.StreamResponse:
         endpoint = ENDPOINTS[request.path]
         ctx = Ctx(
-            request_id=request.headers.get("x-request-id") or new_request_id(),
+            request_id=request.headers.get("x-request-id", "")[:128] or new_request_id(),
             endpoint=endpoint,
             start=time.perf_counter(),
         )
