@@ -75,6 +75,7 @@ class Ctx:
     fallback_level: int = 0
     status: int = 200
     error_code: str | None = None
+    use_case: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
     usage_reported: bool = False
@@ -459,6 +460,7 @@ class Gateway:
                     400, "X-LLM-Priority must be an integer from 1 to 10", code="invalid_request"
                 )
         tier_header = request.headers.get("x-llm-tier")
+        ctx.use_case = request.headers.get("x-llm-use-case", "")[:64] or None  # audited, not a label
         prompt = prompt_tokens(body, ctx.endpoint)
         cands = candidates(
             tenant,
@@ -824,5 +826,6 @@ class Gateway:
                 "tokens_out": ctx.tokens_out,
                 "cost_usd": round(ctx.cost, 9),
                 "latency_ms": round(elapsed * 1000, 3),
+                "use_case": ctx.use_case,
             }
         )
