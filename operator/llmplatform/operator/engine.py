@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -215,6 +216,7 @@ class Reconciler:
             if resolved is not None:
                 bodies[(ref[1], ref[2])] = resolved
         wanted: set[tuple[str, str]] = set()
+        missing: list[tuple[dict[str, Any], str, str]] = []
         quotas_by_ref: dict[tuple[str, str], dict[str, Any]] = {}
         for quota in snap.quotas:
             meta = quota["metadata"]
@@ -228,19 +230,9 @@ class Reconciler:
                 wanted.add((meta["namespace"], secret_name))
                 if (meta["namespace"], secret_name) in bodies:
                     continue
-                body = self._new_key_secret(quota, key["name"], secret_name)
-                created = self.kube.create(body)
-                if created is None:  # exists already; our cache has not seen it yet
-                    created = self.kube.get("Secret", meta["namespace"], secret_name)
-                if created is not None:
-                    log.info(
-                        "generated API key %r of TenantQuota %s/%s",
-                        key["name"],
-                        meta["namespace"],
-                        meta["name"],
-                    )
-                    self._remember(("Secret", meta["namespace"], secret_name), created)
-                    bodies[(meta["namespace"], secret_name)] = created
+                missing.append((quota, key["name"], secret_name))
+        created = self._create_keys(missing, report)
+        bodies.update(created)
         for (ns, name), body in list(bodies.items()):
             labels = (body.get("metadata") or {}).get("labels") or {}
             owner = labels.get(QUOTA_LABEL)
@@ -254,6 +246,32 @@ class Reconciler:
                     report.problems.append(f"deleted Secret {ns}/{name}: its key left the spec")
                 del bodies[(ns, name)]
         return bodies
+
+    def _create_keys(
+        self, missing: list[tuple[dict[str, Any], str, str]], report: PassReport
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Create key Secrets in parallel; returns what now exists, by (namespace, name)."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        lock = threading.Lock()
+
+        def job(quota: dict[str, Any], key_name: str, secret_name: str) -> Callable[[], None]:
+            def create() -> None:
+                ns = quota["metadata"]["namespace"]
+                created = self.kube.create(self._new_key_secret(quota, key_name, secret_name))
+                if created is None:  # exists already; our cache has not seen it yet
+                    created = self.kube.get("Secret", ns, secret_name)
+                if created is not None:
+                    log.info(
+                        "generated API key %r of TenantQuota %s/%s", key_name, ns, quota["metadata"]["name"]
+                    )
+                    self._remember(("Secret", ns, secret_name), created)
+                    with lock:
+                        out[(ns, secret_name)] = created
+
+            return create
+
+        self._run([job(*m) for m in missing], report)
+        return out
 
     def _new_key_secret(self, quota: dict[str, Any], key_name: str, secret_name: str) -> dict[str, Any]:
         meta = quota["metadata"]
