@@ -10,7 +10,7 @@ BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
 .PHONY: help run install controlplane test test-unit test-e2e lint cluster-up cluster-down clean-cache \
-        kind-up kind-down bench-controlplane bench-gateway clean
+        kind-up kind-down bench-controlplane bench-operator bench-gateway clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-run: install ## the main job on its embedded default (examples/, no cluster needed)
-	$(VENV)/bin/llmplatform render examples/
+run: install ## the main job on its embedded default: the gateway serving examples/ on :8080
+	$(VENV)/bin/llmplatform gateway --manifests examples/ --port 8080
 
 install: $(VENV)/.installed ## create .venv and install the project with test tools
 
@@ -61,6 +61,9 @@ kind-down: ## delete the kind cluster
 
 bench-controlplane: install controlplane ## cold build / warm start / memory numbers into bench/results
 	$(PY) bench/controlplane.py
+
+bench-operator: install controlplane ## operator at fleet scale on the real control plane into bench/results
+	$(PY) bench/operator_bench.py
 
 bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results
 	$(PY) bench/gateway.py

@@ -51,9 +51,12 @@ def policy(i: int, models: int) -> dict[str, Any]:
         "metadata": {"name": f"policy-{i}", "namespace": PLATFORM},
         "spec": {
             "default": i == 0,
-            "defaultTier": "standard",
+            "defaultTier": "standard" if "standard" in tiers else sorted(tiers)[0],
             "tiers": [{"name": t, "models": m} for t, m in sorted(tiers.items())],
-            "fallback": {"maxAttempts": 3, "acrossTiers": ["standard", "efficient"]},
+            "fallback": {
+                "maxAttempts": 3,
+                "acrossTiers": [t for t in ("standard", "efficient") if t in tiers],
+            },
             "tenantCeilings": {
                 "requestsPerMinute": 1000,
                 "tokensPerDay": 50_000_000,
@@ -67,13 +70,13 @@ def namespace_of(i: int) -> str:
     return f"tenant-{i % 50:02d}"
 
 
-def quota(i: int) -> dict[str, Any]:
+def quota(i: int, policies: int = 10) -> dict[str, Any]:
     return {
         "apiVersion": API,
         "kind": "TenantQuota",
         "metadata": {"name": f"quota-{i:04d}", "namespace": namespace_of(i)},
         "spec": {
-            "routingPolicy": {"name": f"policy-{i % 10}", "namespace": PLATFORM},
+            "routingPolicy": {"name": f"policy-{i % policies}", "namespace": PLATFORM},
             "limits": {"requestsPerMinute": 100 + i % 500, "tokensPerDay": 1_000_000},
             "apiKeys": [{"name": "app", "user": f"svc-{i}", "role": "business_user"}],
         },
@@ -90,5 +93,5 @@ def fleet(models: int = 300, policies: int = 10, quotas: int = 2000) -> list[dic
     return (
         [policy(i, models) for i in range(policies)]
         + [model(i) for i in range(models)]
-        + [quota(i) for i in range(quotas)]
+        + [quota(i, policies) for i in range(quotas)]
     )
