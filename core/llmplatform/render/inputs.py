@@ -9,6 +9,7 @@ left out of everything else.
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -89,6 +90,30 @@ def format_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# Parsed resources by (kind, uid, resourceVersion). An object the API server returns is
+# immutable for a given uid and resourceVersion, and the operator renders the same thousands
+# of unchanged objects on every pass; validating them again (pydantic plus CEL rules) was a
+# quarter of a pass at 2,300 objects. Manifests from files carry no resourceVersion and are
+# never cached.
+_PARSED: OrderedDict[tuple[str, str, str], K8sModel] = OrderedDict()
+_PARSED_MAX = 50_000
+
+
+def _parse_cached(kind: str, raw: Mapping[str, Any], namespace: str) -> K8sModel:
+    meta = raw.get("metadata") or {}
+    uid, rv = meta.get("uid"), meta.get("resourceVersion")
+    if not uid or not rv:
+        return _parse_one(kind, raw, namespace)
+    key = (kind, str(uid), str(rv))
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        parsed = _parse_one(kind, raw, namespace)
+        _PARSED[key] = parsed
+        if len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+    return parsed
+
+
 def _parse_one(kind: str, raw: Mapping[str, Any], namespace: str) -> K8sModel:
     model_type = KIND_TYPES[kind]
     body = {k: v for k, v in raw.items() if k != "status"}
@@ -120,7 +145,7 @@ def parse_resources(resources: Iterable[Mapping[str, Any]]) -> Inputs:
         if meta.get("deletionTimestamp"):
             continue
         try:
-            parsed = _parse_one(kind, raw, namespace)
+            parsed = _parse_cached(kind, raw, namespace)
         except ValidationError as exc:
             inputs.invalid[(kind, f"{namespace}/{name}")] = Invalid(
                 kind, namespace, name, format_validation_error(exc)
