@@ -267,3 +267,21 @@ class RedisLimiter:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+# The counters TenantQuota.status.usage reports: (status field, metric, window).
+USAGE_FIELDS = (
+    ("requestsThisMinute", "req", "m"),
+    ("tokensToday", "tok", "d"),
+    ("costThisMonthUSD", "usd", "mo"),
+)
+
+
+def tenant_usage_keys(tenant_id: str, now: float) -> list[tuple[str, str, bool]]:
+    """(status field, Redis key, is micro-USD) of a tenant's current usage counters: the keys
+    the gateway's limiter writes, so the operator can copy them into TenantQuota status."""
+    _, prefix = _scope_key(tenant_id, None)
+    return [
+        (status_field, f"{prefix}:{metric}{window}:{window_id(window, now)[0]}", metric == "usd")
+        for status_field, metric, window in USAGE_FIELDS
+    ]

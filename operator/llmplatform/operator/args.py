@@ -38,7 +38,15 @@ def add_parser(subparsers: Any) -> None:
     op.add_argument("--lease-seconds", type=int, default=15, help="leader Lease duration (default: 15)")
     op.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics here (0: off)")
     op.add_argument("--health-port", type=int, default=0, help="serve Kopf's /healthz here (0: off)")
-    op.add_argument("--resync-seconds", type=float, default=300.0, help="full pass at least this often")
+    op.add_argument(
+        "--resync-seconds", type=float, default=60.0, help="full pass at least this often (default: 60)"
+    )
+    op.add_argument(
+        "--usage-redis-url",
+        metavar="URL",
+        help="the gateways' shared Redis: copy each tenant's usage into TenantQuota status.usage",
+    )
+    op.add_argument("--usage-seconds", type=float, default=30.0, help="usage refresh period (default: 30)")
     op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     op.set_defaults(handler=run_operator)
 

@@ -146,6 +146,9 @@ class Reconciler:
     workers: int = 8
     key_factory: Callable[[], str] = lambda: KEY_PREFIX + secrets.token_urlsafe(32)
     overlay_seconds: float = 30.0
+    absent_seconds: float = 2.0
+    # reads tenant usage ("namespace/name" -> status.usage) or None when unavailable
+    usage: Callable[[list[str]], dict[str, dict[str, Any]] | None] | None = None
     _overlay: dict[Ref, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _deleted: set[str] = field(default_factory=set)
     # ref -> (resourceVersion, desired) of an apply after which the object still differed
@@ -163,7 +166,10 @@ class Reconciler:
         if entry is None:
             return indexed
         written_at, mine = entry
-        expired = time.monotonic() - written_at > self.overlay_seconds
+        age = time.monotonic() - written_at
+        # An object the index lacks is trusted to exist only briefly after we wrote it: past
+        # that, it was more likely deleted (a duplicate apply is harmless, a missed one is not).
+        expired = age > (self.overlay_seconds if indexed is not None else self.absent_seconds)
         caught_up = indexed is not None and _rv(indexed) >= _rv(mine)
         if expired or caught_up or deleted_rv >= _rv(mine):
             del self._overlay[ref]
@@ -187,7 +193,10 @@ class Reconciler:
 
         jobs: list[Callable[[], None]] = []
         jobs += self._children_jobs(snap, result, report)
-        jobs += self._status_jobs(snap, result)
+        usage = None
+        if self.usage is not None:
+            usage = self.usage([f"{q.namespace}/{q.name}" for q in result.quotas if q.in_config])
+        jobs += self._status_jobs(snap, result, usage)
         self._run(jobs, report)
         report.writes = self.kube.total_writes() - before
         report.seconds = time.monotonic() - started
@@ -352,7 +361,9 @@ class Reconciler:
 
     # -- status
 
-    def _status_jobs(self, snap: Snapshot, result: RenderResult) -> list[Callable[[], None]]:
+    def _status_jobs(
+        self, snap: Snapshot, result: RenderResult, usage: dict[str, dict[str, Any]] | None = None
+    ) -> list[Callable[[], None]]:
         now = now_rfc3339()
         jobs: list[Callable[[], None]] = []
         by_ref = {
@@ -381,7 +392,10 @@ class Reconciler:
             jobs += self._status_job(ref, by_ref.get(ref), list(pv.conditions), pv.status_fields(), now)
         for qv in result.quotas:
             ref = ("TenantQuota", qv.namespace, qv.name)
-            jobs += self._status_job(ref, by_ref.get(ref), list(qv.conditions), qv.status_fields(), now)
+            fields = qv.status_fields()
+            if usage is not None and f"{qv.namespace}/{qv.name}" in usage:
+                fields["usage"] = usage[f"{qv.namespace}/{qv.name}"]
+            jobs += self._status_job(ref, by_ref.get(ref), list(qv.conditions), fields, now)
         return jobs
 
     def _status_job(

@@ -57,6 +57,7 @@ class Loop:
     platform_namespace: str
     debounce: float = 0.05
     resync_seconds: float = 300.0
+    usage_seconds: float | None = None  # refresh TenantQuota usage this often, when configured
     indices: dict[str, Any] | None = None
     deleted: dict[tuple[str, str, str], tuple[float, int]] = field(default_factory=dict)
     platform_namespace_exists: bool = False
@@ -113,7 +114,9 @@ class Loop:
         backoff = 1.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), timeout=self.resync_seconds)
+                await asyncio.wait_for(
+                    self._dirty.wait(), timeout=min(self.resync_seconds, self.usage_seconds or 1e9)
+                )
             await asyncio.sleep(self.debounce)
             self._dirty.clear()
             try:
@@ -168,7 +171,8 @@ def register(registry: kopf.OperatorRegistry, loop: Loop, platform_namespace: st
     """Attach indices and event handlers for every watched kind to `registry`."""
 
     def make_index(index_id: str, kind: str) -> Any:
-        def index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], Any]:
+        # async: Kopf runs sync handlers in a thread pool, a needless hop per object
+        async def index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], Any]:
             if kind == "Secret":
                 if body.get("type") not in SECRET_TYPES:
                     return {}

@@ -135,7 +135,16 @@ async def _operate(
     args: argparse.Namespace, api: client.ApiClient, identity: str, election: Election | None
 ) -> int:
     reconciler = Reconciler(Kube(api), args.platform_namespace, identity=identity)
-    loop = Loop(reconciler, args.platform_namespace, resync_seconds=args.resync_seconds)
+    if args.usage_redis_url:
+        from llmplatform.operator.usage import RedisUsage
+
+        reconciler.usage = RedisUsage(args.usage_redis_url).read
+    loop = Loop(
+        reconciler,
+        args.platform_namespace,
+        resync_seconds=args.resync_seconds,
+        usage_seconds=args.usage_seconds if args.usage_redis_url else None,
+    )
     registry = kopf.OperatorRegistry()
     register(registry, loop, args.platform_namespace)
 
