@@ -337,12 +337,15 @@ class Reconciler:
             if ref[0] in CHILD_KINDS and MODEL_LABEL in labels and ref not in desired_refs:
                 uid = body["metadata"].get("uid")
                 if uid and uid not in self._deleted:
-                    self._deleted.add(uid)
                     jobs.append(self._delete_job(ref, uid))
         return jobs
 
     def _delete_job(self, ref: Ref, uid: str) -> Callable[[], None]:
-        return lambda: self.kube.delete(ref[0], ref[1], ref[2], uid)
+        def job() -> None:
+            self.kube.delete(ref[0], ref[1], ref[2], uid)
+            self._deleted.add(uid)  # only once it worked: a failed delete is retried next pass
+
+        return job
 
     def _apply_job(self, ref: Ref, obj: dict[str, Any], desired_key: str) -> Callable[[], None]:
         def job() -> None:
