@@ -20,6 +20,7 @@ import uuid
 from typing import Any
 
 import kopf
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.leaderelection import electionconfig, leaderelection
@@ -90,13 +91,15 @@ class Election:
         """Give the Lease up if we hold it, so the next operator need not wait for it to expire."""
         api = client.CoordinationV1Api()
         try:
-            lease = api.read_namespaced_lease(LEASE_NAME, self.lock.namespace)
+            lease = api.read_namespaced_lease(LEASE_NAME, self.lock.namespace, _request_timeout=5)
             if lease.spec and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
-                api.replace_namespaced_lease(LEASE_NAME, self.lock.namespace, lease)
+                api.replace_namespaced_lease(LEASE_NAME, self.lock.namespace, lease, _request_timeout=5)
                 log.info("released the leader Lease")
         except ApiException as exc:
             log.warning("could not release the Lease: %s", exc.reason)
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # unreachable: the Lease just expires
+            log.warning("could not release the Lease: %s", exc)
 
 
 def run(args: argparse.Namespace) -> int:
