@@ -159,6 +159,19 @@ class Reconciler:
     # -- the view of one object: the index, or our newer write
 
     def live(self, ref: Ref, indexed: dict[str, Any] | None, deleted_rv: int = -1) -> dict[str, Any] | None:
+        body = self._live(ref, indexed, deleted_rv)
+        if body is not None and indexed is None:
+            # Only our own recent write says it exists and the index has not seen it: a read
+            # (not a write) settles whether it was deleted meanwhile, e.g. a key Secret
+            # deleted to rotate the key right after the operator created it.
+            body = self.kube.get(ref[0], ref[1], ref[2])
+            if body is None:
+                self._overlay.pop(ref, None)
+            else:
+                self._remember(ref, body)
+        return body
+
+    def _live(self, ref: Ref, indexed: dict[str, Any] | None, deleted_rv: int = -1) -> dict[str, Any] | None:
         """The newer of the indexed copy and the response to our own last write. Our copy is
         forgotten once the index has caught up or seen the object deleted, or after
         `overlay_seconds` (by then the watch has delivered whatever happened)."""
