@@ -89,16 +89,9 @@ class Operator:
         self.proc.wait(30)
 
 
-def kubectl(cp: bed.ControlPlane, *args: str, timeout: float = 1800) -> str:
-    proc = subprocess.run(
-        [str(cp.bin_dir / "kubectl"), f"--kubeconfig={cp.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr[-2000:]}")
-    return proc.stdout
+def kubectl(cp: bed.ControlPlane, *args: str) -> str:
+    # generous timeout: `kubectl apply` of the whole fleet is one call
+    return bed.run_kubectl(str(cp.bin_dir / "kubectl"), cp.kubeconfig, *args, timeout=1800)
 
 
 def get_json(cp: bed.ControlPlane, path: str) -> Any:

@@ -44,19 +44,9 @@ class Cluster:
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        """The bed's own kubectl, or the one on PATH for an external cluster."""
         if self.local is None:
-            import subprocess
-
-            proc = subprocess.run(
-                ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
-                input=input,
-                text=True,
-                capture_output=True,
-                timeout=120,
-            )
-            if check and proc.returncode != 0:
-                raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
-            return proc.stdout
+            return bed.run_kubectl("kubectl", self.kubeconfig, *args, input=input, check=check)
         return self.local.kubectl(*args, input=input, check=check)
 
 

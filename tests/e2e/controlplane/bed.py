@@ -86,6 +86,27 @@ def kwok_stages_config() -> Path:
     return out
 
 
+def run_kubectl(
+    binary: str,
+    kubeconfig: Path,
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> str:
+    """kubectl against `kubeconfig`; its stdout, or RuntimeError with its stderr when `check`."""
+    proc = subprocess.run(
+        [binary, f"--kubeconfig={kubeconfig}", *args],
+        input=input,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
 def free_port() -> int:
     """A port the kernel just gave us on loopback; released for the component to bind."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -503,16 +524,7 @@ class ControlPlane:
         )
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        proc = subprocess.run(
-            [self._bin("kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input,
-            text=True,
-            capture_output=True,
-            timeout=120,
-        )
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
-        return proc.stdout
+        return run_kubectl(self._bin("kubectl"), self.kubeconfig, *args, input=input, check=check)
 
     def _create_fake_nodes(self) -> None:
         docs = []
