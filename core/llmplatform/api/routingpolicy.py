@@ -152,6 +152,9 @@ class DataGovernance(K8sModel):
     )
     """Per-classification restrictions; a model never receives data above its
     maxDataClassification regardless of these rules."""
+    output_scanning: bool = False
+    """Also scan model responses (JSON and streams) and redact personal data in them before
+    they reach the client; off by default because it costs a scan of every generated chunk."""
 
 
 class Cache(K8sModel):

@@ -124,6 +124,8 @@ class ClassificationRule(ConfigModel):
 class DataGovernance(ConfigModel):
     pii_redaction: bool
     rules: list[ClassificationRule]
+    output_scanning: bool = False
+    """Added within schemaVersion 1; absent in older configs means off."""
 
 
 class Cache(ConfigModel):

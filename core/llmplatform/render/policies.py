@@ -70,6 +70,7 @@ def _entry(parsed: Parsed[RoutingPolicy], is_default: bool, usable: set[str]) ->
                 )
                 for r in sorted(gov.rules or [], key=lambda r: r.classification)
             ],
+            output_scanning=gov.output_scanning,
         ),
         cache=gc.Cache(**spec.cache.model_dump(by_alias=False)),
     )
