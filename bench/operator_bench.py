@@ -38,10 +38,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e/controlplane"))
+sys.path.insert(0, str(ROOT / "tests/gateway"))
 sys.path.insert(0, str(ROOT / "bench"))
 import bed  # noqa: E402
 import build  # noqa: E402
 import fleet  # noqa: E402
+import gateway_harness as gh  # noqa: E402
 
 from controlplane import machine  # noqa: E402
 
@@ -58,12 +60,7 @@ class Operator:
 
     def metric(self, name: str) -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        return sum(
-            float(line.rpartition(" ")[2])
-            for line in text.splitlines()
-            if line.startswith(name) and line.split("{")[0].split(" ")[0] == name
-        )
+            return gh.metric_value(r.read().decode(), name)
 
     def wait_passes(self, n: int, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

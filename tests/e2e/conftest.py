@@ -30,6 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "controlplane"))
 import bed  # noqa: E402
 import build  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
+import gateway_harness as gh  # noqa: E402
+
 _RUNNING: bed.ControlPlane | None = None
 
 
@@ -129,17 +132,7 @@ class OperatorProcess:
         import urllib.request
 
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if not line.startswith(name):
-                continue
-            series, _, value = line.rpartition(" ")
-            if series.split("{")[0] != name:
-                continue
-            if all(f'{k}="{v}"' in series for k, v in labels.items()):
-                total += float(value)
-        return total
+            return gh.metric_value(r.read().decode(), name, **labels)
 
     def wait_passes(self, n: int, timeout: float = 60) -> None:
         import time

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 PLATFORM = "llm-platform"
 API = "llmplatform.io/v1alpha1"
@@ -227,11 +228,17 @@ def mock_stats(url: str) -> dict[str, Any]:
 
 
 def metric(base: str, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for line in httpx.get(base + "/metrics").text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    """Sum of the samples of `name` whose labels include `labels`, from `base`/metrics."""
+    return metric_value(httpx.get(base + "/metrics").text, name, **labels)
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples named `name` (the full sample name, e.g. `x_total` or `x_bucket`) in a
+    Prometheus text exposition whose labels include `labels`. One parser (prometheus_client's)
+    for every test and benchmark that reads our metrics."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    ) + 0.0
