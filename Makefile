@@ -9,7 +9,7 @@ CACHE  ?= $(or $(LLMPLATFORM_CACHE),$(HOME)/.cache/llmplatform)
 BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
-.PHONY: help run install controlplane test test-unit test-e2e lint cluster-up cluster-down clean-cache \
+.PHONY: images chart-crds help run install controlplane test test-unit test-e2e lint cluster-up cluster-down clean-cache \
         kind-up kind-down bench-controlplane bench-operator bench-gateway clean
 
 help: ## list targets
@@ -67,6 +67,18 @@ bench-operator: install controlplane ## operator at fleet scale on the real cont
 
 bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results
 	$(PY) bench/gateway.py
+
+IMAGE_REPO ?= ghcr.io/llmplatform
+IMAGE_TAG  ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+images: ## (needs Docker) build the operator and gateway images from images/Dockerfile
+	@docker info >/dev/null 2>&1 || { echo "make images: Docker is needed (a docker CLI talking to a running daemon); none answers here, so the images are not built" >&2; exit 1; }
+	docker build -f images/Dockerfile --target operator -t $(IMAGE_REPO)/operator:$(IMAGE_TAG) .
+	docker build -f images/Dockerfile --target gateway -t $(IMAGE_REPO)/gateway:$(IMAGE_TAG) .
+
+chart-crds: ## copy crds/ into charts/llm-platform/crds (a unit test fails when they differ)
+	rm -f charts/llm-platform/crds/*.yaml
+	cp crds/*.yaml charts/llm-platform/crds/
 
 clean: ## remove the virtualenv and tool caches (not the control-plane cache)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
