@@ -169,7 +169,7 @@ def test_upstream_key_is_not_in_the_compiled_models_repr() -> None:
     assert c.keys[next(iter(c.keys))].tenant.id in ("t/t", "e/e")
 
 
-def test_anthropic_models_are_not_routed_until_translation_exists() -> None:
+def test_anthropic_models_are_routed_for_chat_only_to_the_messages_api() -> None:
     c = compiled(
         [
             h.model("claude", "http://a", tier="premium", provider="anthropic"),
@@ -178,11 +178,12 @@ def test_anthropic_models_are_not_routed_until_translation_exists() -> None:
             *h.tenant("t", {"k": "key-1"}, ["premium", "standard"]),
         ]
     )
-    assert "claude" not in c.models
-    with pytest.raises(GatewayError) as exc:
-        route(c, model="premium")
-    assert exc.value.status == 503 and exc.value.code == "no_model_available"
-    assert route(c, model="standard") == ["cheap"]
+    claude = c.models["claude"]
+    assert claude.urls == {"chat": "http://a/v1/messages"} and claude.capabilities == {"chat"}
+    assert route(c, model="premium") == ["claude"]
+    with pytest.raises(GatewayError) as exc:  # the spec lists completions; the Messages API has none
+        route(c, model="claude", capability="completions")
+    assert exc.value.status == 400 and exc.value.code == "unsupported_capability"
 
 
 def test_request_priority_trades_price_for_speed() -> None:

@@ -103,15 +103,19 @@ def _model(entry: ModelEntry, secrets: SecretResolver) -> Model:
     base = entry.url.rstrip("/")
     if not base.endswith("/v1"):
         base += "/v1"  # an endpoint given as the server root (https://api.example.com)
+    urls = {kind: base + path for kind, path in PATH_BY_ENDPOINT.items()}
+    capabilities = frozenset(entry.capabilities)
+    if entry.provider == "anthropic":  # the Messages API speaks chat only (gateway/anthropic.py)
+        urls, capabilities = {"chat": base + "/messages"}, capabilities & {"chat"}
     return Model(
         id=entry.id,
         name=entry.name,
         tier=entry.tier,
         provider=entry.provider,
         upstream_model=entry.upstream_model,
-        urls={kind: base + path for kind, path in PATH_BY_ENDPOINT.items()},
+        urls=urls,
         api_key=api_key,
-        capabilities=frozenset(entry.capabilities),
+        capabilities=capabilities,
         context_window=entry.context_window,
         max_output_tokens=entry.max_output_tokens,
         input_price=entry.pricing.input_per_million_tokens / 1e6,
@@ -155,9 +159,9 @@ def _policy(entry: PolicyEntry, models: dict[str, Model]) -> Policy:
     )
 
 
-SUPPORTED_PROVIDERS = frozenset({"openai"})
-"""Providers this gateway can speak to. `anthropic` needs request translation (issue #5);
-until then such models are left out of routing rather than sent requests they cannot parse."""
+SUPPORTED_PROVIDERS = frozenset({"openai", "anthropic"})
+"""Providers this gateway can speak to (anthropic through the translation in anthropic.py); a
+model of any other provider is left out of routing rather than sent requests it cannot parse."""
 
 
 def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:

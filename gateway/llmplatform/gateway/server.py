@@ -24,12 +24,14 @@ import math
 import os
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from llmplatform.gateway import anthropic
 from llmplatform.gateway import metrics as m
 from llmplatform.gateway.audit import AuditSink
 from llmplatform.gateway.compiled import Compiled, Key, Model, Policy
@@ -627,6 +629,9 @@ class Gateway:
     def _upstream_request(
         self, ctx: Ctx, body: dict[str, Any], stream: bool, model: Model
     ) -> tuple[bytes, dict[str, str]]:
+        if model.provider == "anthropic":
+            upstream = anthropic.to_messages_request(body, model.upstream_model, model.max_output_tokens)
+            return json.dumps(upstream).encode(), anthropic.headers(model.api_key, ctx.request_id)
         payload = dict(body)
         payload["model"] = model.upstream_model
         if stream:
@@ -656,7 +661,12 @@ class Gateway:
                     timeout = client_timeout(policy.connect_seconds, policy.request_seconds)
                     resp = await self.session.post(url, data=data, headers=up_headers, timeout=timeout)
                     raw = await resp.read()
-                    if resp.status != 200:
+                    if model.provider == "anthropic":
+                        raw_or_failure = self._from_anthropic(resp.status, raw)
+                        if isinstance(raw_or_failure, Failure):
+                            return raw_or_failure
+                        raw = raw_or_failure
+                    elif resp.status != 200:
                         return Failure("status", resp.status, raw)
                     return self._json_response(raw, ctx, model, headers)
                 # a stream gets requestSeconds to its first event, then streamIdleSeconds per event
@@ -664,20 +674,37 @@ class Gateway:
                     timeout = client_timeout(policy.connect_seconds, None)
                     resp = await self.session.post(url, data=data, headers=up_headers, timeout=timeout)
                     if resp.status != 200:
-                        return Failure("status", resp.status, await resp.read())
-                    first = await self._event(resp)
+                        raw = await resp.read()
+                        if model.provider == "anthropic":
+                            return Failure("status", *anthropic.error_from(resp.status, raw))
+                        return Failure("status", resp.status, raw)
+                    events = self._events(resp, model)
+                    first = await anext(events, None)
                     if first is None:
                         return Failure("connect", detail="stream ended before its first event")
+            except anthropic.StreamFailed as exc:
+                return Failure("status", exc.status, exc.body, "error event before the stream started")
             except aiohttp.ConnectionTimeoutError as exc:
                 return Failure("connect", detail=f"connect timeout: {exc}")
             except TimeoutError:
                 return Failure("timeout", detail=f"no answer within {policy.request_seconds}s")
             except (aiohttp.ClientError, OSError) as exc:
                 return Failure("connect", detail=f"{type(exc).__name__}: {exc}")
-            return await self._relay(request, resp, first, ctx, body, model, policy, headers)
+            return await self._relay(request, events, first, ctx, body, model, policy, headers)
         finally:
             if resp is not None:
                 resp.release()
+
+    @staticmethod
+    def _from_anthropic(status: int, raw: bytes) -> bytes | Failure:
+        """An Anthropic answer as an OpenAI chat.completion body, or the Failure it stands for."""
+        if status != 200:
+            return Failure("status", *anthropic.error_from(status, raw))
+        try:
+            return json.dumps(anthropic.to_chat_completion(json.loads(raw), int(time.time()))).encode()
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            body = json.dumps(error_body(502, "anthropic upstream sent an unreadable message")).encode()
+            return Failure("status", 502, body, f"unreadable anthropic message: {exc}")
 
     def _json_response(self, raw: bytes, ctx: Ctx, model: Model, headers: dict[str, str]) -> web.Response:
         try:
@@ -710,6 +737,21 @@ class Gateway:
                 continue
             lines.append(line)
 
+    async def _events(self, resp: aiohttp.ClientResponse, model: Model) -> AsyncIterator[bytes]:
+        """The upstream's SSE events in OpenAI form: as they come from an OpenAI-style upstream,
+        translated (one Anthropic event may become zero or more) from an Anthropic one."""
+        translator = anthropic.StreamTranslator(int(time.time())) if model.provider == "anthropic" else None
+        while (event := await self._event(resp)) is not None:
+            if translator is None:
+                yield event
+                continue
+            try:
+                translated = translator.feed(event)
+            except ValueError as exc:
+                raise aiohttp.ClientPayloadError(str(exc)) from exc
+            for out in translated:
+                yield out
+
     def _filter(self, event: bytes, state: StreamState, ctx: Ctx, model: Model) -> bytes | None:
         """Take usage from an event and decide whether the client sees it: the gateway always
         asks upstream for usage (to settle budgets) but only forwards the usage-only chunk
@@ -731,7 +773,7 @@ class Gateway:
     async def _relay(
         self,
         request: web.Request,
-        resp: aiohttp.ClientResponse,
+        events: AsyncIterator[bytes],
         first: bytes,
         ctx: Ctx,
         body: dict[str, Any],
@@ -756,7 +798,7 @@ class Gateway:
                 if state.done:
                     break
                 async with asyncio.timeout(policy.stream_idle_seconds):
-                    event = await self._event(resp)
+                    event = await anext(events, None)
             if not state.done:
                 raise aiohttp.ClientPayloadError("upstream closed the stream before [DONE]")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
