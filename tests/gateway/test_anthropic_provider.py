@@ -358,7 +358,21 @@ def test_overloaded_anthropic_falls_back_to_openai_model(world: dict[str, Any], 
     assert raw.headers["x-llmplatform-model"] == "alpha"
 
 
+def test_failing_openai_model_falls_back_to_anthropic(world: dict[str, Any], anthropic: str) -> None:
+    h.mock_config(world["alpha"], fail_next=1, failure_status=503)
+    raw = client(world).chat.completions.with_raw_response.create(
+        model="alpha", messages=[{"role": "user", "content": "x"}]
+    )
+    assert raw.headers["x-llmplatform-model"] == "claude"
+    assert raw.headers["x-llmplatform-fallback-level"] == "1"
+    assert raw.parse().choices[0].message.content == DEFAULT_TEXT
+    assert last_body(anthropic)["model"] == "claude-test-1"
+
+
 def test_error_event_mid_stream_is_sent_in_band(world: dict[str, Any], anthropic: str) -> None:
+    failed = {"model": "claude", "status": "502", "tenant": "team-a/team-a"}
+    before = h.metric(world["base"], "llmplatform_requests_total", **failed)
+    errors = h.metric(world["base"], "llmplatform_upstream_errors_total", model="claude", kind="503")
     script(
         anthropic,
         {"text": "partial answer here", "stream_error": {"type": "overloaded_error", "after_text": True}},
@@ -372,6 +386,11 @@ def test_error_event_mid_stream_is_sent_in_band(world: dict[str, Any], anthropic
             seen += chunk.choices[0].delta.content or "" if chunk.choices else ""
     assert seen == "partial "
     assert "scripted" in str(err.value)
+    # counted as a failed stream: status 502 in metrics (and audit), an upstream error of the model
+    assert h.metric(world["base"], "llmplatform_requests_total", **failed) == before + 1
+    assert (
+        h.metric(world["base"], "llmplatform_upstream_errors_total", model="claude", kind="503") == errors + 1
+    )
 
 
 def test_images_and_unsupported_input(world: dict[str, Any], anthropic: str) -> None:

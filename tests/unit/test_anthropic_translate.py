@@ -313,7 +313,9 @@ def test_stream_errors() -> None:
     assert exc.value.status == 503 and json.loads(exc.value.body)["error"]["code"] == "overloaded_error"
     t = a.StreamTranslator(created=0)
     t.feed(sse("message_start", {"message": {"id": "m", "model": "x", "usage": {}}}))
+    assert t.failed_status is None
     out = t.feed(overloaded)
+    assert t.failed_status == 503
     assert chunks(out) == [json.loads(a.error_from(529, overloaded.split(b"data: ")[1])[1]), "[DONE]"]
     with pytest.raises(ValueError):
         t.feed(b"data: {not json\n")

@@ -403,6 +403,8 @@ class StreamTranslator:
     usage: dict[str, Any] = field(default_factory=dict)
     tools: dict[int, int] = field(default_factory=dict)
     """Anthropic content block index -> OpenAI tool_calls index."""
+    failed_status: int | None = None
+    """Set (to the gateway status) when an `error` event broke the stream after it started."""
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         return _sse(
@@ -461,5 +463,6 @@ class StreamTranslator:
             mapped, body = error_from(status, data)
             if not self.started:
                 raise StreamFailed(mapped, body)
+            self.failed_status = mapped
             return [b"data: " + body + b"\n", DONE]
         return []  # ping, content_block_stop and event types added later

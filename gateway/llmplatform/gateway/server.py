@@ -678,7 +678,7 @@ class Gateway:
                         if model.provider == "anthropic":
                             return Failure("status", *anthropic.error_from(resp.status, raw))
                         return Failure("status", resp.status, raw)
-                    events = self._events(resp, model)
+                    events = self._events(resp, ctx, model, policy)
                     first = await anext(events, None)
                     if first is None:
                         return Failure("connect", detail="stream ended before its first event")
@@ -737,9 +737,13 @@ class Gateway:
                 continue
             lines.append(line)
 
-    async def _events(self, resp: aiohttp.ClientResponse, model: Model) -> AsyncIterator[bytes]:
+    async def _events(
+        self, resp: aiohttp.ClientResponse, ctx: Ctx, model: Model, policy: Policy
+    ) -> AsyncIterator[bytes]:
         """The upstream's SSE events in OpenAI form: as they come from an OpenAI-style upstream,
-        translated (one Anthropic event may become zero or more) from an Anthropic one."""
+        translated (one Anthropic event may become zero or more) from an Anthropic one. An
+        Anthropic `error` event mid-stream reaches the client in-band and counts as a failed
+        stream, as a dropped connection does in `_relay`."""
         translator = anthropic.StreamTranslator(int(time.time())) if model.provider == "anthropic" else None
         while (event := await self._event(resp)) is not None:
             if translator is None:
@@ -749,6 +753,10 @@ class Gateway:
                 translated = translator.feed(event)
             except ValueError as exc:
                 raise aiohttp.ClientPayloadError(str(exc)) from exc
+            if translator.failed_status is not None:
+                ctx.status, ctx.error_code = 502, "upstream_stream_error"
+                m.UPSTREAM_ERRORS.labels(model.name, model.tier, str(translator.failed_status)).inc()
+                self.health.get(model.id).record_failure(policy.breaker_failures)
             for out in translated:
                 yield out
 
