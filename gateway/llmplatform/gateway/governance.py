@@ -1,0 +1,469 @@
+"""Data governance at request time: classify what a request carries, then decide per candidate
+model whether it may receive the request as is, a redacted copy, or nothing.
+
+Why one pure module: the rules interact (model clearance, the key's role, per-classification
+rules, PII redaction, GDPR residency), and every one of them must be explainable in a 403. Here
+they are plain functions over the compiled config and the request body, unit-testable and
+called from the server with a few lines. The rules, in the order they apply:
+
+- The request's class is the highest class over its text parts (every message's content and
+  text parts, tool-call arguments, tool results; `prompt`; `input`), from `pii.classify`.
+- A key's role caps the class that leaves the gateway on its behalf (admin: restricted,
+  data_scientist: confidential, business_user: internal; readonly may not create at all). The
+  cap works exactly like a model's clearance: a model's effective clearance for this key is the
+  lower of the two. So with redaction on, a business_user's e-mail address leaves redacted even
+  to a model cleared for confidential data; with redaction off, the request is refused.
+- A model may receive the request as is when its effective clearance is at least the class and
+  the rule for that class (allowedTiers, allowedRegions) admits it. Otherwise, when PII
+  redaction is on for that class (the policy's default, overridden by the class's rule), the
+  findings are replaced by typed placeholders and the copy is re-classified; the model receives
+  the copy when it is cleared for the copy's class and the rule for *that* class admits it.
+  Otherwise the model is skipped.
+- Preference: within one tier, models that may receive the request unredacted go first (the
+  router's score order is kept otherwise); across tiers the router's order stands, so the
+  requested tier is served redacted before another tier is tried. A model named explicitly in
+  the request stays first.
+- `gdpr` tenants are served only by EU/EEA models (see `is_eu`); a tenant's
+  `compliance.region` admits only models in that region (see `region_matches`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llmplatform.gateway import pii
+from llmplatform.gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from llmplatform.gateway.router import Candidate
+    from llmplatform.render.gatewayconfig import DataGovernance
+
+CLASSES = pii.CLASSIFICATIONS
+RANK = {c: i for i, c in enumerate(CLASSES)}
+ROLE_CEILING = {
+    "admin": RANK["restricted"],
+    "data_scientist": RANK["confidential"],
+    "business_user": RANK["internal"],
+}
+"""Highest class a role may send; a role not listed (readonly) may not create anything."""
+
+EU_EEA_COUNTRIES = frozenset(
+    {
+        *("at", "be", "bg", "hr", "cy", "cz", "dk", "ee", "fi", "fr", "de", "gr", "hu", "ie"),
+        *("it", "lv", "lt", "lu", "mt", "nl", "pl", "pt", "ro", "sk", "si", "es", "se"),
+        *("is", "li", "no"),
+    }
+)
+"""ISO 3166-1 alpha-2 codes of the 27 EU member states and the three other EEA states."""
+NOT_EEA_CLOUD_REGIONS = frozenset({"eu-west-2", "eu-central-2", "europe-west2", "europe-west6"})
+"""Cloud regions named `eu-`/`europe-` that are outside the EEA (London, Zurich)."""
+
+
+def is_eu(region: str | None) -> bool:
+    """Whether a model's `region` is in the EU/EEA, by a fixed, documented rule: the value
+    (case-insensitive) is `EU` or `EEA`; or an EU/EEA country code, alone or as the first
+    dash-separated part (`de`, `de-fra-1`); or a cloud region starting `eu-` or `europe-`
+    (`eu-west-1`, `europe-west4`) other than the London and Zurich ones. Anything else,
+    including no region at all, is not EU/EEA."""
+    if not region:
+        return False
+    r = region.strip().lower()
+    if r in ("eu", "eea") or r.split("-", 1)[0] in EU_EEA_COUNTRIES:
+        return True
+    return r.startswith(("eu-", "europe-")) and r not in NOT_EEA_CLOUD_REGIONS
+
+
+def region_matches(region: str | None, wanted: str) -> bool:
+    """A model region satisfies a wanted region when equal (case-insensitive) or a sub-region
+    of it (`eu-west-1` satisfies `eu`); `EU`/`EEA` as wanted use the `is_eu` rule."""
+    if not region:
+        return False
+    r, w = region.strip().lower(), wanted.strip().lower()
+    if w in ("eu", "eea"):
+        return is_eu(r)
+    return r == w or r.startswith(w + "-")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    allowed_tiers: frozenset[str] | None
+    allowed_regions: tuple[str, ...] | None
+    redaction: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyGovernance:
+    """A policy's dataGovernance, compiled: one Rule per class (the default where none is set)."""
+
+    rules: tuple[Rule, ...]
+    """Indexed by class rank."""
+    output_scanning: bool
+
+    def admits(self, rank: int, tier: str, region: str | None) -> bool:
+        rule = self.rules[rank]
+        if rule.allowed_tiers is not None and tier not in rule.allowed_tiers:
+            return False
+        return rule.allowed_regions is None or any(region_matches(region, w) for w in rule.allowed_regions)
+
+
+def compile_policy(gov: DataGovernance) -> PolicyGovernance:
+    by_class = {r.classification: r for r in gov.rules}
+    rules = []
+    for cls in CLASSES:
+        r = by_class.get(cls)
+        if r is None:
+            rules.append(Rule(None, None, gov.pii_redaction))
+            continue
+        rules.append(
+            Rule(
+                allowed_tiers=frozenset(r.allowed_tiers) if r.allowed_tiers is not None else None,
+                allowed_regions=tuple(r.allowed_regions) if r.allowed_regions is not None else None,
+                redaction=r.pii_redaction if r.pii_redaction is not None else gov.pii_redaction,
+            )
+        )
+    return PolicyGovernance(rules=tuple(rules), output_scanning=getattr(gov, "output_scanning", False))
+
+
+# -- the request's text parts ---------------------------------------------------------------
+
+
+def _content(content: Any, fn: Callable[[str], str]) -> Any:
+    if isinstance(content, str):
+        return fn(content)
+    if isinstance(content, list):
+        out = []
+        for part in content:
+            if isinstance(part, str):
+                part = fn(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                part = {**part, "text": fn(part["text"])}
+            out.append(part)
+        return out
+    return content
+
+
+def _message(message: Any, fn: Callable[[str], str]) -> Any:
+    if not isinstance(message, dict):
+        return message
+    out = dict(message)
+    if "content" in out:
+        out["content"] = _content(out["content"], fn)
+    calls = out.get("tool_calls")
+    if isinstance(calls, list):
+        out["tool_calls"] = [_call(c, fn) for c in calls]
+    if isinstance(out.get("function_call"), dict):
+        out["function_call"] = _function(out["function_call"], fn)
+    return out
+
+
+def _call(call: Any, fn: Callable[[str], str]) -> Any:
+    if isinstance(call, dict) and isinstance(call.get("function"), dict):
+        return {**call, "function": _function(call["function"], fn)}
+    return call
+
+
+def _function(function: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    if isinstance(function.get("arguments"), str):
+        return {**function, "arguments": fn(function["arguments"])}
+    return function
+
+
+def map_texts(body: dict[str, Any], endpoint: str, fn: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of `body` with `fn` applied to every text part (the original is not changed)."""
+    out = dict(body)
+    if endpoint == "chat":
+        if isinstance(body.get("messages"), list):
+            out["messages"] = [_message(msg, fn) for msg in body["messages"]]
+        return out
+    name = "prompt" if endpoint == "completions" else "input"
+    value = body.get(name)
+    if isinstance(value, str):
+        out[name] = fn(value)
+    elif isinstance(value, list):
+        out[name] = [fn(v) if isinstance(v, str) else v for v in value]
+    return out
+
+
+def texts(body: dict[str, Any], endpoint: str) -> Iterator[str]:
+    """Every text part of a request, in order."""
+    found: list[str] = []
+
+    def take(text: str) -> str:
+        found.append(text)
+        return text
+
+    map_texts(body, endpoint, take)
+    return iter(found)
+
+
+# -- one request -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Scan:
+    """What a request carries, and (lazily) its redacted copy."""
+
+    body: dict[str, Any]
+    endpoint: str
+    hipaa: bool
+    rank: int = 0
+    findings: dict[str, int] = field(default_factory=dict)
+    _spans: dict[str, list[pii.Finding]] = field(default_factory=dict)
+    _redacted: tuple[dict[str, Any], int] | None = None
+
+    @property
+    def classification(self) -> str:
+        return CLASSES[self.rank]
+
+    def redacted(self) -> tuple[dict[str, Any], int]:
+        """The body with every finding replaced by its typed placeholder, and its class."""
+        if self._redacted is None:
+            rank = 0
+
+            def redact(text: str) -> str:
+                nonlocal rank
+                spans = self._spans.get(text)
+                out = pii.redact(text, spans) if spans else text
+                rank = max(rank, RANK[pii.classify(out, [])])
+                return out
+
+            self._redacted = (map_texts(self.body, self.endpoint, redact), rank)
+        return self._redacted
+
+
+def scan(body: dict[str, Any], endpoint: str, hipaa: bool) -> Scan:
+    result = Scan(body=body, endpoint=endpoint, hipaa=hipaa)
+    for text in texts(body, endpoint):
+        if not text:
+            continue
+        found = pii.scan(text, hipaa=hipaa)
+        if found:
+            result._spans[text] = found
+            for f in found:
+                result.findings[f.type] = result.findings.get(f.type, 0) + 1
+        result.rank = max(result.rank, RANK[pii.classify(text, found)])
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class TenantGovernance:
+    """A tenant's compliance settings, compiled."""
+
+    hipaa: bool
+    gdpr: bool
+    region: str | None
+
+
+class GovernanceDenied(GatewayError):
+    """A 403 from the governance rules; `reason` labels the denial metric."""
+
+    def __init__(self, message: str, code: str, reason: str) -> None:
+        super().__init__(403, message, code=code)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Route:
+    cand: Candidate
+    redacted: bool
+
+
+def check_role(role: str) -> None:
+    """readonly keys (and any role the gateway does not know) may not create anything."""
+    if role not in ROLE_CEILING:
+        raise GatewayError(
+            403,
+            f"API keys with role {role!r} may not create completions or embeddings",
+            code="role_not_allowed",
+        )
+
+
+def route(
+    found: Scan,
+    cands: list[Candidate],
+    gov: PolicyGovernance,
+    tenant: TenantGovernance,
+    role: str,
+    named: bool,
+) -> list[Route]:
+    """The candidates that may serve this request, each with whether it gets the redacted
+    copy; raises a 403 GatewayError (code `data_classification` or `data_residency`) when none
+    may. `named`: the request named a model (it stays first)."""
+    ceiling = ROLE_CEILING[role]
+    raw = found.rank
+    redaction = gov.rules[raw].redaction and bool(found.findings)
+    routes: list[Route] = []
+    resident = 0
+    for cand in cands:
+        model = cand.model
+        if (tenant.gdpr and not is_eu(model.region)) or (
+            tenant.region is not None and not region_matches(model.region, tenant.region)
+        ):
+            continue
+        resident += 1
+        clearance = min(model.max_class, ceiling)
+        if raw <= clearance and gov.admits(raw, cand.tier, model.region):
+            routes.append(Route(cand, False))
+        elif redaction:
+            red = found.redacted()[1]
+            if red <= clearance and gov.admits(red, cand.tier, model.region):
+                routes.append(Route(cand, True))
+    if not routes:
+        raise _denial(found, cands, resident, ceiling, role, redaction, tenant)
+    if named or not any(r.redacted for r in routes):
+        return routes
+    # within a tier, models cleared for the request as is go before those needing redaction
+    position = {tier: i for i, tier in enumerate(dict.fromkeys(r.cand.tier for r in routes))}
+    return sorted(routes, key=lambda r: (position[r.cand.tier], r.redacted))
+
+
+def _denial(
+    found: Scan,
+    cands: list[Candidate],
+    resident: int,
+    ceiling: int,
+    role: str,
+    redaction: bool,
+    tenant: TenantGovernance,
+) -> GovernanceDenied:
+    cls = found.classification
+    what = ", ".join(f"{t} x{n}" for t, n in sorted(found.findings.items())) or "no personal data"
+    if cands and resident == 0:
+        where = "an EU/EEA region (gdpr)" if tenant.gdpr else f"region {tenant.region!r}"
+        return GovernanceDenied(
+            f"no model in the allowed tiers runs in {where}, as your tenant's compliance settings require",
+            "data_residency",
+            "residency",
+        )
+    if redaction:
+        red = CLASSES[found.redacted()[1]]
+        after = f"; after PII redaction it is still {red}"
+    else:
+        after = "; PII redaction is off for this classification" if found.findings else ""
+    if (found.redacted()[1] if redaction else found.rank) > ceiling:
+        why, reason = f"keys with role {role!r} may send data up to {CLASSES[ceiling]}", "role"
+    else:
+        why, reason = f"no model in the allowed tiers is cleared for {cls} data", "classification"
+    return GovernanceDenied(
+        f"request classified {cls} (found: {what}){after}; {why}", "data_classification", reason
+    )
+
+
+# -- output scanning (policy dataGovernance.outputScanning) -----------------------------------
+
+
+def _count(findings: dict[str, int], found: list[pii.Finding]) -> None:
+    for f in found:
+        findings[f.type] = findings.get(f.type, 0) + 1
+
+
+def redact_text(text: str, hipaa: bool, findings: dict[str, int]) -> str:
+    found = pii.scan(text, hipaa=hipaa)
+    if not found:
+        return text
+    _count(findings, found)
+    return pii.redact(text, found)
+
+
+def redact_response(raw: bytes, endpoint: str, hipaa: bool) -> tuple[bytes, dict[str, int]]:
+    """A JSON completion with PII in its generated text (message content, tool-call arguments,
+    completion text) replaced by typed placeholders, and the findings by type. Embeddings and
+    bodies that are not completions pass unchanged."""
+    findings: dict[str, int] = {}
+    if endpoint == "embeddings":
+        return raw, findings
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return raw, findings
+    choices = doc.get("choices") if isinstance(doc, dict) else None
+    if not isinstance(choices, list):
+        return raw, findings
+
+    def fn(text: str) -> str:
+        return redact_text(text, hipaa, findings)
+
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        if isinstance(choice.get("message"), dict):
+            choice["message"] = _message(choice["message"], fn)
+        if isinstance(choice.get("text"), str):
+            choice["text"] = fn(choice["text"])
+    if not findings:
+        return raw, findings
+    return json.dumps(doc).encode(), findings
+
+
+class StreamScanner:
+    """Redacts generated text across SSE chunks: one `pii.StreamRedactor` per choice holds back
+    a tail that could be the start of a finding, so a finding split across chunks is still
+    replaced. The held tail is flushed into the choice's finishing chunk (or, if the stream
+    never finishes a choice, into a last chunk before `[DONE]`)."""
+
+    def __init__(self, endpoint: str, hipaa: bool) -> None:
+        self.chat = endpoint == "chat"
+        self.hipaa = hipaa
+        self.findings: dict[str, int] = {}
+        self._redactors: dict[int, pii.StreamRedactor] = {}
+        self._base: dict[str, Any] = {}
+
+    def _redactor(self, index: int) -> pii.StreamRedactor:
+        r = self._redactors.get(index)
+        if r is None:
+            r = self._redactors[index] = pii.StreamRedactor(hipaa=self.hipaa)
+        return r
+
+    def _set(self, choice: dict[str, Any], text: str) -> None:
+        if self.chat:
+            delta = choice.get("delta")
+            choice["delta"] = {**(delta if isinstance(delta, dict) else {}), "content": text}
+        else:
+            choice["text"] = text
+
+    def chunk(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        """The chunk with its text replaced by what is safe to send now."""
+        if not self._base:
+            self._base = {k: chunk[k] for k in ("id", "object", "created", "model") if k in chunk}
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0)
+            if self.chat:
+                delta = choice.get("delta")
+                piece = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
+                    delta["tool_calls"] = [_call(c, self._whole) for c in delta["tool_calls"]]
+            else:
+                piece = choice.get("text")
+            out = ""
+            if isinstance(piece, str):
+                out, found = self._redactor(index).feed(piece)
+                _count(self.findings, found)
+            if choice.get("finish_reason") is not None and index in self._redactors:
+                tail, found = self._redactors.pop(index).finish()
+                _count(self.findings, found)
+                out += tail
+            if isinstance(piece, str) or out:
+                self._set(choice, out)
+        return chunk
+
+    def _whole(self, text: str) -> str:
+        """Tool-call argument fragments are redacted per fragment (they are JSON, rarely PII)."""
+        return redact_text(text, self.hipaa, self.findings)
+
+    def finish(self) -> dict[str, Any] | None:
+        """A last chunk carrying any text still held back, or None."""
+        choices = []
+        for index, r in sorted(self._redactors.items()):
+            tail, found = r.finish()
+            _count(self.findings, found)
+            if tail:
+                choice: dict[str, Any] = {"index": index, "finish_reason": None}
+                self._set(choice, tail)
+                choices.append(choice)
+        self._redactors.clear()
+        return {**self._base, "choices": choices} if choices else None
