@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from llmplatform.gateway.cache import CacheSettings
+from llmplatform.gateway.governance import RANK, PolicyGovernance, TenantGovernance, compile_policy
 from llmplatform.render.gatewayconfig import GatewayConfig, Limits, ModelEntry, PolicyEntry
 
 SecretResolver = Callable[[str, str, str], bytes | None]
@@ -39,6 +41,9 @@ class Model:
     output_price: float
     prior_latency_ms: float
     prior_availability: float
+    max_class: int = 1
+    """Rank of maxDataClassification in governance.CLASSES (0 public .. 3 restricted)."""
+    region: str | None = None
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return tokens_in * self.input_price + tokens_out * self.output_price
@@ -64,6 +69,8 @@ class Policy:
     stream_idle_seconds: float
     breaker_failures: int
     breaker_open_seconds: float
+    governance: PolicyGovernance
+    cache: CacheSettings
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class Tenant:
     allowed_tiers: frozenset[str]
     limits: Limits
     user_limits: Limits | None
+    governance: TenantGovernance
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,8 @@ def _model(entry: ModelEntry, secrets: SecretResolver) -> Model:
         prior_availability=float(
             entry.priors.availability if entry.priors.availability is not None else 0.99
         ),
+        max_class=RANK[entry.max_data_classification],
+        region=entry.region,
     )
 
 
@@ -156,6 +166,12 @@ def _policy(entry: PolicyEntry, models: dict[str, Model]) -> Policy:
         stream_idle_seconds=entry.timeouts.stream_idle_seconds,
         breaker_failures=entry.circuit_breaker.consecutive_failures,
         breaker_open_seconds=entry.circuit_breaker.open_seconds,
+        governance=compile_policy(entry.data_governance),
+        cache=CacheSettings(
+            enabled=entry.cache.enabled,
+            ttl_seconds=entry.cache.ttl_seconds,
+            temperature_zero_only=entry.cache.temperature_zero_only,
+        ),
     )
 
 
@@ -180,6 +196,11 @@ def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
             allowed_tiers=frozenset(t.allowed_tiers),
             limits=t.limits,
             user_limits=t.user_limits,
+            governance=TenantGovernance(
+                hipaa="hipaa" in t.compliance.frameworks,
+                gdpr="gdpr" in t.compliance.frameworks,
+                region=t.compliance.region,
+            ),
         )
         tenants[t.id] = tenant
         for k in t.keys:

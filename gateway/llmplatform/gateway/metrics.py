@@ -44,6 +44,24 @@ RATE_LIMITED = Counter(
     "llmplatform_rate_limited", "Requests refused by a limit or budget", ["tenant", "scope", "limit"]
 )
 CACHE_HITS = Counter("llmplatform_cache_hits", "Responses served from the cache", ["tenant", "model", "tier"])
+CACHE_MISSES = Counter(
+    "llmplatform_cache_misses", "Cacheable requests answered by an upstream", ["tenant", "model", "tier"]
+)
+PII_FINDINGS = Counter(
+    "llmplatform_pii_findings",
+    "Personal data found, by type, in requests and (with outputScanning) responses",
+    ["tenant", "type", "direction"],
+)
+REDACTED = Counter(
+    "llmplatform_redactions",
+    "Requests sent upstream as the redacted copy, and responses redacted by outputScanning",
+    ["tenant", "direction"],
+)
+GOVERNANCE_DENIED = Counter(
+    "llmplatform_governance_denied",
+    "Requests refused by data governance (reason: role, classification, residency)",
+    ["tenant", "reason"],
+)
 UPSTREAM_ERRORS = Counter(
     "llmplatform_upstream_errors", "Failed upstream attempts", ["model", "tier", "kind"]
 )

@@ -47,6 +47,10 @@ class MockSettings:
     completion_tokens: int = 16
     """Tokens generated when the request has no max_tokens (each chunk is one token)."""
     embedding_dims: int = 8
+    reply: str | None = None
+    """Fixed generated text instead of the test words (e.g. text with personal data, to test
+    output scanning); streamed `reply_chunk_chars` characters per chunk."""
+    reply_chunk_chars: int = 5
     models: list[str] = field(default_factory=lambda: ["mock-model"])
     seed: int | None = None
 
@@ -201,8 +205,14 @@ class MockUpstream:
         n_in = self._prompt_tokens(body)
         kind = "chat.completion" if chat else "text_completion"
         base = {"id": rid, "created": created, "model": model, "system_fingerprint": TEST_LABEL}
+        pieces = [self._word(i) for i in range(n_out)]
+        if self.settings.reply is not None:
+            size = max(1, self.settings.reply_chunk_chars)
+            reply = self.settings.reply
+            pieces = [reply[i : i + size] for i in range(0, len(reply), size)]
+            n_out = len(pieces)
         if not body.get("stream"):
-            text = "".join(self._word(i) for i in range(n_out))
+            text = "".join(pieces)
             choice: dict[str, Any] = {"index": 0, "finish_reason": "length", "logprobs": None}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text, "refusal": None}
@@ -237,14 +247,13 @@ class MockUpstream:
                     ],
                 }
             )
-        for i in range(n_out):
+        for i, piece in enumerate(pieces):
             if i == drop_at:
                 if request.transport is not None:
                     request.transport.abort()
                 return response
             if self.settings.chunk_delay_ms:
                 await asyncio.sleep(self.settings.chunk_delay_ms / 1000)
-            piece = self._word(i)
             delta: dict[str, Any] = {"delta": {"content": piece}} if chat else {"text": piece}
             await send(
                 {**base, "object": chunk_kind, "choices": [{"index": 0, **delta, "finish_reason": None}]}

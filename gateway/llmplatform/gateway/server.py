@@ -32,6 +32,8 @@ import aiohttp
 from aiohttp import web
 
 from llmplatform.gateway import anthropic
+from llmplatform.gateway import cache as rc
+from llmplatform.gateway import governance as gv
 from llmplatform.gateway import metrics as m
 from llmplatform.gateway.audit import AuditSink
 from llmplatform.gateway.compiled import Compiled, Key, Model, Policy
@@ -86,6 +88,17 @@ class Ctx:
     first_chunk_at: float | None = None
     chunks: int = 0
     served: Model | None = None
+    classification: str = "public"
+    findings: dict[str, int] = field(default_factory=dict)
+    """PII finding type -> count in the request."""
+    redacted: bool = False
+    """The request that left the gateway was the redacted copy."""
+    cache: str | None = None
+    """`hit` or `miss` when the response cache applies to the request."""
+    cache_key: str | None = None
+    cache_ttl: int = 0
+    scan_output: bool = False
+    hipaa: bool = False
 
 
 @dataclass
@@ -104,6 +117,8 @@ class StreamState:
     done: bool = False
     events: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+    scanner: gv.StreamScanner | None = None
+    collector: rc.Collector | None = None
 
 
 def duration(seconds: float) -> str:
@@ -163,6 +178,9 @@ class Gateway:
         self.redis = RedisLimiter(settings.redis_url) if settings.redis_url else None
         self.redis_ok = self.redis is not None
         self.audit = AuditSink(settings.audit_log)
+        self.cache: rc.LocalCache | rc.RedisCache = (
+            rc.RedisCache(settings.redis_url) if settings.redis_url else rc.LocalCache()
+        )
         self.session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
@@ -239,6 +257,7 @@ class Gateway:
             await self.session.close()
         if self.redis is not None:
             await self.redis.close()
+        await self.cache.close()
         self.audit.close()
 
     def app(self) -> web.Application:
@@ -447,6 +466,9 @@ class Gateway:
         assert compiled is not None
         tenant = key.tenant
         ctx.tenant, ctx.key, ctx.user = tenant.id, key.name, key.user
+        if key.role not in gv.ROLE_CEILING:
+            m.GOVERNANCE_DENIED.labels(tenant.id, "role").inc()
+            gv.check_role(key.role)
         body = await self._read_body(request)
         requested, max_tokens, stream = self._check(body, ctx.endpoint)
         if isinstance(body.get("user"), str) and body["user"]:
@@ -475,6 +497,7 @@ class Gateway:
             self.health,
             compiled.models,
         )
+        cands, copies, extra = self._govern(ctx, key, body, requested, cands)
 
         worst_tokens = max(
             prompt + worst_case_output(c.model, prompt, max_tokens, ctx.endpoint) for c in cands
@@ -504,11 +527,123 @@ class Gateway:
                 code="rate_limit_exceeded",
                 headers=headers,
             )
-        extra = ratelimit_headers(charges, values)
+        extra.update(ratelimit_headers(charges, values))
         try:
-            return await self._attempts(request, ctx, body, stream, cands, tenant.policy, extra)
+            cached = await self._cached(
+                request, ctx, tenant.policy, body, requested, tier_header, cands, copies
+            )
+            if cached is not None:
+                return cached
+            response = await self._attempts(request, ctx, body, stream, cands, tenant.policy, extra, copies)
+            if ctx.cache_key is not None and type(response) is web.Response and response.status == 200:
+                assert isinstance(response.body, bytes)
+                await self.cache.put(
+                    ctx.cache_key, rc.Entry(ctx.model, ctx.tier, response.body), ctx.cache_ttl
+                )
+            return response
         finally:
             await self._settle(limiter, charges, ctx, prompt)
+
+    def _govern(
+        self, ctx: Ctx, key: Key, body: dict[str, Any], requested: str, cands: list[Candidate]
+    ) -> tuple[list[Candidate], dict[str, dict[str, Any]], dict[str, str]]:
+        """Classify the request and keep the candidates that may receive it (see governance.py):
+        the candidates, the redacted body by model id for those that get the copy, and the
+        classification header."""
+        tenant = key.tenant
+        found = gv.scan(body, ctx.endpoint, tenant.governance.hipaa)
+        ctx.classification, ctx.findings = found.classification, found.findings
+        ctx.hipaa = tenant.governance.hipaa
+        ctx.scan_output = tenant.policy.governance.output_scanning
+        for kind, n in found.findings.items():
+            m.PII_FINDINGS.labels(tenant.id, kind, "request").inc(n)
+        extra = {"x-llmplatform-data-classification": found.classification}
+        try:
+            routes = gv.route(
+                found,
+                cands,
+                tenant.policy.governance,
+                tenant.governance,
+                key.role,
+                requested in tenant.policy.by_name,
+            )
+        except gv.GovernanceDenied as exc:
+            m.GOVERNANCE_DENIED.labels(tenant.id, exc.reason).inc()
+            exc.headers.update(extra)
+            raise
+        copies = {r.cand.model.id: found.redacted()[0] for r in routes if r.redacted}
+        return [r.cand for r in routes], copies, extra
+
+    async def _cached(
+        self,
+        request: web.Request,
+        ctx: Ctx,
+        policy: Policy,
+        body: dict[str, Any],
+        requested: str,
+        tier_header: str | None,
+        cands: list[Candidate],
+        copies: dict[str, dict[str, Any]],
+    ) -> web.StreamResponse | None:
+        """The response from the cache when there is one; otherwise marks the request as a miss
+        to be stored (see cache.py)."""
+        if not rc.applies(policy.cache, body):
+            return None
+        named = policy.by_name.get(requested)
+        if named is not None:
+            target = f"model:{named.id}"
+        else:
+            target = f"tier:{tier_header or policy.default_tier if requested == 'auto' else requested}"
+        if cands[0].model.id in copies:
+            target += ":redacted"  # what left the gateway differs, so may the answer
+        ctx.cache_key = rc.key(ctx.tenant, ctx.endpoint, target, body)
+        ctx.cache_ttl = policy.cache.ttl_seconds
+        entry = await self.cache.get(ctx.cache_key)
+        if entry is None:
+            ctx.cache = "miss"
+            return None
+        ctx.cache, ctx.cache_key = "hit", None
+        ctx.model, ctx.tier = entry.model, entry.tier
+        ctx.served = self.compiled.models.get(entry.model) if self.compiled else None
+        ctx.redacted = cands[0].model.id in copies
+        raw = entry.body
+        if ctx.scan_output:
+            raw = self._scan_json(ctx, raw)
+        usage = rc.usage(raw)
+        if usage is not None and ctx.served is not None:
+            self._take_usage(ctx, ctx.served, usage)
+        ctx.cost = 0.0  # no upstream spend for a hit
+        headers = {
+            "x-request-id": ctx.request_id,
+            "x-llmplatform-model": entry.model,
+            "x-llmplatform-tier": entry.tier,
+            "x-llmplatform-fallback-level": "0",
+            "x-llmplatform-data-classification": ctx.classification,
+            "x-llmplatform-redacted": "true" if ctx.redacted else "false",
+            "x-llmplatform-cache": "hit",
+        }
+        if not body.get("stream"):
+            return web.Response(body=raw, content_type="application/json", headers=headers)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        out = web.StreamResponse(
+            status=200, headers={**headers, "content-type": "text/event-stream", "cache-control": "no-cache"}
+        )
+        await out.prepare(request)
+        await out.write(rc.as_stream(raw, ctx.endpoint, include_usage))
+        await out.write_eof()
+        return out
+
+    def _scan_json(self, ctx: Ctx, raw: bytes) -> bytes:
+        raw, found = gv.redact_response(raw, ctx.endpoint, ctx.hipaa)
+        self._count_output(ctx, found)
+        return raw
+
+    @staticmethod
+    def _count_output(ctx: Ctx, found: dict[str, int]) -> None:
+        for kind, n in found.items():
+            m.PII_FINDINGS.labels(ctx.tenant, kind, "response").inc(n)
+        if found:
+            m.REDACTED.labels(ctx.tenant, "response").inc()
 
     async def _settle(
         self, limiter: LocalLimiter | RedisLimiter, charges: list[Charge], ctx: Ctx, prompt: int
@@ -532,6 +667,7 @@ class Gateway:
         cands: list[Candidate],
         policy: Policy,
         extra: dict[str, str],
+        copies: dict[str, dict[str, Any]] | None = None,
     ) -> web.StreamResponse:
         attempts = 0
         failures: list[tuple[Candidate, Failure]] = []
@@ -552,9 +688,16 @@ class Gateway:
                 "x-llmplatform-tier": cand.tier,
                 "x-llmplatform-fallback-level": str(ctx.fallback_level),
             }
+            payload = body
+            if copies:
+                payload = copies.get(cand.model.id, body)
+                ctx.redacted = payload is not body
+            headers["x-llmplatform-redacted"] = "true" if payload is not body else "false"
+            if ctx.cache is not None:
+                headers["x-llmplatform-cache"] = ctx.cache
             started = time.perf_counter()
             try:
-                result = await self._call(request, ctx, body, stream, cand.model, policy, headers)
+                result = await self._call(request, ctx, payload, stream, cand.model, policy, headers)
             except BaseException:
                 health.release_trial()
                 raise
@@ -713,6 +856,8 @@ class Gateway:
             usage = None
         self._take_usage(ctx, model, usage)
         ctx.served = model
+        if ctx.scan_output:
+            raw = self._scan_json(ctx, raw)
         return web.Response(body=raw, content_type="application/json", headers=headers)
 
     @staticmethod
@@ -766,8 +911,14 @@ class Gateway:
         when the client asked for it."""
         if event.startswith(b"data:") and event[5:].strip() == b"[DONE]":
             state.done = True
+            if state.scanner is not None:
+                last = state.scanner.finish()
+                if last is not None:
+                    return b"data: " + json.dumps(last).encode() + b"\n\n" + event
             return event
         state.events += 1
+        if (state.scanner is not None or state.collector is not None) and event.startswith(b"data:"):
+            event = self._inspect(event, state)
         if USAGE_RE.search(event) and event.startswith(b"data:"):
             try:
                 chunk = json.loads(event[5:])
@@ -776,6 +927,25 @@ class Gateway:
             self._take_usage(ctx, model, chunk.get("usage"))
             if not state.client_usage and not chunk.get("choices"):
                 return None
+        return event
+
+    @staticmethod
+    def _inspect(event: bytes, state: StreamState) -> bytes:
+        """Feed a chunk to the cache collector and the output scanner (only when either is on:
+        it costs a JSON parse per chunk)."""
+        try:
+            chunk = json.loads(event[5:])
+        except ValueError:
+            if state.collector is not None:
+                state.collector.ok = False
+            return event
+        if not isinstance(chunk, dict):
+            return event
+        if state.scanner is not None:
+            chunk = state.scanner.chunk(chunk)
+            event = b"data: " + json.dumps(chunk).encode() + b"\n"
+        if state.collector is not None:
+            state.collector.feed(chunk)
         return event
 
     async def _relay(
@@ -797,6 +967,10 @@ class Gateway:
         ctx.first_chunk_at = time.perf_counter()
         ctx.first_chunk = ctx.first_chunk_at - ctx.start
         state = StreamState(client_usage=bool((body.get("stream_options") or {}).get("include_usage")))
+        if ctx.scan_output:
+            state.scanner = gv.StreamScanner(ctx.endpoint, ctx.hipaa)
+        if ctx.cache_key is not None:
+            state.collector = rc.Collector(ctx.endpoint)
         event: bytes | None = first
         try:
             while event is not None:
@@ -830,6 +1004,12 @@ class Gateway:
             await out.write(b"data: " + json.dumps(err).encode() + b"\n\ndata: [DONE]\n\n")
         ctx.chunks = state.events
         await out.write_eof()
+        if state.scanner is not None:
+            self._count_output(ctx, state.scanner.findings)
+        if state.collector is not None and ctx.status == 200 and ctx.cache_key is not None:
+            stored = state.collector.result()
+            if stored is not None:
+                await self.cache.put(ctx.cache_key, rc.Entry(model.name, ctx.tier, stored), ctx.cache_ttl)
         return out
 
     # -- accounting ------------------------------------------------------------------------
@@ -859,6 +1039,10 @@ class Gateway:
             cost.inc(ctx.cost)
             if ctx.first_chunk is not None:
                 first_chunk.observe(ctx.first_chunk)
+            if ctx.cache is not None:
+                (m.CACHE_HITS if ctx.cache == "hit" else m.CACHE_MISSES).labels(*key).inc()
+            if ctx.redacted:
+                m.REDACTED.labels(ctx.tenant, "request").inc()
         self.audit.write(
             {
                 "time": time.time(),
