@@ -96,6 +96,11 @@ def received(url: str) -> list[dict[str, Any]]:
     return seen
 
 
+def anthropic_replies_left(url: str) -> int:
+    left: int = httpx.post(url + "/_script", json={"replies": []}).json()["queued"]
+    return left
+
+
 def last_body(url: str) -> dict[str, Any]:
     seen = received(url)
     assert seen and seen[-1]["valid"], seen[-1:] or "nothing received"
@@ -345,17 +350,20 @@ def test_overloaded_anthropic_falls_back_to_openai_model(world: dict[str, Any], 
     assert raw.parse().choices[0].message.content  # the mock upstream's reply
     after = h.metric(world["base"], "llmplatform_upstream_errors_total", model="claude", kind="503")
     assert after == before + 1
-    # the same for an `error` event that opens a stream, and for a 500
+    # the same for an `error` event that opens a stream, a 500 and a 429 (all in retryOn)
     script(
         anthropic,
         {"stream_error": {"type": "overloaded_error", "message": "Overloaded"}},
         {"error": {"status": 500, "type": "api_error", "message": "boom"}},
+        {"error": {"status": 429, "type": "rate_limit_error", "message": "slow down"}},
     )
     stream = c.chat.completions.with_raw_response.create(model="claude", messages=hello, stream=True)
     assert stream.headers["x-llmplatform-model"] == "alpha"
     assert "".join(ch.choices[0].delta.content or "" for ch in stream.parse() if ch.choices)
-    raw = c.chat.completions.with_raw_response.create(model="claude", messages=hello)
-    assert raw.headers["x-llmplatform-model"] == "alpha"
+    for _ in range(2):
+        raw = c.chat.completions.with_raw_response.create(model="claude", messages=hello)
+        assert raw.headers["x-llmplatform-model"] == "alpha"
+    assert len(received(anthropic)) == 4 and not anthropic_replies_left(anthropic)
 
 
 def test_failing_openai_model_falls_back_to_anthropic(world: dict[str, Any], anthropic: str) -> None:
