@@ -80,5 +80,12 @@ chart-crds: ## copy crds/ into charts/llm-platform/crds (a unit test fails when 
 	rm -f charts/llm-platform/crds/*.yaml
 	cp crds/*.yaml charts/llm-platform/crds/
 
+.PHONY: argocd docs
+argocd: install ## assemble deploy/argocd/argocd-cm-health.yaml from deploy/argocd/health/*.lua
+	$(PY) deploy/argocd/health.py
+
+docs: install ## regenerate docs/reference.md from the CRDs' descriptions
+	$(PY) -m llmplatform.api.docgen
+
 clean: ## remove the virtualenv and tool caches (not the control-plane cache)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
