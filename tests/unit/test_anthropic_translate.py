@@ -18,7 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmplatform.gateway import anthropic as a
+from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.errors import GatewayError
+from llmplatform.gateway.router import worst_case_output
 
 _spec = importlib.util.spec_from_file_location(
     "anthropic_test_server", Path(__file__).parents[1] / "gateway" / "anthropic_server.py"
@@ -320,6 +322,31 @@ def test_stream_errors() -> None:
     with pytest.raises(ValueError):
         t.feed(b"data: {not json\n")
     assert t.feed(b": a comment\n") == [] and t.feed(b"event: ping\n") == []
+
+
+def test_reservation_is_the_max_tokens_sent() -> None:
+    """Limits reserve what the upstream may generate: for an anthropic model without
+    maxOutputTokens that is DEFAULT_MAX_TOKENS, not the rest of a 200k context window."""
+    model = Model(
+        id="p/claude",
+        name="claude",
+        tier="premium",
+        provider="anthropic",
+        upstream_model="claude-x",
+        urls={},
+        api_key=None,
+        capabilities=frozenset({"chat"}),
+        context_window=200_000,
+        max_output_tokens=None,
+        input_price=0.0,
+        output_price=0.0,
+        prior_latency_ms=1000.0,
+        prior_availability=0.99,
+    )
+    assert worst_case_output(model, 100, None, "chat") == a.DEFAULT_MAX_TOKENS
+    assert worst_case_output(model, 100, 50, "chat") == 50
+    openai_model = Model(**{**model.__dict__, "provider": "openai"})
+    assert worst_case_output(openai_model, 100, None, "chat") == 199_900
 
 
 def test_headers() -> None:

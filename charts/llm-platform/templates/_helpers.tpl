@@ -1,0 +1,124 @@
+{{/* Names, labels and the shared pod/container security settings. */}}
+
+{{- define "llmplatform.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "llmplatform.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "llmplatform.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/part-of: llmplatform
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+
+{{/*
+Selector labels. The gateway's `app.kubernetes.io/name` is fixed to `llmplatform-gateway`:
+the NetworkPolicy the operator renders for every self-hosted model admits exactly the pods
+with that label in the platform namespace (render/workloads.py GATEWAY_POD_NAME).
+*/}}
+{{- define "llmplatform.operator.selector" -}}
+app.kubernetes.io/name: llmplatform-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "llmplatform.gateway.selector" -}}
+app.kubernetes.io/name: llmplatform-gateway
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "llmplatform.operator.name" -}}
+{{- printf "%s-operator" (include "llmplatform.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "llmplatform.gateway.name" -}}
+{{- printf "%s-gateway" (include "llmplatform.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "llmplatform.image" -}}
+{{- printf "%s:%s" .image.repository (default .appVersion .image.tag) -}}
+{{- end -}}
+
+{{/* The `restricted` Pod Security Standard, for every pod and container of the chart. */}}
+{{- define "llmplatform.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "llmplatform.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The Secret holding the Redis URL, as an env var the args refer to as $(LLMPLATFORM_REDIS_URL). */}}
+{{- define "llmplatform.redisEnv" -}}
+- name: LLMPLATFORM_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.key }}
+{{- end -}}
+
+{{/*
+What the operator does in every namespace it watches, derived from operator/llmplatform/
+operator/{handlers,engine,kube}.py (tests/e2e/test_chart.py proves it is enough and that
+more is refused):
+- the three kinds: list/watch (Kopf indices), get (a read that confirms its own write),
+  patch on /status only (it never writes a user's spec);
+- Secrets: list/watch (provider and key Secrets feed the render), get, create (generated API
+  keys) and delete (a key removed from a TenantQuota spec);
+- the children of self-hosted models: server-side apply (patch, and create when the object is
+  new), get, delete (a model that stopped being self-hosted) and list/watch;
+- ConfigMaps: list/watch only here (the gateway ConfigMap is written in the release namespace);
+- Events: create (condition transitions, and Kopf's own warnings).
+*/}}
+{{- define "llmplatform.operator.rules" -}}
+- apiGroups: [llmplatform.io]
+  resources: [llmmodels, routingpolicies, tenantquotas]
+  verbs: [get, list, watch]
+- apiGroups: [llmplatform.io]
+  resources: [llmmodels/status, routingpolicies/status, tenantquotas/status]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, delete]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
