@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_operator_parser(subparsers)
     add_gateway_parser(subparsers)
     add_mock_upstream_parser(subparsers)
+    add_audit_parser(subparsers)
     return parser
 
 
@@ -128,6 +129,24 @@ def add_gateway_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         "--audit-log", metavar="FILE", help="append audit records here (default: standard output)"
     )
     gw.add_argument(
+        "--audit-log-max-bytes",
+        type=int,
+        default=100 * 1024 * 1024,
+        metavar="N",
+        help="rotate the audit log before it grows past N bytes; 0: never (default: 100 MiB)",
+    )
+    gw.add_argument(
+        "--audit-log-keep", type=int, default=10, metavar="N", help="rotated audit files kept (default: 10)"
+    )
+    gw.add_argument(
+        "--audit-fsync-seconds",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="fsync the audit log at most every S seconds after a write; 0: after every write; "
+        "negative: only on rotation and shutdown (default: 1)",
+    )
+    gw.add_argument(
         "--secrets-dir",
         default="/var/run/llmplatform/secrets",
         metavar="DIR",
@@ -157,6 +176,9 @@ def run_gateway(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         redis_failure_mode=args.redis_failure_mode,
         audit_log=args.audit_log,
+        audit_log_max_bytes=args.audit_log_max_bytes,
+        audit_log_keep=args.audit_log_keep,
+        audit_fsync_seconds=args.audit_fsync_seconds,
         max_body_bytes=args.max_body_bytes,
         reload_interval=args.reload_interval,
         log_level=args.log_level,
@@ -210,6 +232,43 @@ def run_mock_upstream(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     serve(args.host, args.port, settings)
+    return 0
+
+
+def add_audit_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = subparsers.add_parser("audit", help="work with the gateway's audit logs")
+    commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    verify = commands.add_parser(
+        "verify",
+        help="check audit logs' hash chains",
+        description=(
+            "Check the hash chains of audit log files (JSON Lines, rotated files included, in any "
+            "order). Exit 0 with a summary per chain when intact; exit 1 naming the first bad record "
+            "(file:line, seq, reason) for an edited, deleted, inserted or reordered record, a truncated "
+            "line or a broken link between files."
+        ),
+    )
+    verify.add_argument("files", nargs="+", metavar="FILE")
+    verify.add_argument(
+        "--partial",
+        action="store_true",
+        help="accept chains that start after seq 1 (older rotated files were deleted)",
+    )
+    verify.set_defaults(handler=run_audit_verify)
+
+
+def run_audit_verify(args: argparse.Namespace) -> int:
+    from llmplatform.gateway.auditverify import summary, verify
+
+    try:
+        report = verify(args.files, partial=args.partial)
+    except OSError as exc:
+        print(f"llmplatform audit verify: {exc}", file=sys.stderr)
+        return 2
+    if report.problem is not None:
+        print(f"FAILED: {report.problem}")
+        return 1
+    print(summary(report))
     return 0
 
 

@@ -221,14 +221,15 @@ def test_audit_sink_buffers_and_flushes_whole_lines(tmp_path: Any) -> None:
     async def run() -> None:
         for i in range(FLUSH_LINES + 10):
             sink.write({"n": i})
-        assert len(path.read_text().splitlines()) == FLUSH_LINES  # a full buffer is written at once
+        # the start record, then a full buffer is written at once
+        assert len(path.read_text().splitlines()) == 1 + FLUSH_LINES
         await asyncio.sleep(0.2)  # the rest within FLUSH_SECONDS
-        assert len(path.read_text().splitlines()) == FLUSH_LINES + 10
+        assert len(path.read_text().splitlines()) == 1 + FLUSH_LINES + 10
 
     asyncio.run(run())
     sink.write({"n": "outside a loop"})
     sink.close()
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [x["n"] for x in lines[:-1]] == list(range(FLUSH_LINES + 10)) and lines[-1][
-        "n"
-    ] == "outside a loop"
+    assert lines[0]["kind"] == "start" and lines[-1]["kind"] == "close"
+    assert [x["n"] for x in lines[1:-2]] == list(range(FLUSH_LINES + 10))
+    assert lines[-2]["n"] == "outside a loop"

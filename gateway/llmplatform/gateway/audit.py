@@ -1,37 +1,244 @@
-"""Audit records: one JSON line per request, to a file or standard output.
+"""The audit trail: one hash-chained JSON line per completion request, to a file or stdout.
 
-Why so simple for now: the record set and the tamper-evident hash chain belong to the
-governance work (issue #5); this sink already writes one record per answered request with no
-prompt or response content, so that work only changes the record and the writer.
+Why a hash chain: an audit log is evidence, so an edit, a deletion, an insertion or a
+reordering of records must be detectable afterwards without trusting whoever kept the file.
+Each record carries the hash of the record before it in its chain, so changing any one record
+breaks every link after it (`llmplatform audit verify`, see `auditverify.py`).
 
-Lines are buffered and written at most every `FLUSH_SECONDS` (or at `FLUSH_LINES` lines, and on
-shutdown): a `write` per request was about 5% of the gateway's CPU per request. A crash can
-lose the last fraction of a second of records; nothing is fsynced (issue #5 sets that policy).
-With several workers each flush is one `write` to a file opened in append mode, which the
-kernel keeps whole, so lines from different workers never interleave mid-line.
+Canonical form (what `hash` covers): the record without its `hash` key, serialised as JSON
+with keys sorted, separators `,` and `:` (no whitespace), non-ASCII characters escaped as
+`\\uXXXX` (so the bytes are ASCII, hence also UTF-8, and a client's lone surrogate in a `user`
+string cannot break encoding), no NaN or Infinity. `hash` is the lowercase hex SHA-256 of
+those bytes. The line written is exactly those bytes with `,"hash":"<hex>"` inserted before
+the final `}`, plus `\\n`, so a verifier in any language can check a line without
+re-serialising: drop the hash field from the line's bytes and hash the rest.
+
+Chain fields: `v` (format, 1), `chain` (random id, 16 hex digits, fixed for the chain's
+life), `seq` (1, 2, ... with no gaps), `prev` (the previous record's `hash`; 64 zeros for
+seq 1), `kind`: `request`, `start` (a process opened the sink) or `close` (a clean shutdown;
+a `start` not preceded by `close` marks a crash, before which up to `FLUSH_SECONDS` of records
+may never have been written: they were never part of the chain, so it cannot show them).
+
+One chain per sink. A file sink continues the chain found at the end of its file (or of its
+newest rotated file) when it starts, so a restarted worker extends its predecessor's chain;
+with `--workers N` every worker has its own file (`main.py`), hence its own chain and no lock.
+
+Writes: records are sealed (hashed) when the request ends and buffered; the buffer is written
+with one `write` every `FLUSH_SECONDS`, at `FLUSH_LINES` lines and on shutdown (a `write` per
+request cost about 5% of the gateway's CPU). fsync (`fsync_seconds`): > 0 fsyncs at most that
+often after a write, in a thread on a duplicated descriptor so the event loop never waits for
+the disk; 0 fsyncs after every write (still in a thread); < 0 never, except on rotation and
+shutdown, which always fsync (inline: rare). So a process crash loses at most the unwritten
+buffer (0.1 s); a machine crash loses at most the last `fsync_seconds` of written records.
+
+Rotation (`max_bytes` > 0): before a write that would take the file past `max_bytes`, the
+file is fsynced and renamed `FILE.1` (older ones shift to `FILE.2` ... `FILE.<keep>`, the
+oldest beyond `keep` is deleted) and a new FILE continues the same chain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
 import os
 import sys
+import time
+from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
+
+log = logging.getLogger("llmplatform.gateway.audit")
+
+FORMAT = 1
+GENESIS = "0" * 64
 FLUSH_SECONDS = 0.1
 FLUSH_LINES = 256
+PIPE_BUF = 4096
+"""Writes of at most this many bytes to a pipe are atomic, so workers sharing stdout never
+interleave inside a line."""
+TAIL_BYTES = 65536
+"""How far back from a file's end to look for the last record when resuming its chain."""
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    """The bytes `hash` covers (see the module docstring); `record` must not contain `hash`."""
+    return json.dumps(
+        record, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def seal(record: dict[str, Any]) -> tuple[bytes, str]:
+    """The line to write for `record` (chain fields already set) and its hash."""
+    body = canonical(record)
+    digest = hashlib.sha256(body).hexdigest()
+    return body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n', digest
+
+
+def rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def request_record(ctx: Any, latency: float) -> dict[str, Any]:
+    """The audit fields of one finished request (`ctx` is the server's per-request Ctx). Never
+    content: the request and response appear only as SHA-256 digests."""
+    return {
+        "kind": "request",
+        "time": rfc3339(time.time() - latency),
+        "request_id": ctx.request_id,
+        "endpoint": ctx.endpoint,
+        "tenant": ctx.tenant if ctx.tenant != "none" else None,
+        "user": ctx.user,
+        "key_name": ctx.key,
+        "model": ctx.model if ctx.model != "none" else None,
+        "tier": ctx.tier if ctx.tier != "none" else None,
+        "fallback_level": ctx.fallback_level,
+        "classification": getattr(ctx, "classification", None),
+        "findings": dict(getattr(ctx, "findings", None) or {}),
+        "redacted": bool(getattr(ctx, "redacted", False)),
+        "cache": getattr(ctx, "cache", None),
+        "tokens_in": ctx.tokens_in,
+        "tokens_out": ctx.tokens_out,
+        "cost_usd": round(ctx.cost, 9),
+        "status": ctx.status,
+        "error_code": ctx.error_code,
+        "latency_ms": round(latency * 1000, 3),
+        "use_case": ctx.use_case,
+        "request_sha256": ctx.request_sha256,
+        "response_sha256": ctx.response_sha256,
+    }
+
+
+STREAM_SHA256: web.ResponseKey[Any] = web.ResponseKey("llmplatform_stream_sha256")
+"""On a streamed response: the SHA-256 of every byte written to its body so far."""
+
+
+async def hash_stream(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare` hook: hash the body bytes of a streamed response as they are
+    written, whoever wrote the handler (a plain Response's body is hashed whole at the end)."""
+    if isinstance(response, web.Response):
+        return
+    hasher = hashlib.sha256()
+    response[STREAM_SHA256] = hasher
+    write, write_eof = response.write, response.write_eof
+
+    async def hashed_write(data: bytes | bytearray | memoryview) -> None:
+        hasher.update(data)
+        await write(data)
+
+    async def hashed_write_eof(data: bytes = b"") -> None:
+        hasher.update(data)
+        await write_eof(data)
+
+    response.write = hashed_write  # type: ignore[method-assign]
+    response.write_eof = hashed_write_eof  # type: ignore[method-assign]
+
+
+def response_sha256(response: web.StreamResponse | None) -> str | None:
+    """SHA-256 of the body bytes sent to the client (for a stream: the whole SSE body)."""
+    if isinstance(response, web.Response):
+        body = response.body
+        return hashlib.sha256(body).hexdigest() if isinstance(body, bytes) else None
+    if response is None:
+        return None
+    hasher = response.get(STREAM_SHA256)
+    return hasher.hexdigest() if hasher is not None else None
+
+
+def rotated(path: str, n: int) -> str:
+    return f"{path}.{n}"
+
+
+def last_record(path: str) -> tuple[dict[str, Any] | None, bool]:
+    """The last whole, parseable record of a file (None if there is none) and whether the
+    file ends in a torn line (no final newline: a write cut short by a crash or a full disk)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - TAIL_BYTES))
+            tail = f.read()
+    except FileNotFoundError:
+        return None, False
+    torn = bool(tail) and not tail.endswith(b"\n")
+    for line in reversed(tail.split(b"\n")[:-1]):  # the last piece is b"" or the torn line
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("hash"), str) and "chain" in record:
+            return record, torn
+    return None, torn
+
+
+def _fsync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        log.error("audit log fsync failed: %s", exc)
+    finally:
+        os.close(fd)
 
 
 class AuditSink:
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640) if path else None
-        self._lines: list[str] = []
-        self._timer: asyncio.TimerHandle | None = None
+    """A hash chain written to `path` (None: standard output); see the module docstring."""
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._lines.append(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
+    def __init__(
+        self,
+        path: str | None,
+        *,
+        max_bytes: int = 0,
+        keep: int = 5,
+        fsync_seconds: float = 1.0,
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.keep = max(1, keep)
+        self.fsync_seconds = fsync_seconds
+        self.chain = os.urandom(8).hex()
+        self.seq = 0
+        self.head = GENESIS
+        self._fd: int | None = None
+        self._size = 0
+        self._lines: list[bytes] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._fsync_timer: asyncio.TimerHandle | None = None
+        self._last_fsync = 0.0
+        self._dirty = False
+        self._closed = False
+        if path is not None:
+            self._resume(path)
+            self._open()
+        self.write({"kind": "start", "time": rfc3339(time.time()), "pid": os.getpid()})
+
+    def _resume(self, path: str) -> None:
+        """Continue the chain at the end of the file (or of its newest rotated file)."""
+        record, torn = last_record(path)
+        empty = not os.path.exists(path) or os.path.getsize(path) == 0
+        if record is None and empty and os.path.exists(rotated(path, 1)):
+            record, _ = last_record(rotated(path, 1))
+        if torn:
+            with open(path, "ab") as f:  # end the torn line so the next record starts cleanly
+                f.write(b"\n")
+            log.error("audit log %s ended in a torn line; `audit verify` will report it", path)
+        if record is not None and isinstance(record.get("seq"), int):
+            self.chain, self.seq, self.head = str(record["chain"]), record["seq"], str(record["hash"])
+
+    def _open(self) -> None:
+        assert self.path is not None
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._size = os.fstat(self._fd).st_size
+
+    # -- records ---------------------------------------------------------------------------
+
+    def write(self, record: dict[str, Any]) -> str:
+        """Chain, seal and buffer one record; returns its hash."""
+        self.seq += 1
+        record = {**record, "v": FORMAT, "chain": self.chain, "seq": self.seq, "prev": self.head}
+        line, self.head = seal(record)
+        self._lines.append(line)
         if len(self._lines) >= FLUSH_LINES:
             self.flush()
         elif self._timer is None:
@@ -39,6 +246,7 @@ class AuditSink:
                 self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
             except RuntimeError:  # no event loop (tools, tests): write at once
                 self.flush()
+        return self.head
 
     def flush(self) -> None:
         if self._timer is not None:
@@ -46,16 +254,112 @@ class AuditSink:
             self._timer = None
         if not self._lines:
             return
-        data = "".join(self._lines)
-        self._lines.clear()
-        if self._fd is None:
-            sys.stdout.write(data)
-            sys.stdout.flush()
-        else:
-            os.write(self._fd, data.encode())
+        lines, self._lines = self._lines, []
+        if self.path is None:
+            self._write_stdout(lines)
+            return
+        if self._fd is None:  # a record after close(): a request that outlived shutdown
+            self._open()
+        chunk: list[bytes] = []
+        pending = 0
+        for line in lines:  # rotate on a record boundary, so no file grows past max_bytes
+            full = self.max_bytes > 0 and self._size + pending + len(line) > self.max_bytes
+            if full and self._size + pending > 0:
+                self._write(b"".join(chunk), len(chunk))
+                chunk, pending = [], 0
+                self.rotate()
+            chunk.append(line)
+            pending += len(line)
+        self._write(b"".join(chunk), len(chunk))
+        self._dirty = True
+        self._schedule_fsync()
+
+    def _write(self, data: bytes, records: int) -> None:
+        assert self._fd is not None
+        try:
+            done = 0
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError as exc:
+            # The chain will show the gap (`audit verify` names it); the gateway keeps serving.
+            log.error("audit log write failed, %d records lost: %s", records, exc)
+        self._size += len(data)
+
+    def _write_stdout(self, lines: list[bytes]) -> None:
+        out = sys.stdout.buffer
+        chunk: list[bytes] = []
+        size = 0
+        for line in lines:
+            if chunk and size + len(line) > PIPE_BUF:
+                out.write(b"".join(chunk))
+                out.flush()
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        out.write(b"".join(chunk))
+        out.flush()
+
+    # -- durability ------------------------------------------------------------------------
+
+    def _schedule_fsync(self) -> None:
+        if self.fsync_seconds < 0 or self._fsync_timer is not None:
+            return
+        wait = max(0.0, self._last_fsync + self.fsync_seconds - time.monotonic())
+        try:
+            self._fsync_timer = asyncio.get_running_loop().call_later(wait, self._fsync_async)
+        except RuntimeError:
+            self.fsync()
+
+    def _fsync_async(self) -> None:
+        self._fsync_timer = None
+        if self._fd is None or not self._dirty:
+            return
+        self._dirty = False
+        self._last_fsync = time.monotonic()
+        # On a duplicate, so a rotation or close meanwhile cannot pull the descriptor away.
+        asyncio.get_running_loop().run_in_executor(None, _fsync_and_close, os.dup(self._fd))
+
+    def fsync(self) -> None:
+        """fsync now, on the calling thread."""
+        if self._fd is not None and self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+            self._last_fsync = time.monotonic()
+
+    def rotate(self) -> None:
+        assert self.path is not None and self._fd is not None
+        self._dirty = True
+        self.fsync()
+        os.close(self._fd)
+        self._fd = None
+        oldest = rotated(self.path, self.keep)
+        if os.path.exists(oldest):
+            os.unlink(oldest)
+        for n in range(self.keep - 1, 0, -1):
+            if os.path.exists(rotated(self.path, n)):
+                os.rename(rotated(self.path, n), rotated(self.path, n + 1))
+        os.rename(self.path, rotated(self.path, 1))
+        self._open()
+        dir_fd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the renames durable too
+        finally:
+            os.close(dir_fd)
 
     def close(self) -> None:
+        """Write the chain's `close` record, flush, fsync and close. The head hash is logged
+        so that it can be kept elsewhere: it anchors the log against truncation."""
+        if self._closed:
+            return
+        self._closed = True
+        head = self.write({"kind": "close", "time": rfc3339(time.time())})
+        log.info("audit chain closed", extra={"chain": self.chain, "seq": self.seq, "head": head})
         self.flush()
+        if self._fsync_timer is not None:
+            self._fsync_timer.cancel()
+            self._fsync_timer = None
         if self._fd is not None:
+            self._dirty = True
+            self.fsync()
             os.close(self._fd)
             self._fd = None

@@ -9,6 +9,7 @@ starts the workers, restarts one that dies, and stops them all on SIGTERM/SIGINT
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -65,6 +66,9 @@ class WorkerSpec:
     max_body_bytes: int
     reload_interval: float
     log_level: str
+    audit_log_max_bytes: int = 0
+    audit_log_keep: int = 10
+    audit_fsync_seconds: float = 1.0
 
 
 def run_worker(spec: WorkerSpec) -> None:
@@ -88,6 +92,9 @@ def run_worker(spec: WorkerSpec) -> None:
         redis_failure_mode=spec.redis_failure_mode,
         reload_interval=spec.reload_interval,
         audit_log=spec.audit_log,
+        audit_log_max_bytes=spec.audit_log_max_bytes,
+        audit_log_keep=spec.audit_log_keep,
+        audit_fsync_seconds=spec.audit_fsync_seconds,
     )
     gateway = Gateway(source, settings)
 
@@ -126,6 +133,14 @@ def run_loop(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(coro)
 
 
+def worker_spec(spec: WorkerSpec, index: int) -> WorkerSpec:
+    """Worker `index`'s spec: its own audit file `FILE.w<index>`, hence its own hash chain, which
+    a replacement worker continues (no lock, no interleaving, rotation without coordination)."""
+    if spec.audit_log is None:
+        return spec  # stdout: one chain per worker, lines never split (see audit.py)
+    return dataclasses.replace(spec, audit_log=f"{spec.audit_log}.w{index}")
+
+
 def serve(spec: WorkerSpec, workers: int) -> int:
     if workers <= 1:
         run_worker(spec)
@@ -135,7 +150,10 @@ def serve(spec: WorkerSpec, workers: int) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="llmplatform-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the spawned workers
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=run_worker, args=(spec,), name=f"gateway-worker-{i}") for i in range(workers)]
+    procs = [
+        ctx.Process(target=run_worker, args=(worker_spec(spec, i),), name=f"gateway-worker-{i}")
+        for i in range(workers)
+    ]
     stopping = False
 
     def stop(signum: int, frame: Any) -> None:
@@ -152,7 +170,9 @@ def serve(spec: WorkerSpec, workers: int) -> int:
             for i, p in enumerate(procs):
                 if not p.is_alive() and not stopping:
                     log.error("worker exited, restarting", extra={"worker": i, "exitcode": p.exitcode})
-                    procs[i] = ctx.Process(target=run_worker, args=(spec,), name=f"gateway-worker-{i}")
+                    procs[i] = ctx.Process(
+                        target=run_worker, args=(worker_spec(spec, i),), name=f"gateway-worker-{i}"
+                    )
                     procs[i].start()
     finally:
         for p in procs:

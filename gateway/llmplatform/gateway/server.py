@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import hmac
 import itertools
 import json
@@ -35,7 +36,8 @@ from llmplatform.gateway import anthropic
 from llmplatform.gateway import cache as rc
 from llmplatform.gateway import governance as gv
 from llmplatform.gateway import metrics as m
-from llmplatform.gateway.audit import AuditSink
+from llmplatform.gateway.audit import AuditSink, hash_stream, request_record, response_sha256
+from llmplatform.gateway.bodies import check_content_type, check_shape, parse_body
 from llmplatform.gateway.compiled import Compiled, Key, Model, Policy
 from llmplatform.gateway.errors import GatewayError, error_body
 from llmplatform.gateway.health import HealthBook
@@ -62,6 +64,9 @@ class Settings:
     `refuse`: answer 503 (and /readyz fails) until Redis is back."""
     reload_interval: float = 1.0
     audit_log: str | None = None
+    audit_log_max_bytes: int = 0
+    audit_log_keep: int = 10
+    audit_fsync_seconds: float = 1.0
 
 
 @dataclass
@@ -88,6 +93,9 @@ class Ctx:
     first_chunk_at: float | None = None
     chunks: int = 0
     served: Model | None = None
+    request_sha256: str | None = None
+    """SHA-256 of the raw request body (None when it was not read: 401, 413)."""
+    response_sha256: str | None = None
     classification: str = "public"
     findings: dict[str, int] = field(default_factory=dict)
     """PII finding type -> count in the request."""
@@ -177,7 +185,12 @@ class Gateway:
         self.local = LocalLimiter()
         self.redis = RedisLimiter(settings.redis_url) if settings.redis_url else None
         self.redis_ok = self.redis is not None
-        self.audit = AuditSink(settings.audit_log)
+        self.audit = AuditSink(
+            settings.audit_log,
+            max_bytes=settings.audit_log_max_bytes,
+            keep=settings.audit_log_keep,
+            fsync_seconds=settings.audit_fsync_seconds,
+        )
         self.cache: rc.LocalCache | rc.RedisCache = (
             rc.RedisCache(settings.redis_url) if settings.redis_url else rc.LocalCache()
         )
@@ -269,6 +282,7 @@ class Gateway:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
+        app.on_response_prepare.append(hash_stream)
         app.on_startup.append(self.on_startup)
         app.on_cleanup.append(self.on_cleanup)
         return app
@@ -380,16 +394,27 @@ class Gateway:
             endpoint=endpoint,
             start=time.perf_counter(),
         )
+        response: web.StreamResponse | None = None
         try:
-            return await self._complete(request, ctx)
+            response = await self._complete(request, ctx)
         except GatewayError as exc:
             ctx.status, ctx.error_code = exc.status, exc.code
             exc.headers.setdefault("x-request-id", ctx.request_id)
-            return json_error(exc)
-        finally:
+            response = json_error(exc)
+        except Exception:  # a bug: still one answer and one audit record that says so
+            log.exception("unhandled error", extra={"request_id": ctx.request_id})
+            ctx.status, ctx.error_code = 500, "internal_error"
+            body = error_body(500, "internal gateway error", code="internal_error")
+            response = web.json_response(body, status=500, headers={"x-request-id": ctx.request_id})
+        finally:  # exactly one record per request, whatever happened (499: cancelled)
+            if response is None:
+                ctx.status = 499
+            ctx.response_sha256 = response_sha256(response)
             self._record(ctx)
+        return response
 
-    async def _read_body(self, request: web.Request) -> dict[str, Any]:
+    async def _read_body(self, request: web.Request, ctx: Ctx) -> dict[str, Any]:
+        check_content_type(request.headers.get("Content-Type", ""))
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise GatewayError(413, f"request body exceeds {limit} bytes", code="request_too_large")
@@ -397,15 +422,8 @@ class Gateway:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge as exc:
             raise GatewayError(413, f"request body exceeds {limit} bytes", code="request_too_large") from exc
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise GatewayError(
-                400, "We could not parse the JSON body of your request", code="invalid_json"
-            ) from exc
-        if not isinstance(body, dict):
-            raise GatewayError(400, "the request body must be a JSON object", code="invalid_json")
-        return body
+        ctx.request_sha256 = hashlib.sha256(raw).hexdigest()
+        return parse_body(raw)
 
     @staticmethod
     def _check(body: dict[str, Any], endpoint: str) -> tuple[str, int | None, bool]:
@@ -469,8 +487,9 @@ class Gateway:
         if key.role not in gv.ROLE_CEILING:
             m.GOVERNANCE_DENIED.labels(tenant.id, "role").inc()
             gv.check_role(key.role)
-        body = await self._read_body(request)
+        body = await self._read_body(request, ctx)
         requested, max_tokens, stream = self._check(body, ctx.endpoint)
+        check_shape(body, ctx.endpoint)
         if isinstance(body.get("user"), str) and body["user"]:
             ctx.user = body["user"]
         priority = 5
@@ -1043,23 +1062,4 @@ class Gateway:
                 (m.CACHE_HITS if ctx.cache == "hit" else m.CACHE_MISSES).labels(*key).inc()
             if ctx.redacted:
                 m.REDACTED.labels(ctx.tenant, "request").inc()
-        self.audit.write(
-            {
-                "time": time.time(),
-                "request_id": ctx.request_id,
-                "tenant": ctx.tenant,
-                "user": ctx.user,
-                "key": ctx.key,
-                "endpoint": ctx.endpoint,
-                "model": ctx.model if ctx.model != "none" else None,
-                "tier": ctx.tier if ctx.tier != "none" else None,
-                "fallback_level": ctx.fallback_level,
-                "status": ctx.status,
-                "error": ctx.error_code,
-                "tokens_in": ctx.tokens_in,
-                "tokens_out": ctx.tokens_out,
-                "cost_usd": round(ctx.cost, 9),
-                "latency_ms": round(elapsed * 1000, 3),
-                "use_case": ctx.use_case,
-            }
-        )
+        self.audit.write(request_record(ctx, elapsed))
