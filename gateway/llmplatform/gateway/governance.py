@@ -188,15 +188,35 @@ def map_texts(body: dict[str, Any], endpoint: str, fn: Callable[[str], str]) -> 
 
 
 def texts(body: dict[str, Any], endpoint: str) -> Iterator[str]:
-    """Every text part of a request, in order."""
-    found: list[str] = []
-
-    def take(text: str) -> str:
-        found.append(text)
-        return text
-
-    map_texts(body, endpoint, take)
-    return iter(found)
+    """Every text part of a request, in `map_texts` order (without copying anything)."""
+    if endpoint != "chat":
+        value = body.get("prompt" if endpoint == "completions" else "input")
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            yield from (v for v in value if isinstance(v, str))
+        return
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            yield content
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, str):
+                    yield part
+                elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                    yield part["text"]
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                yield function["arguments"]
+        function = message.get("function_call")
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            yield function["arguments"]
 
 
 # -- one request -----------------------------------------------------------------------------
