@@ -135,3 +135,18 @@ def test_parser_catches_a_root_user_and_an_unpinned_base() -> None:
     assert resolve(stages[0].base, args) == "python:3.11-slim"
     assert not re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", stages[0].base)
     assert [r for k, r in stages[0].instructions if k == "USER"] == ["root"]
+
+
+@pytest.mark.parametrize("target", FINAL_TARGETS)
+def test_image_command_parses_with_the_cli(parsed: tuple[dict[str, str], list[Stage]], target: str) -> None:
+    """ENTRYPOINT + CMD is a valid `llmplatform` command line for that component."""
+    import json
+
+    from llmplatform.cli import build_parser
+
+    _, stages = parsed
+    final = chain(stages, target)
+    entry = next(json.loads(r) for st in final for kw, r in st.instructions if kw == "ENTRYPOINT")
+    cmd = next(json.loads(r) for st in final for kw, r in st.instructions if kw == "CMD")
+    assert entry == ["llmplatform"]
+    assert build_parser().parse_args(cmd).command == target
