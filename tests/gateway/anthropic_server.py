@@ -11,6 +11,7 @@ gateway parses has the real shape. An invalid request gets Anthropic's 400 error
 Control (for tests): `POST /_script {"replies": [...]}` queues what the next requests get, one
 reply per request, else a default text reply. A reply is an object with any of:
   `text`, `tool_use: {id, name, input}`, `stop_reason`, `stop_sequence`, `usage: {...}`,
+  `chunks: [...]` (streams: the text deltas, joined they are the text; else one per word),
   `error: {status, type, message}` (an HTTP error answer),
   `stream_error: {type, message, after_text}` (streams only: an `error` event first, or after
   the first text delta when after_text is true).
@@ -135,6 +136,8 @@ class Server:
 
     def _message(self, body: dict[str, Any], reply: dict[str, Any]) -> at.Message:
         content: list[Any] = []
+        if reply.get("chunks"):
+            reply["text"] = "".join(reply["chunks"])
         if reply.get("text") is not None:
             content.append(at.TextBlock(type="text", text=reply["text"]))
         if reply.get("tool_use"):
@@ -190,8 +193,9 @@ class Server:
                         content_block=at.TextBlock(type="text", text=""),
                     )
                 )
-                pieces = [w + " " for w in block.text.split(" ")]
-                pieces[-1] = pieces[-1][:-1]
+                pieces = reply.get("chunks") or [w + " " for w in block.text.split(" ")]
+                if not reply.get("chunks"):
+                    pieces[-1] = pieces[-1][:-1]
                 for piece in pieces:
                     delta = at.TextDelta(type="text_delta", text=piece)
                     await emit(

@@ -60,7 +60,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             # given with /v1, and no maxOutputTokens: max_tokens defaults to the documented 4096
             h.model("haiku", anth_url, tier="efficient", provider="anthropic", upstreamModel="claude-test-2"),
             h.model("alpha", alpha_url, tier="premium"),
-            h.policy({"premium": ["claude", "alpha"], "efficient": ["haiku"]}),
+            h.policy(
+                {"premium": ["claude", "alpha"], "efficient": ["haiku"]},
+                dataGovernance={"piiRedaction": True, "outputScanning": True},
+            ),
             *h.tenant("team-a", {"alice": KEY}, ["premium", "efficient"]),
             *h.tenant("team-cost", {"carol": COST_KEY}, ["premium"]),
         ]
@@ -429,3 +432,38 @@ def test_images_and_unsupported_input(world: dict[str, Any], anthropic: str) -> 
         c.completions.create(model="claude", prompt="x")
     assert bad.value.code == "unsupported_capability"
     assert len(received(anthropic)) == count  # none of these reached the upstream
+
+
+def test_governance_redacts_what_reaches_anthropic_and_what_comes_back(
+    world: dict[str, Any], anthropic: str
+) -> None:
+    """Redaction happens before translation and output scanning after it, for JSON and streams
+    (an address split across Anthropic text deltas included)."""
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "f", "arguments": '{"to": "bob@corp.example"}'},
+    }
+    messages: Any = [
+        {"role": "system", "content": "Reply to alice@corp.example."},
+        {"role": "user", "content": "Ping me"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sent to bob@corp.example"},
+    ]
+    script(
+        anthropic,
+        {"text": "Write to carol@corp.example now."},
+        {"chunks": ["Write to da", "ve.smith@co", "rp.example", " now."]},
+    )
+    c = client(world)
+    raw = c.chat.completions.with_raw_response.create(model="claude", messages=messages)
+    assert raw.headers["x-llmplatform-model"] == "claude"
+    assert raw.headers["x-llmplatform-redacted"] == "true"
+    sent = json.dumps(last_body(anthropic))
+    assert "corp.example" not in sent and sent.count("[EMAIL_REDACTED]") == 3
+    assert last_body(anthropic)["messages"][1]["content"][0]["input"] == {"to": "[EMAIL_REDACTED]"}
+    assert raw.parse().choices[0].message.content == "Write to [EMAIL_REDACTED] now."
+
+    stream = c.chat.completions.create(model="claude", messages=messages, stream=True)
+    text = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+    assert text == "Write to [EMAIL_REDACTED] now."
