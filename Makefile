@@ -9,7 +9,7 @@ CACHE  ?= $(or $(LLMPLATFORM_CACHE),$(HOME)/.cache/llmplatform)
 BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
-.PHONY: images chart-crds help run install controlplane test test-unit test-e2e lint cluster-up cluster-down clean-cache \
+.PHONY: images chart-crds crds help run install controlplane test test-unit test-e2e lint cluster-up cluster-down clean-cache \
         kind-up kind-down bench-controlplane bench-operator bench-gateway clean
 
 help: ## list targets
@@ -79,6 +79,10 @@ images: ## (needs Docker) build the operator and gateway images from images/Dock
 chart-crds: ## copy crds/ into charts/llm-platform/crds (a unit test fails when they differ)
 	rm -f charts/llm-platform/crds/*.yaml
 	cp crds/*.yaml charts/llm-platform/crds/
+
+crds: install ## regenerate crds/ from the API types, then copy them into the chart
+	$(PY) -m llmplatform.api.crdgen
+	$(MAKE) --no-print-directory chart-crds
 
 .PHONY: argocd docs
 argocd: install ## assemble deploy/argocd/argocd-cm-health.yaml from deploy/argocd/health/*.lua

@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,9 +188,12 @@ BODY = st.fixed_dictionaries(
     },
 )
 ALLOWED = {200, 400, 403, 404, 413, 429}
+FUZZED: list[str] = []
+"""Request ids of the fuzzed requests, each of which must have exactly one audit record."""
 
 
 def check(response: httpx.Response) -> None:
+    FUZZED.append(response.headers["x-request-id"])
     assert response.status_code in ALLOWED, (response.status_code, response.text[:300])
     if response.status_code != 200:
         error = response.json()["error"]
@@ -214,6 +218,15 @@ def test_fuzzed_raw_bodies_never_500(world: dict[str, Any], raw: bytes) -> None:
     )
     check(r)
     assert r.status_code == 400 or r.status_code == 200
+
+
+def test_every_fuzzed_request_has_exactly_one_audit_record(world: dict[str, Any]) -> None:
+    if not FUZZED:
+        pytest.skip("checks the requests of the fuzz tests above; run it with them")
+    time.sleep(0.3)  # the audit sink writes every 0.1 s
+    lines = (world["tmp"] / "gw-audit.jsonl").read_text().splitlines()
+    counts = Counter(json.loads(line).get("request_id") for line in lines)
+    assert [rid for rid in FUZZED if counts[rid] != 1] == []
 
 
 def test_deeply_nested_json_is_400(world: dict[str, Any]) -> None:

@@ -54,6 +54,10 @@ def depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The JSON object in `raw`, or a 400 saying what is wrong with it."""
     try:
@@ -65,7 +69,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
             code="invalid_json",
         ) from exc
     try:
-        body = json.loads(text)
+        body = json.loads(text, parse_constant=_no_constant)  # NaN, Infinity: not JSON
     except RecursionError as exc:
         raise GatewayError(
             400, f"the JSON body nests deeper than {MAX_DEPTH} levels", code="invalid_json"
