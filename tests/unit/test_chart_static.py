@@ -27,9 +27,10 @@ def test_chart_crds_are_the_repository_crds_byte_for_byte() -> None:
     repo = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
     chart = {p.name: p.read_bytes() for p in (CHART / "crds").iterdir()}
     assert repo, "no CRDs in crds/"
-    assert sorted(chart) == sorted(repo), "run `make crds` (or `make chart-crds`): the chart's CRD files differ from crds/"
+    fix = "run `make crds` (or `make chart-crds`)"
+    assert sorted(chart) == sorted(repo), f"{fix}: the chart's CRD files differ from crds/"
     stale = [name for name in repo if chart[name] != repo[name]]
-    assert not stale, f"run `make crds` (or `make chart-crds`): {stale} differ from crds/"
+    assert not stale, f"{fix}: {stale} differ from crds/"
 
 
 def gateway_series() -> set[str]:
