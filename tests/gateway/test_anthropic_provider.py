@@ -63,6 +63,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             h.policy(
                 {"premium": ["claude", "alpha"], "efficient": ["haiku"]},
                 dataGovernance={"piiRedaction": True, "outputScanning": True},
+                cache={"enabled": True, "ttlSeconds": 60},
             ),
             *h.tenant("team-a", {"alice": KEY}, ["premium", "efficient"]),
             *h.tenant("team-cost", {"carol": COST_KEY}, ["premium"]),
@@ -467,3 +468,26 @@ def test_governance_redacts_what_reaches_anthropic_and_what_comes_back(
     stream = c.chat.completions.create(model="claude", messages=messages, stream=True)
     text = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
     assert text == "Write to [EMAIL_REDACTED] now."
+
+
+def test_cache_stores_a_translated_stream_and_answers_json_from_it(
+    world: dict[str, Any], anthropic: str
+) -> None:
+    script(anthropic, {"text": "Cached words here.", "usage": {"input_tokens": 8, "output_tokens": 4}})
+    c = client(world)
+    ask: Any = [{"role": "user", "content": "cache me"}]
+    first = c.chat.completions.with_raw_response.create(
+        model="claude", messages=ask, temperature=0, stream=True
+    )
+    assert first.headers["x-llmplatform-cache"] == "miss"
+    assert (
+        "".join(ch.choices[0].delta.content or "" for ch in first.parse() if ch.choices)
+        == "Cached words here."
+    )
+    second = c.chat.completions.with_raw_response.create(model="claude", messages=ask, temperature=0)
+    assert second.headers["x-llmplatform-cache"] == "hit"
+    assert second.headers["x-llmplatform-model"] == "claude"
+    completion = second.parse()
+    assert completion.choices[0].message.content == "Cached words here."
+    assert completion.usage is not None and completion.usage.prompt_tokens == 8
+    assert len(received(anthropic)) == 1
