@@ -33,6 +33,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+import conftest
 from conftest import ROOT, Cluster, OperatorProcess
 from llmplatform.render.gatewayconfig import CONFIG_MAP_NAME
 from llmplatform.render.workloads import GATEWAY_POD_NAME, child_labels
@@ -319,6 +320,18 @@ class Release:
         return one(self.objects, "ServiceAccount", "-operator")["metadata"]["name"]
 
 
+def delete_namespaces(core: client.CoreV1Api, names: list[str], timeout: float = 120) -> None:
+    """Delete and wait until they are gone, so no later test (or cluster-wide operator) sees
+    their objects."""
+    for name in names:
+        core.delete_namespace(name)
+
+    def gone() -> bool:
+        return not [n for n in core.list_namespace().items if n.metadata.name in names]
+
+    wait_for(gone, timeout, f"namespaces {names} deleted")
+
+
 def create_namespace(core: client.CoreV1Api, name: str, labels: dict[str, str] | None = None) -> None:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
 
@@ -350,8 +363,7 @@ def release(cluster: Cluster, crds: None) -> Iterator[Release]:
         yield Release(cluster, platform, tenants, template(platform, *values))
     finally:
         helm("uninstall", RELEASE, "-n", platform, "--wait", kubeconfig=cluster.kubeconfig, check=False)
-        for ns in (platform, *tenants):
-            core.delete_namespace(ns)
+        delete_namespaces(core, [platform, *tenants])
 
 
 def test_install_pods_are_admitted_under_restricted(release: Release) -> None:
@@ -469,23 +481,21 @@ def operator_as_chart_sa(release: Release, tmp_path_factory: pytest.TempPathFact
         yield kubeconfig
     finally:
         op.stop()
-        import conftest
-
         if op in conftest._OPERATORS:
             conftest._OPERATORS.remove(op)
-        log = op.log()
-        forbidden = [line for line in log.splitlines() if "forbidden" in line.lower()]
-        assert not forbidden, "operator was refused an API call:\n" + "\n".join(forbidden[:20])
+    assert_never_refused(op)
 
 
 def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
 
 
-def test_operator_with_chart_rbac_reconciles_examples(release: Release, operator_as_chart_sa: Path) -> None:
-    api = release.cluster.api()
+def assert_examples_reconciled(cluster: Cluster, ns: str, tenants: list[str]) -> None:
+    """examples/ (moved to `ns` and `tenants`) reconciled: models, children, the ConfigMap,
+    policy status, quotas Approved with generated keys, the leader Lease, Events."""
+    api = cluster.api()
     custom, core, apps = client.CustomObjectsApi(api), client.CoreV1Api(api), client.AppsV1Api(api)
-    ns, (team_a, team_b) = release.namespace, release.tenants
+    team_a, team_b = tenants
 
     def get(plural: str, namespace: str, name: str) -> dict[str, Any]:
         return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)  # type: ignore[no-any-return]
@@ -514,6 +524,15 @@ def test_operator_with_chart_rbac_reconciles_examples(release: Release, operator
     assert lease.spec.holder_identity
     events = core.list_namespaced_event(team_a, field_selector="involvedObject.kind=TenantQuota").items
     assert events, "the operator posted no Event (events: create)"
+
+
+def assert_never_refused(op: OperatorProcess) -> None:
+    forbidden = [line for line in op.log().splitlines() if "forbidden" in line.lower()]
+    assert not forbidden, "operator was refused an API call:\n" + "\n".join(forbidden[:20])
+
+
+def test_operator_with_chart_rbac_reconciles_examples(release: Release, operator_as_chart_sa: Path) -> None:
+    assert_examples_reconciled(release.cluster, release.namespace, release.tenants)
 
 
 def sa_api(kubeconfig: Path) -> client.ApiClient:
@@ -622,7 +641,7 @@ def test_default_values_cluster_role(cluster: Cluster, crds: None) -> None:
         assert not can_i(cluster, gw, "get", "configmaps", "-n", ns)
     finally:
         helm("uninstall", "all", "-n", ns, "--wait", kubeconfig=cluster.kubeconfig, check=False)
-        core.delete_namespace(ns)
+        delete_namespaces(core, [ns])
 
 
 # --------------------------------------------------------------------------- the chart's commands
