@@ -406,16 +406,17 @@ class StreamTranslator:
     failed_status: int | None = None
     """Set (to the gateway status) when an `error` event broke the stream after it started."""
 
+    def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+        }
+        return _sse({**chunk, "choices": choices, **extra})
+
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _sse(
-            {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-            }
-        )
+        return self._event([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}])
 
     def feed(self, event: bytes) -> list[bytes]:
         data = b"".join(line[5:] for line in event.splitlines() if line.startswith(b"data:"))
@@ -455,8 +456,7 @@ class StreamTranslator:
             reason = (payload.get("delta") or {}).get("stop_reason")
             return [self._chunk({}, FINISH_REASONS.get(reason or "", "stop"))]
         if kind == "message_stop":
-            tail = {"id": self.id, "object": "chat.completion.chunk", "created": self.created}
-            return [_sse({**tail, "model": self.model, "choices": [], "usage": usage(self.usage)}), DONE]
+            return [self._event([], usage=usage(self.usage)), DONE]
         if kind == "error":
             err = payload.get("error") or {}
             status = ERROR_STATUS.get(str(err.get("type")), 500)
