@@ -8,6 +8,7 @@ mock upstream shares the tier so fallback from an overloaded Anthropic model can
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Iterator
@@ -176,7 +177,7 @@ def test_stop_sequences_sampling_and_user(world: dict[str, Any], anthropic: str)
     assert first.choices[0].finish_reason == "stop"
     body = last_body(anthropic)
     assert body["stop_sequences"] == ["END", "STOP"]
-    assert body["metadata"] == {"user_id": "u-42"}
+    assert body["metadata"] == {"user_id": hashlib.sha256(b"u-42").hexdigest()}  # opaque, as asked
     # the Messages API types have no sampling parameters: accepted from the client, not sent
     assert "temperature" not in body and "top_p" not in body
     second = c.chat.completions.create(model="claude", messages=hello, stop="END", max_tokens=3)

@@ -7,6 +7,7 @@ depth), including for generated conversations (hypothesis).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import itertools
 import json
@@ -76,7 +77,8 @@ def test_max_tokens_precedence() -> None:
 
 def test_parameters() -> None:
     body = translate([USER], stop="END", user="u1", temperature=0.3, top_p=0.1, stream=True, seed=3)
-    assert body["stop_sequences"] == ["END"] and body["metadata"] == {"user_id": "u1"}
+    assert body["stop_sequences"] == ["END"]
+    assert body["metadata"] == {"user_id": hashlib.sha256(b"u1").hexdigest()}
     assert body["stream"] is True
     assert not {"temperature", "top_p", "seed", "user", "stop"} & body.keys()
     assert translate([USER], stop=["a", "b"])["stop_sequences"] == ["a", "b"]

@@ -12,6 +12,7 @@ Mapping (see docs/gateway.md, "Anthropic models"):
   `tool_result` blocks in a user turn; consecutive turns of one role are merged into one turn.
 - `max_tokens` is required upstream: `max_completion_tokens`, else `max_tokens`, else the
   model's `maxOutputTokens`, else DEFAULT_MAX_TOKENS.
+- `user` goes up as its SHA-256 in `metadata.user_id`: an opaque id, as Anthropic asks.
 - `temperature` and `top_p` are accepted from clients but not sent: the current Messages API
   types carry no sampling parameters and newer Claude models answer 400 to them.
 - Anthropic's `usage.input_tokens` excludes prompt-cache reads and writes; prompt tokens here
@@ -20,6 +21,7 @@ Mapping (see docs/gateway.md, "Anthropic models"):
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -282,7 +284,8 @@ def to_messages_request(body: dict[str, Any], model: str, max_output_tokens: int
     elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
         raise _bad("anthropic models support response_format json_schema, not json_object", "response_format")
     if isinstance(body.get("user"), str) and body["user"]:
-        out["metadata"] = {"user_id": body["user"]}
+        # Anthropic asks for an opaque id here, and `user` is often an e-mail address
+        out["metadata"] = {"user_id": hashlib.sha256(body["user"].encode()).hexdigest()}
     if body.get("stream"):
         out["stream"] = True
     return out
