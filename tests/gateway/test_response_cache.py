@@ -33,7 +33,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         docs = [
             h.model("alpha", url),
             h.policy({"standard": ["alpha"]}, cache={"enabled": True, "ttlSeconds": TTL}),
-            *h.tenant("cache-a", {"a": KEY_A, "a2": KEY_A2}, ["standard"]),
+            *h.tenant(
+                "cache-a", {"a": KEY_A, "a2": KEY_A2}, ["standard"], userLimits={"requestsPerMinute": 1000}
+            ),
             *h.tenant("cache-b", {"b": KEY_B}, ["standard"]),
         ]
         manifests = h.write_manifests(tmp / "manifests", docs)
@@ -85,6 +87,13 @@ def test_second_identical_request_is_a_hit(world: dict[str, Any]) -> None:
     assert a.choices[0].message.content == b.choices[0].message.content
     assert a.usage == b.usage
     assert second.headers["x-llmplatform-model"] == "alpha"
+    # a hit is limited and reported like any request
+    assert second.headers["x-ratelimit-limit-requests"] == "1000"
+    assert int(second.headers["x-ratelimit-remaining-requests"]) < 1000
+    assert (
+        second.headers["x-llmplatform-data-classification"]
+        == first.headers["x-llmplatform-data-classification"]
+    )
     assert h.metric(world["base"], "llmplatform_cache_hits_total", tenant="cache-a/cache-a") == hits + 1
 
 

@@ -549,7 +549,7 @@ class Gateway:
         extra.update(ratelimit_headers(charges, values))
         try:
             cached = await self._cached(
-                request, ctx, tenant.policy, body, requested, tier_header, cands, copies
+                request, ctx, tenant.policy, body, requested, tier_header, cands, copies, extra
             )
             if cached is not None:
                 return cached
@@ -603,6 +603,7 @@ class Gateway:
         tier_header: str | None,
         cands: list[Candidate],
         copies: dict[str, dict[str, Any]],
+        extra: dict[str, str],
     ) -> web.StreamResponse | None:
         """The response from the cache when there is one; otherwise marks the request as a miss
         to be stored (see cache.py)."""
@@ -633,11 +634,11 @@ class Gateway:
             self._take_usage(ctx, ctx.served, usage)
         ctx.cost = 0.0  # no upstream spend for a hit
         headers = {
+            **extra,
             "x-request-id": ctx.request_id,
             "x-llmplatform-model": entry.model,
             "x-llmplatform-tier": entry.tier,
             "x-llmplatform-fallback-level": "0",
-            "x-llmplatform-data-classification": ctx.classification,
             "x-llmplatform-redacted": "true" if ctx.redacted else "false",
             "x-llmplatform-cache": "hit",
         }
