@@ -10,7 +10,7 @@ BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
 .PHONY: images chart-crds crds help run install controlplane test test-unit test-e2e lint cluster-up cluster-down clean-cache \
-        kind-up kind-down bench-controlplane bench-operator bench-gateway clean
+        kind-up kind-down bench-controlplane bench-operator bench-gateway bench-governance clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench-operator: install controlplane ## operator at fleet scale on the real cont
 
 bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results
 	$(PY) bench/gateway.py
+
+bench-governance: install ## PII detection precision/recall (Faker corpus, 7 locales) and 4 KB scan speed into bench/results
+	$(PY) bench/governance/run.py
 
 IMAGE_REPO ?= ghcr.io/llmplatform
 IMAGE_TAG  ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)

@@ -70,11 +70,14 @@ def test_phone(value: str) -> None:
     only("phone", value)
 
 
-def test_bare_phone_needs_a_phone_word() -> None:
-    only("phone", "0961073668", before="Mobile: ")
+def test_bare_phone_needs_a_phone_word_or_a_trunk_zero() -> None:
     only("phone", "3420837783", before="call me on ")
-    none_in("order 0961073668 shipped")
+    only("phone", "3420837783", before="Her number is ")
     none_in("invoice 3420837783 is paid")
+    only("phone", "0961073668", before="order ")  # 0 + 9 digits: a European number
+    none_in("see 0306406152 on p. 4")  # a valid ISBN-10
+    none_in("ISBN 0961073668")
+    none_in("id 0012345678 and 0093699367323126")  # zero-padded, not 00 + country code
 
 
 @pytest.mark.parametrize("text", ["version 1.2.3", "at 10:30:00", "in 2024-01-05", "+1 555", "12 345 678"])

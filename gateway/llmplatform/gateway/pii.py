@@ -37,8 +37,10 @@ Decisions (see also bench/results/governance.md for what they cost in precision 
 - Phone numbers: international (`+` or `00` then 8-15 digits, with `(0)`, spaces, dots or
   dashes), North American (`(415) 555-0134`, `415-555-0134`, `415.555.0134`, `1-415-...`,
   extensions `x123`), European national numbers with a trunk `0` and a separator
-  (`0161 496 0066`, `(030) 1234567`, `04 15 39 15 00`), and bare runs of 9-13 digits only
-  when a phone word ("phone", "call", "Tel", "Handy", "portable"...) comes shortly before.
+  (`0161 496 0066`, `(030) 1234567`, `04 15 39 15 00`) or without one when it has 10-11
+  digits (`0612345678`; not a valid ISBN-10; a zero-padded id starts with `00`), other bare
+  runs of 9-13 digits only when a phone word ("phone", "call", "Tel", "Handy", "portable",
+  "my number"...) comes shortly before.
 - HIPAA (only with `hipaa=True`): MRNs need a context word ("MRN", "medical record number",
   "patient ID"...); ICD-10 codes are a chapter-valid letter + 2 digits and need either the dot
   form (`E11.9`) or a context word ("ICD", "diagnosis", "dx", "code") shortly before, because
@@ -148,8 +150,8 @@ _PRIO = {
     "ssn": 4,
     "ipv6": 5,
     "ipv4": 6,
-    "phone": 7,
-    "mrn": 8,
+    "mrn": 7,  # needs a context word, so it is more specific than a phone number
+    "phone": 8,
     "icd10": 9,
     "dosage": 10,
     "secret": 11,
@@ -183,13 +185,15 @@ _PHONE_INTL = re.compile(
 _PHONE_NANP = re.compile(
     r"(?:1[ .\-])?(?:\([0-9]{3}\)[ ]?|[0-9]{3}[ .\-])[0-9]{3}[ .\-][0-9]{4}(?:[ ]?(?:x|ext\.?)[0-9]{1,6})?"
 )
-_PHONE_NATIONAL = re.compile(
-    r"(?:\(0[1-9][0-9]{0,3}\)[ \-]?|0[1-9][0-9]{0,3}[ \-])[0-9]{2,}(?:[ \-][0-9]{2,})*"
-)
+_PHONE_NATIONAL = re.compile(r"(?:\(0[0-9]{1,4}\)[ \-]?|0[1-9][0-9]{0,3}[ \-])[0-9]{2,}(?:[ \-][0-9]{2,})*")
+# Words that make a bare run of 9-13 digits a phone number when they come shortly before it:
+# phone words in the seven benchmark languages, and "my / her / son / il suo ... number".
 _PHONE_CTX = re.compile(
-    r"(?i)(?:phone|tel|mobile|cell|fax|call|reach|text me|whatsapp|sms|dial|contact"
-    r"|telefon|handy|anruf|rufen|erreichbar|t[ée]l[ée]phone|t[ée]l\b|portable|appel|joindre"
-    r"|tel[ée]fono|m[óo]vil|llam|cellulare|chiam|bel |mobiel|telefoon)[^0-9\n]{0,24}$"
+    r"(?i)\b(?:phone|tel|mobile|cell|fax|call|reach|text me|whatsapp|sms|dial|contact"
+    r"|telefon|handy|anruf|rufen|erreichbar|t[ée]l[ée]phone|t[ée]l|portable|appel|joindre"
+    r"|tel[ée]fono|m[óo]vil|ll[aá]m|cellulare|chiam|bel|mobiel|telefoon"
+    r"|(?:my|her|his|their|our|your|mon|son|sa|ma|su|mi|tu|suo|sua|mio|mia|meine|seine|ihre|die"
+    r"|mijn|zijn|haar|het)\s+(?:number|num[ée]ro|n[úu]mero|nummer))[^0-9\n]{0,24}$"
 )
 _SSN = re.compile(r"[0-9]{3}([- ])[0-9]{2}\1[0-9]{4}")
 _SSN_CTX = re.compile(r"(?i)(?:ssn|social security(?: number| no\.?| #)?)[^0-9\n]{0,12}$")
@@ -205,7 +209,14 @@ _MRN_CTX = re.compile(
 )
 _MRN = re.compile(r"[0-9]{2,}(?:-[0-9]{2,})*")
 _ICD = re.compile(r"[A-Z][0-9]{2}(?:\.[0-9A-Z]{1,4})?(?![A-Za-z0-9])")
-_ICD_CTX = re.compile(r"(?i)(?:icd|diagnos[ei]s|\bdx|\bcodes?\b|\bcoded)")
+# Words that make a bare ICD-10 category ("I10") a code: coding words and the headings of
+# clinical notes where codes are listed.
+_ICD_CTX = re.compile(
+    r"(?i)\b(?:icd|diagnos|dx|codes?|coded|assessment|problem list|pmh|history of|impression)"
+)
+ICD10_BARE_NEEDS_CONTEXT = True
+"""A bare category (`I10`, `A10`) is a code only after a context word; the dot form always.
+(bench/governance measures both settings.)"""
 # Highest valid two-digit category per chapter letter (ICD-10 / ICD-10-CM).
 _ICD_MAX = {"D": 89, "E": 90, "H": 95, "K": 95, "P": 96, "T": 98, "U": 85}
 _SECRET_PREFIXED = re.compile(
@@ -224,32 +235,13 @@ _SECRET_PREFIXED = re.compile(
     r"|eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}"
 )
 _TOKEN_PART = re.compile(r"[A-Za-z0-9+/_\-]{32,}")
-# Longest first, so "internal only" wins over "internal"; run on the lower-cased text, word
-# boundaries checked in Python (a leading look-behind would cost `re` its fast skip).
-_TERMS = re.compile(
-    "|".join(re.escape(t) for t in sorted(CONFIDENTIAL_TERMS + INTERNAL_TERMS, key=len, reverse=True))
-)
-# Cheap `in` probes on the lower-cased text before the regex above runs.
-_TERM_PROBES = (
-    "confiden",
-    "propriet",
-    "secret",
-    "internal",
-    "distribut",
-    "nda",
-    "disclos",
-    "attorney",
-    "privileg",
-    "non-public",
-    "insider",
-    "classified",
-    "intranet",
-    "in-house",
-    "employees only",
-    "staff only",
-    "do not share",
-    "not for ext",
-)
+# Each term with a substring to probe for first: one `in` per probe on the lower-cased text,
+# and the terms behind a probe are checked (whole words) only when it is there.
+_TERM_PROBES: dict[str, tuple[str, ...]] = {}
+for _term in sorted(CONFIDENTIAL_TERMS + INTERNAL_TERMS, key=len, reverse=True):
+    _probe = next((p for p in ("secret", "internal", "distribut") if p in _term), _term)
+    _TERM_PROBES.setdefault(_probe, ())
+    _TERM_PROBES[_probe] += (_term,)
 
 # IBAN lengths by country (ISO 13616 registry).
 _IBAN_LEN = {
@@ -296,6 +288,13 @@ def iban_ok(iban: str) -> bool:
         return False
     moved = iban[4:] + iban[:4]
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _isbn10(digits: str, before: str) -> bool:
+    """A 10-digit run that is an ISBN-10 (valid check digit, or "ISBN" just before it)."""
+    if "isbn" in before.lower():
+        return True
+    return len(digits) == 10 and sum((10 - i) * (ord(c) - 48) for i, c in enumerate(digits)) % 11 == 0
 
 
 def ssn_ok(area: str, group: str, serial: str) -> bool:
@@ -554,7 +553,12 @@ def _numeric(text: str, pos: int, hipaa: bool, out: list[_Cand]) -> None:
                     g = run.group()
                     if ssn_ok(g[:3], g[3:5], g[5:]):
                         out.append((s, e, "ssn"))
-                elif _PHONE_CTX.search(back):
+                elif _PHONE_CTX.search(back) or (
+                    ln in (10, 11)
+                    and text[s] == "0"
+                    and text[s + 1] != "0"
+                    and not _isbn10(run.group(), back)
+                ):
                     out.append((s, e, "phone"))
         if hipaa:
             if nx.isalpha() or nx in "µμ" or (nx and nx in " .," and e + 1 < n and text[e + 1] != " "):
@@ -571,8 +575,10 @@ def _phone_intl(text: str, s: int, out: list[_Cand]) -> None:
     m = _PHONE_INTL.match(text, s)
     if m is None:
         return
-    span = m.group()
-    digits = _count_digits(span.replace("(0)", "", 1)) - (2 if span.startswith("00") else 0)
+    number = re.split("x|ext", m.group(), maxsplit=1)[0]
+    digits = _count_digits(number.replace("(0)", "", 1)) - (2 if number.startswith("00") else 0)
+    if number.startswith("00") and number.isdigit():
+        return  # 00 without a separator: more often a zero-padded number than a phone
     if 8 <= digits <= 15 and _free_right(text, m.end()):
         out.append((s, m.end(), "phone"))
 
@@ -597,7 +603,7 @@ def _icd10(text: str, s: int, out: list[_Cand]) -> None:
         return
     if not _free_right(text, m.end(), "."):  # E11.9.2 or E11x: a version or a part number
         return
-    if "." in code or _ICD_CTX.search(text, max(0, s - CONTEXT), s):
+    if "." in code or not ICD10_BARE_NEEDS_CONTEXT or _ICD_CTX.search(text, max(0, s - CONTEXT), s):
         out.append((s, m.end(), "icd10"))
 
 
@@ -651,6 +657,18 @@ def redact(text: str, findings: list[Finding]) -> str:
     return "".join(parts)
 
 
+def _has_word(low: str, term: str) -> bool:
+    i = low.find(term)
+    while i != -1:
+        e = i + len(term)
+        if (i == 0 or not (low[i - 1].isalnum() or low[i - 1] in "_-")) and (
+            e == len(low) or not (low[e].isalnum() or low[e] in "_-")
+        ):
+            return True
+        i = low.find(term, i + 1)
+    return False
+
+
 def classify(text: str, findings: list[Finding]) -> str:
     """The data classification of `text` given its findings (see the module docstring)."""
     level = 0
@@ -659,16 +677,14 @@ def classify(text: str, findings: list[Finding]) -> str:
             return "restricted"
         level = 2
     low = text.lower()
-    if any(p in low for p in _TERM_PROBES):
-        for m in _TERMS.finditer(low):
-            s, e = m.span()
-            if (s and (low[s - 1].isalnum() or low[s - 1] in "_-")) or (
-                e < len(low) and (low[e].isalnum() or low[e] in "_-")
-            ):
-                continue
-            if m.group() in _CONFIDENTIAL_SET:
-                return "confidential"
-            level = max(level, 1)
+    for probe, terms in _TERM_PROBES.items():
+        if probe not in low:
+            continue
+        for term in terms:
+            if _has_word(low, term):
+                if term in _CONFIDENTIAL_SET:
+                    return "confidential"
+                level = max(level, 1)
     return CLASSIFICATIONS[level]
 
 
