@@ -420,6 +420,27 @@ def test_every_rendered_object_passes_a_server_side_dry_run(release: Release, va
     assert len(lines) == len(docs) and all(line.endswith("(server dry run)") for line in lines), out
 
 
+def test_upgrade_scales_the_gateway_and_pods_stay_admitted(release: Release) -> None:
+    """`helm upgrade --reuse-values` with one change: the Deployment follows and its new pods
+    are admitted under `restricted` too. (The operator Deployment is untouched: same spec.)"""
+    apps = client.AppsV1Api(release.cluster.api())
+    name = one(release.objects, "Deployment", "-gateway")["metadata"]["name"]
+    helm(
+        "upgrade", RELEASE, str(CHART), "-n", release.namespace, "--reuse-values",
+        "--set", "gateway.replicas=3", "--wait", "--timeout", "120s",
+        kubeconfig=release.cluster.kubeconfig,
+    )  # fmt: skip
+    try:
+        dep = apps.read_namespaced_deployment(name, release.namespace)
+        assert dep.spec.replicas == 3 and dep.status.available_replicas == 3
+    finally:
+        helm(
+            "upgrade", RELEASE, str(CHART), "-n", release.namespace, "--reuse-values",
+            "--set", "gateway.replicas=2", "--wait", "--timeout", "120s",
+            kubeconfig=release.cluster.kubeconfig,
+        )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- the operator's RBAC
 
 
