@@ -26,6 +26,7 @@ STRICT_BUSINESS = "llmp-gov-strict-business-key"
 GDPR = "llmp-gov-gdpr-key"
 RULES = "llmp-gov-rules-key"
 SCANNED = "llmp-gov-scanned-key"
+HIPAA = "llmp-gov-hipaa-key"
 
 EMAIL = "jane.doe@example.com"
 SSN = "078-05-1120"
@@ -95,6 +96,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             *_tenant("gov-gdpr", {"admin": (GDPR, "admin")}, "default", compliance={"frameworks": ["gdpr"]}),
             *_tenant("gov-rules", {"admin": (RULES, "admin")}, "rules"),
             *_tenant("gov-scanned", {"admin": (SCANNED, "admin")}, "scanned"),
+            *_tenant(
+                "gov-hipaa", {"admin": (HIPAA, "admin")}, "default", compliance={"frameworks": ["hipaa"]}
+            ),
         ]
         manifests = h.write_manifests(tmp / "manifests", docs)
         gw, base = h.start_gateway(tmp, ["--manifests", str(manifests)])
@@ -186,6 +190,26 @@ def test_completions_prompt_and_embeddings_input_are_redacted(world: dict[str, A
     assert seen(world, "open")["prompt"] == ["to [EMAIL_REDACTED]", "fine"]
     c.embeddings.create(model="open", input=f"ssn {SSN}")
     assert seen(world, "open")["input"] == "ssn [SSN_REDACTED]"
+
+
+def test_medical_data_counts_only_for_hipaa_tenants(world: dict[str, Any]) -> None:
+    note = "MRN: 12345678 diagnosed E11.9"
+    raw = chat(world, HIPAA, note, model="open")
+    assert raw.headers["x-llmplatform-data-classification"] == "restricted"
+    assert seen(world, "open")["messages"][0]["content"] == "MRN: [MRN_REDACTED] diagnosed [ICD10_REDACTED]"
+    raw = chat(world, ADMIN, note, model="open")  # not under hipaa: not medical data
+    assert raw.headers["x-llmplatform-redacted"] == "false"
+    assert seen(world, "open")["messages"][0]["content"] == note
+
+
+def test_a_class_redaction_cannot_lower_skips_uncleared_models(world: dict[str, Any]) -> None:
+    # "confidential" is a keyword, not a finding: redaction cannot lower it, so the named
+    # internal-only model is skipped and the next model of its tier serves
+    raw = chat(world, ADMIN, "this memo is confidential", model="open")
+    assert raw.headers["x-llmplatform-data-classification"] == "confidential"
+    assert raw.headers["x-llmplatform-model"] == "conf"
+    assert raw.headers["x-llmplatform-redacted"] == "false"
+    assert seen(world, "open") is None
 
 
 def test_without_redaction_an_uncleared_class_is_refused(world: dict[str, Any]) -> None:
