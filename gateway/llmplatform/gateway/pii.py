@@ -159,15 +159,17 @@ _PRIO = {
 
 # A digit run that can start a finding: 5+ digits; or followed by a separator and a digit, or
 # by a letter; or right after a letter, `_`, `+`, `(`, `/` or `=`; and not a later group of a
-# longer number (`05` in `2024-05-11`). (Written to begin with a
-# single `[0-9]` so that `re` skips to digits at C speed; possessive, so a match is a whole run.)
+# longer number (`05` in `2024-05-11`), nor an ISO date, nor (without hipaa) a price-like
+# `12.34`. Written to begin with a single `[0-9]` so that `re` skips to digits at C speed;
+# possessive, so a match is a whole run.
+_CAND_START = r"[0-9](?<![0-9]{2})(?<![0-9][ .\-/)][0-9])(?![0-9]{3}-[01][0-9]-[0-3][0-9](?![0-9]))"
 _CAND = re.compile(
-    r"[0-9](?<![0-9]{2})(?<![0-9][ .\-/][0-9])(?:(?<=[A-Za-z_+(/=][0-9])[0-9]*+"
-    r"|[0-9]*+(?:(?<=[0-9]{5})|(?=[ .\-)][0-9(]|[A-Za-z_+/=])))"
+    _CAND_START + r"(?:(?<=[A-Za-z_+(/=][0-9])[0-9]*+"
+    r"|[0-9]*+(?!\.[0-9]{2}(?![0-9.]))(?:(?<=[0-9]{5})|(?=[ .\-)][0-9(]|[A-Za-z_+/=])))"
 )
 # With hipaa, also a number followed by a unit ("500 mg", "2.5 mL", "10 units").
 _CAND_HIPAA = re.compile(
-    r"[0-9](?<![0-9]{2})(?<![0-9][ .\-/][0-9])(?:(?<=[A-Za-z_+(/=][0-9])[0-9]*+"
+    _CAND_START + r"(?:(?<=[A-Za-z_+(/=][0-9])[0-9]*+"
     r"|[0-9]*+(?:(?<=[0-9]{5})|(?=[ .,\-)][0-9(A-Za-zµμ]|[A-Za-zµμ_+/=])))"
 )
 _TOKEN_FWD = re.compile(r"[A-Za-z0-9+/_=.\-]*")
@@ -175,6 +177,7 @@ _MRN_PROBES = ("mrn", "medical record", "patient", "chart", "record number")
 _DOMAIN = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
 )
+_LOCAL_RUN = re.compile(r"[A-Za-z0-9._%+-]+")
 _V6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _PEM = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 
@@ -361,9 +364,16 @@ _Cand = tuple[int, int, str]  # start, end, type ("secret+" for prefixed secrets
 def _emails(text: str, pos: int, out: list[_Cand]) -> None:
     at = text.find("@", pos)
     while at != -1:
-        i = at
-        while i > pos and at - i < 64 and text[i - 1] in _LOCAL_CHARS:
-            i -= 1
+        lo = max(pos, at - 64)
+        i = text.rfind(" ", lo, at) + 1 or lo  # fast path: the local part follows a space
+        if (
+            i == at
+            or _LOCAL_RUN.fullmatch(text, i, at) is None
+            or (i == lo and i > pos and text[i - 1] in _LOCAL_CHARS)
+        ):
+            i = at
+            while i > lo and text[i - 1] in _LOCAL_CHARS:
+                i -= 1
         while i < at and text[i] == ".":
             i += 1
         m = _DOMAIN.match(text, at + 1)
@@ -512,7 +522,7 @@ def _numeric(text: str, pos: int, hipaa: bool, out: list[_Cand]) -> None:
             if _free_left(text, s - 1):
                 _phone_intl(text, s - 1, out)
             continue
-        if p and p in " .-/" and s >= 2 and text[s - 2] in _DIGITS:
+        if p and p in " .-/)" and s >= 2 and text[s - 2] in _DIGITS:
             continue  # a later group of a number that started earlier
         ln = e - s
         if p == "(" and _free_left(text, s - 1):
