@@ -632,6 +632,7 @@ class Gateway:
         usage = rc.usage(raw)
         if usage is not None and ctx.served is not None:
             self._take_usage(ctx, ctx.served, usage)
+        ctx.usage_reported = True  # the stored usage, or none: never an estimate that costs
         ctx.cost = 0.0  # no upstream spend for a hit
         headers = {
             **extra,
