@@ -30,6 +30,7 @@ from typing import Any
 import build
 import pytest
 import yaml
+from bed import free_port
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -47,6 +48,7 @@ RESTRICTED = {
 }
 # non-default values for the release under test (Roles per namespace, Redis, audit volume...)
 RELEASE = "llmp"
+OPERATOR_HEALTH_PORT = 0  # set by the operator_as_chart_sa fixture
 
 
 def helm_binary(cluster: Cluster | None = None) -> str:
@@ -496,7 +498,15 @@ def operator_as_chart_sa(release: Release, tmp_path_factory: pytest.TempPathFact
         release.cluster, release.namespace, release.operator_sa, tmp / "sa.kubeconfig"
     )
     as_sa = Cluster(kubeconfig=kubeconfig, local=None)
-    op = OperatorProcess(as_sa, release.namespace, release.tenants, tmp / "operator.log").start()
+    # the chart's own operator flags, with local ports (OperatorProcess sets the namespaces,
+    # the Lease duration and the metrics port itself)
+    global OPERATOR_HEALTH_PORT
+    OPERATOR_HEALTH_PORT = free_port()
+    own = ("--platform-namespace", "--namespace", "--lease-seconds", "--metrics-port", "--health-port")
+    chart_args = [a for a in container_args(release.objects, "-operator")[1:] if a.split("=")[0] not in own]
+    chart_args = [a for a in chart_args if not a.startswith("--usage-")]  # the release's Redis is fake
+    op = OperatorProcess(as_sa, release.namespace, release.tenants, tmp / "operator.log")
+    op.start(*chart_args, f"--health-port={OPERATOR_HEALTH_PORT}")
     try:
         release.cluster.kubectl("apply", "-f", "-", input=examples_for(release))
         yield kubeconfig
@@ -554,6 +564,20 @@ def assert_never_refused(op: OperatorProcess) -> None:
 
 def test_operator_with_chart_rbac_reconciles_examples(release: Release, operator_as_chart_sa: Path) -> None:
     assert_examples_reconciled(release.cluster, release.namespace, release.tenants)
+
+
+def test_operator_health_endpoint_answers_as_the_probes_expect(operator_as_chart_sa: Path) -> None:
+    """The chart's startup and liveness probes ask Kopf's /healthz on --health-port."""
+    import urllib.request
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz", timeout=3) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    wait_for(healthy, 30, "operator /healthz")
 
 
 def sa_api(kubeconfig: Path) -> client.ApiClient:
@@ -698,8 +722,6 @@ def test_gateway_serves_the_operator_config_as_the_chart_mounts_it(
     import sys
     import time
     import urllib.request
-
-    from bed import free_port
 
     api = release.cluster.api()
     core = client.CoreV1Api(api)
