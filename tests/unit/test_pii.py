@@ -78,6 +78,10 @@ def test_bare_phone_needs_a_phone_word_or_a_trunk_zero() -> None:
     none_in("see 0306406152 on p. 4")  # a valid ISBN-10
     none_in("ISBN 0961073668")
     none_in("id 0012345678 and 0093699367323126")  # zero-padded, not 00 + country code
+    only("phone", "912345678", before="Tel.: ")
+    only("phone", "912345678", before="Llámame al ")
+    none_in("a product called 912345678")  # "call", not "called"
+    none_in("Please call. Order 912345678 shipped")  # the hint is in another sentence
 
 
 @pytest.mark.parametrize("text", ["version 1.2.3", "at 10:30:00", "in 2024-01-05", "+1 555", "12 345 678"])
