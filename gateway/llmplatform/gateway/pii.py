@@ -194,9 +194,9 @@ _PHONE_NATIONAL = re.compile(r"(?:\(0[0-9]{1,4}\)[ \-]?|0[1-9][0-9]{0,3}[ \-])[0
 _PHONE_CTX = re.compile(
     r"(?i)\b(?:(?:phone|tel|mobile|cell|fax|call|calling|reach|text me|whatsapp|sms|dial|contact"
     r"|handy|rufen|erreichbar|t[ée]l|portable|appel(?:ez|le)?|joindre|m[óo]vil|cellulare|bel|mobiel)\b"
-    r"|telefo\w*|t[ée]l[ée]phon\w*|anruf\w*|ll[aá]m\w*|chiam\w*"
+    r"|t[ée]l\.|mob\.|telefo\w*|t[ée]l[ée]phon\w*|anruf\w*|ll[aá]m\w*|chiam\w*"
     r"|(?:my|her|his|their|our|your|mon|son|sa|ma|su|mi|tu|suo|sua|mio|mia|meine|seine|ihre|die"
-    r"|mijn|zijn|haar|het)\s+(?:number|num[ée]ro|n[úu]mero|nummer)\b)\.?[^0-9\n.!?]{0,24}$"
+    r"|mijn|zijn|haar|het)\s+(?:number|num[ée]ro|n[úu]mero|nummer)\b)[^0-9\n.!?]{0,24}$"
 )
 _SSN = re.compile(r"[0-9]{3}([- ])[0-9]{2}\1[0-9]{4}")
 _SSN_CTX = re.compile(r"(?i)(?:ssn|social security(?: number| no\.?| #)?)[^0-9\n]{0,12}$")
