@@ -157,20 +157,23 @@ _PRIO = {
     "secret": 11,
 }
 
-# A digit run that can start a finding: 5+ digits; or followed by a separator and a digit, or
-# by a letter; or right after a letter, `_`, `+`, `(`, `/` or `=`; and not a later group of a
-# longer number (`05` in `2024-05-11`), nor an ISO date, nor (without hipaa) a price-like
-# `12.34`. Written to begin with a single `[0-9]` so that `re` skips to digits at C speed;
-# possessive, so a match is a whole run.
+# A digit run that can start a finding: 9+ digits (5+ with hipaa, for MRNs); or followed by a
+# separator and a digit, or by a letter; or right after a letter, `_`, `+`, `(`, `/` or `=`;
+# and not a later group of a longer number (`05` in `2024-05-11`), nor an ISO date, nor
+# (without hipaa) a price-like `12.34`. Any other run matches as `skip`, so that `re` does not
+# retry at each of its digits. The pattern begins with a single `[0-9]`, so `re` skips to
+# digits at C speed; possessive, so a match is a whole run.
 _CAND_START = r"[0-9](?<![0-9]{2})(?<![0-9][ .\-/)][0-9])(?![0-9]{3}-[01][0-9]-[0-3][0-9](?![0-9]))"
 _CAND = re.compile(
     _CAND_START + r"(?:(?<=[A-Za-z_+(/=][0-9])[0-9]*+"
-    r"|[0-9]*+(?!\.[0-9]{2}(?![0-9.]))(?:(?<=[0-9]{5})|(?=[ .\-)][0-9(]|[A-Za-z_+/=])))"
+    r"|[0-9]*+(?!\.[0-9]{2}(?![0-9.]))(?:(?<=[0-9]{9})|(?=[ .\-)][0-9(]|[A-Za-z_+/=]))"
+    r"|[0-9]*+(?P<skip>))"
 )
 # With hipaa, also a number followed by a unit ("500 mg", "2.5 mL", "10 units").
 _CAND_HIPAA = re.compile(
     _CAND_START + r"(?:(?<=[A-Za-z_+(/=][0-9])[0-9]*+"
-    r"|[0-9]*+(?:(?<=[0-9]{5})|(?=[ .,\-)][0-9(A-Za-zµμ]|[A-Za-zµμ_+/=])))"
+    r"|[0-9]*+(?:(?<=[0-9]{5})|(?=[ .,\-)][0-9(A-Za-zµμ]|[A-Za-zµμ_+/=]))"
+    r"|[0-9]*+(?P<skip>))"
 )
 _TOKEN_FWD = re.compile(r"[A-Za-z0-9+/_=.\-]*")
 _MRN_PROBES = ("mrn", "medical record", "patient", "chart", "record number")
@@ -498,6 +501,8 @@ def _numeric(text: str, pos: int, hipaa: bool, out: list[_Cand]) -> None:
     token_end = -1
     mrn_ctx = hipaa and any(w in text[max(0, pos - CONTEXT) :].lower() for w in _MRN_PROBES)
     for run in (_CAND_HIPAA if hipaa else _CAND).finditer(text, pos):
+        if run.lastgroup:
+            continue  # a run that cannot start a finding
         s, e = run.span()
         p = text[s - 1] if s else ""
         nx = text[e] if e < n else ""
