@@ -185,7 +185,7 @@ _V6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _PEM = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 
 _PHONE_INTL = re.compile(
-    r"(?:\+|00)[1-9](?:[0-9]|[ .\-](?=[0-9(])|[ .\-]?\([0-9]{1,4}\)[ .\-]?(?=[0-9]))+"
+    r"((?:\+|00)[1-9](?:[0-9]|[ .\-](?=[0-9(])|[ .\-]?\([0-9]{1,4}\)[ .\-]?(?=[0-9]))+)"
     r"(?:[ ]?(?:x|ext\.?)[0-9]{1,6})?"
 )
 _PHONE_NANP = re.compile(
@@ -341,7 +341,7 @@ def _free_right(text: str, e: int, seps: str = ".-") -> bool:
 
 
 def _count_digits(s: str) -> int:
-    return sum(1 for c in s if c in _DIGITS)
+    return sum(map(s.count, "0123456789"))
 
 
 def _glued(text: str, i: int) -> bool | None:
@@ -484,6 +484,9 @@ def _looks_random(part: str) -> bool:
 
 def _token(text: str, s: int, e: int, pos: int, out: list[_Cand]) -> int:
     """Checks the token around the digit run `text[s:e]` for secrets; returns its end."""
+    after = text.find(" ", e, e + 20)
+    if after != -1 and after - text.rfind(" ", max(pos, s - 20), s) <= 20:
+        return after  # the word holding the run is too short to hold a secret
     ts = s
     while ts > pos and text[ts - 1] in _TOKEN_CHARS:
         ts -= 1
@@ -590,7 +593,7 @@ def _phone_intl(text: str, s: int, out: list[_Cand]) -> None:
     m = _PHONE_INTL.match(text, s)
     if m is None:
         return
-    number = re.split("x|ext", m.group(), maxsplit=1)[0]
+    number = m.group(1)
     digits = _count_digits(number.replace("(0)", "", 1)) - (2 if number.startswith("00") else 0)
     if number.startswith("00") and number.isdigit():
         return  # 00 without a separator: more often a zero-padded number than a phone
