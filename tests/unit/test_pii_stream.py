@@ -107,3 +107,13 @@ def test_text_without_breaks_is_held_at_most_max_hold() -> None:
     assert out == ""
     out, _ = redactor.feed("xy")
     assert out == "x" * MAX_HOLD + "y"
+
+
+def test_a_long_word_fed_in_small_pieces_is_not_rescanned() -> None:
+    redactor = StreamRedactor()
+    held = "a" * (MAX_HOLD - 10)
+    for i in range(0, len(held), 3):
+        assert redactor.feed(held[i : i + 3]) == ("", [])
+    assert redactor._seen == len(held)
+    out, _ = redactor.feed(" b c")
+    assert out == held + " b "

@@ -720,6 +720,7 @@ class StreamRedactor:
         self._context = ""  # the last CONTEXT + 8 characters already emitted (original text)
         self._pending = ""
         self._offset = 0  # stream offset of _pending[0]
+        self._seen = 0  # _pending[: _seen - 1] is known to hold no break
 
     def feed(self, text: str) -> tuple[str, list[Finding]]:
         self._pending += text
@@ -735,15 +736,19 @@ class StreamRedactor:
         """Length of the longest prefix of the pending text that ends with a break."""
         joined = self._context[-1:] + self._pending
         shift = len(joined) - len(self._pending)
-        for i in range(len(joined) - 1, shift - 1, -1):
+        # Only the new text and the last character seen before it (a space after an upper-case
+        # letter waits for the next character) need a look, so a long word costs O(n) overall.
+        for i in range(len(joined) - 1, shift + max(0, self._seen - 1) - 1, -1):
             c = joined[i]
             if c in _BREAKS or (c == " " and _glued(joined, i) is False):
                 return i - shift + 1
+        self._seen = len(self._pending)
         return 0
 
     def _emit(self, cut: int) -> tuple[str, list[Finding]]:
         chunk = self._pending[:cut]
         self._pending = self._pending[cut:]
+        self._seen = len(self._pending)  # what follows the last break holds no break
         joined = self._context + chunk
         base = len(self._context)
         found = _scan(joined, self._hipaa, base)
