@@ -14,7 +14,9 @@ scans every prompt on the hot path. That fixes the design:
   costly checks (Luhn, mod-97, `ipaddress`, entropy) run only on those candidates.
 - Validation over pattern matching: cards must pass Luhn and start like a card (2-6), IBANs
   must have their country's length and a valid mod-97 checksum, SSNs exclude the ranges the
-  SSA never issues (area 000, 666, 900-999; group 00; serial 0000), IPs must parse.
+  SSA never issues (area 000, 666, 900-999; group 00; serial 0000), IPs must parse (and an
+  IPv6 address needs two non-empty groups and four hex digits, so `::1`, `a[1::2]` and
+  `std::vector` are not addresses).
 - Locality, so that streams can be redacted exactly: no match ever contains a newline or tab,
   and a space only where it is *glued* (after a digit or `)`, or between an upper-case letter
   and an upper-case letter or digit: the spaces of `+44 20 7946 0958`, `500 mg`,
@@ -28,8 +30,8 @@ Decisions (see also bench/results/governance.md for what they cost in precision 
 - Secrets are found in tokens (runs of `[A-Za-z0-9+/_=.-]`) of >= 20 characters that contain
   a digit: well-known key prefixes (OpenAI/Anthropic `sk-`, AWS `AKIA`/`ASIA`..., GitHub
   `ghp_`/`github_pat_`..., Slack `xox?-`, Google `AIza`, GitLab, Stripe, Hugging Face, npm,
-  PyPI, SendGrid, JWTs) or any part of >= 32 characters that mixes upper case, lower case and
-  digits with a Shannon entropy >= `ENTROPY_BITS` bits per character. A key without a single
+  PyPI, SendGrid, JWTs) or any part of >= 32 characters that has upper case, lower case and
+  digits mixed like random text (`RANDOM_MIXING`, `ENTROPY_BITS`). A key without a single
   digit is missed (for a random 20-character key, about 0.5%). Hex strings (UUIDs, git commit
   ids, SHA digests) are *not* secrets: they are single-case, are usually public identifiers,
   and flagging them would break code review prompts. PEM private-key headers are secrets; the
@@ -43,10 +45,11 @@ Decisions (see also bench/results/governance.md for what they cost in precision 
   "my number"...) comes shortly before.
 - HIPAA (only with `hipaa=True`): MRNs need a context word ("MRN", "medical record number",
   "patient ID"...); ICD-10 codes are a chapter-valid letter + 2 digits and need either the dot
-  form (`E11.9`) or a context word ("ICD", "diagnosis", "dx", "code") shortly before, because
-  bare `A10`, `B12`, `F16`, `M25` are GPUs, vitamins, jets and motorways far more often;
+  form (`E11.9`) or a context word ("ICD", "diagnosis", "dx", "code", or a note heading such
+  as "Assessment", "Problem list") shortly before, because bare `A10`, `B12`, `F16`, `M25`
+  are GPUs, vitamins, jets and motorways far more often (`ICD10_BARE_NEEDS_CONTEXT`);
   dosages are a number with a drug unit (mg, mcg, mL, units, IU, mEq, mmol, tablets...), not
-  g or L, which are as often groceries.
+  g or L, which are as often groceries ("20 units" of stock is a dosage too: insulin).
 - Classification (`classify`): SSN, card, MRN, ICD-10, dosage and secrets -> restricted (a
   live credential is as damaging as a card number); any other finding -> confidential; the
   words in `CONFIDENTIAL_TERMS` -> confidential; the words in `INTERNAL_TERMS` -> internal;
