@@ -714,6 +714,10 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         s["governance_on_added_p50_ms"] = round(
             gov_on["latency_1c"]["p50_ms"] - gov_off["latency_1c"]["p50_ms"], 3
         )
+        s["governance_rounds_rps_16c"] = {
+            "off": gov_off.get("rounds_rps_16c"),
+            "on": gov_on.get("rounds_rps_16c"),
+        }
         scan = r["governance_scan_in_process"]
         # the scan's share of the gateway's time per request at the measured rate (one core)
         s["governance_scan_share_of_request"] = round(scan["mean_us"] * s["governance_off_rps_16c"] / 1e6, 3)
