@@ -189,3 +189,19 @@ def test_output_redaction_of_a_json_completion_and_a_split_stream() -> None:
     sent.append(last["choices"][0]["delta"].get("content", ""))
     assert "".join(sent) == "write to [EMAIL_REDACTED] today"
     assert scanner.finish() is None and scanner.findings == {"email": 1}
+
+
+def test_redaction_keeps_the_class_of_parts_it_cannot_change() -> None:
+    body = {
+        "messages": [
+            {"role": "system", "content": "this memo is confidential"},
+            {"role": "user", "content": f"mail {EMAIL}"},
+        ]
+    }
+    found = gv.scan(body, "chat", False)
+    assert found.classification == "confidential"
+    copy, rank = found.redacted()
+    assert gv.CLASSES[rank] == "confidential"
+    assert copy["messages"][1]["content"] == "mail [EMAIL_REDACTED]"
+    alone = gv.scan({"messages": [{"role": "user", "content": f"mail {EMAIL}"}]}, "chat", False)
+    assert gv.CLASSES[alone.redacted()[1]] == "public"

@@ -232,6 +232,8 @@ class Scan:
     rank: int = 0
     findings: dict[str, int] = field(default_factory=dict)
     _spans: dict[str, list[pii.Finding]] = field(default_factory=dict)
+    _ranks: dict[str, int] = field(default_factory=dict)
+    """Class rank of each text part without findings (unchanged by redaction)."""
     _redacted: tuple[dict[str, Any], int] | None = None
 
     @property
@@ -246,7 +248,10 @@ class Scan:
             def redact(text: str) -> str:
                 nonlocal rank
                 spans = self._spans.get(text)
-                out = pii.redact(text, spans) if spans else text
+                if not spans:
+                    rank = max(rank, self._ranks.get(text, 0))
+                    return text
+                out = pii.redact(text, spans)
                 rank = max(rank, RANK[pii.classify(out, [])])
                 return out
 
@@ -260,11 +265,14 @@ def scan(body: dict[str, Any], endpoint: str, hipaa: bool) -> Scan:
         if not text:
             continue
         found = pii.scan(text, hipaa=hipaa)
+        rank = RANK[pii.classify(text, found)]
         if found:
             result._spans[text] = found
             for f in found:
                 result.findings[f.type] = result.findings.get(f.type, 0) + 1
-        result.rank = max(result.rank, RANK[pii.classify(text, found)])
+        else:
+            result._ranks[text] = rank
+        result.rank = max(result.rank, rank)
     return result
 
 
