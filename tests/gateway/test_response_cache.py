@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gateway_harness as h
@@ -189,3 +190,29 @@ def test_redis_cache_is_shared_by_gateway_processes(world: dict[str, Any]) -> No
     assert upstream_requests(world) == before + 1
     # the in-process gateway does not see the Redis entries
     assert ask(world["base"], prompt).headers["x-llmplatform-cache"] == "miss"
+
+
+def test_redis_outage_turns_the_cache_into_misses(tmp_path: Path, world: dict[str, Any]) -> None:
+    redis, redis_url = h.start_redis(tmp_path)
+    procs = [redis]
+    try:
+        docs = [
+            h.model("alpha", world["mock"]),
+            h.policy({"standard": ["alpha"]}, cache={"enabled": True, "ttlSeconds": 60}),
+            *h.tenant("cache-a", {"a": KEY_A}, ["standard"]),
+        ]
+        manifests = h.write_manifests(tmp_path / "manifests", docs)
+        gw, base = h.start_gateway(tmp_path, ["--manifests", str(manifests)], "--redis-url", redis_url)
+        procs.append(gw)
+        prompt = fresh()
+        assert ask(base, prompt).headers["x-llmplatform-cache"] == "miss"
+        assert ask(base, prompt).headers["x-llmplatform-cache"] == "hit"
+        redis.stop()
+        before = upstream_requests(world)
+        raw = ask(base, prompt)  # served by the upstream, not refused
+        assert raw.headers["x-llmplatform-cache"] == "miss"
+        assert raw.parse().choices[0].message.content
+        assert upstream_requests(world) == before + 1
+    finally:
+        for p in procs:
+            p.stop()
