@@ -293,6 +293,8 @@ def test_output_scanning_redacts_json_and_streams(world: dict[str, Any]) -> None
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == text
     assert chunks[-1].usage is not None
+    pieces = client(world, SCANNED).completions.create(model="standard", prompt="hello", stream=True)
+    assert "".join(p.choices[0].text for p in pieces if p.choices) == text
     # the same reply without outputScanning reaches the client as the model wrote it
     assert chat(world, ADMIN, "hello").parse().choices[0].message.content == LEAK
 
