@@ -566,7 +566,7 @@ def main() -> int:
         gw.wait(f"http://127.0.0.1:{gw_port}/readyz")
         targets["c_gateway_1_worker"] = measure("gateway", f"http://127.0.0.1:{gw_port}", KEY, args, tmp)
         targets["c_gateway_1_worker"]["rss_mb_after"] = round(gw.rss_mb(), 1)
-        audit_lines = sum(1 for _ in (tmp / "audit.jsonl").open())
+        audit_lines = sum('"kind":"request"' in line for line in (tmp / "audit.jsonl").open())
         targets["c_gateway_1_worker"]["audit_records"] = audit_lines
         gw.stop()
 
