@@ -9,7 +9,7 @@ CACHE  ?= $(or $(LLMPLATFORM_CACHE),$(HOME)/.cache/llmplatform)
 BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
-.PHONY: images chart-crds crds help run install controlplane test test-unit test-e2e lint cluster-up cluster-down clean-cache \
+.PHONY: images chart-crds crds help demo run install controlplane test test-unit test-e2e lint cluster-up cluster-down clean-cache \
         kind-up kind-down bench-controlplane bench-operator bench-gateway bench-governance clean
 
 help: ## list targets
@@ -21,7 +21,10 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
-run: install ## the main job on its embedded default: the gateway serving examples/ on :8080
+demo: install ## the main job: control plane + operator + gateway + examples, shown with the openai client (ARGS=--once to exit)
+	$(PY) demo/run.py $(ARGS)
+
+run: install ## no cluster: the gateway alone, serving examples/ on :8080
 	$(VENV)/bin/llmplatform gateway --manifests examples/ --port 8080
 
 install: $(VENV)/.installed ## create .venv and install the project with test tools
