@@ -236,9 +236,11 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     """Sum of the samples named `name` (the full sample name, e.g. `x_total` or `x_bucket`) in a
     Prometheus text exposition whose labels include `labels`. One parser (prometheus_client's)
     for every test and benchmark that reads our metrics."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    ) + 0.0
+    return float(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+    )
