@@ -141,10 +141,7 @@ def start_platform(p: Platform, port: int) -> None:
         proc, url = gh.start_mock(p.state, name, models=name)
         p.procs.append(proc)
         p.upstreams[name] = url + "/v1"
-    if (ROOT / "tests/gateway/anthropic_server.py").exists():
-        proc, url = start_anthropic_upstream(p.state)
-    else:  # TEMP until the Anthropic test server lands
-        proc, url = gh.start_mock(p.state, "claude-sonnet")
+    proc, url = start_anthropic_upstream(p.state)
     p.procs.append(proc)
     p.upstreams["claude-sonnet"] = url
     say("test upstreams: " + ", ".join(f"{k} -> {v}" for k, v in p.upstreams.items()))
@@ -344,6 +341,42 @@ def scene_fallback(p: Platform, results: list[str]) -> None:
     results.append("fallback: gpt-4o-mini failing -> served by llama-3-8b at fallback level 1")
 
 
+def scene_governance(p: Platform, results: list[str]) -> None:
+    say("scene 3: data governance (PII redaction, GDPR residency)")
+    b = client_for(p, secret_value(p, *TEAM_B_KEY_SECRET))
+    mock = p.upstreams["gpt-4o-mini"].removesuffix("/v1")
+    httpx.post(mock + "/_mock/reset").raise_for_status()
+    address = "jane.doe@example.com"
+    status, h, _ = ask(b, "standard", f"Write a two-line reply to {address} about invoice 4471.")
+    sent = json.dumps(httpx.get(mock + "/_mock/stats").json()["last_body"]["messages"])
+    say(
+        f"  team-b: e-mail address to 'standard' -> {status} served by {h.get('x-llmplatform-model')}, "
+        f"class {h.get('x-llmplatform-data-classification')}, redacted {h.get('x-llmplatform-redacted')}"
+    )
+    say(f"  what gpt-4o-mini received: {sent}")
+    expect(
+        status == 200
+        and h.get("x-llmplatform-redacted") == "true"
+        and "[EMAIL_REDACTED]" in sent
+        and address not in sent,
+        "the e-mail address should leave the gateway redacted",
+    )
+    a = client_for(p, secret_value(p, "team-a", "team-a-alice"))
+    status, h, _ = ask(a, "premium")
+    say(
+        f"  team-a (gdpr) asks for 'premium' (claude-sonnet is in the US) -> {status} served by "
+        f"{h.get('x-llmplatform-model')} (region EU, fallback level {h.get('x-llmplatform-fallback-level')})"
+    )
+    expect(
+        status == 200 and h.get("x-llmplatform-model") == "llama-3-8b",
+        "a gdpr tenant should be served by the EU model, never the US one",
+    )
+    results.append(
+        "governance: e-mail address redacted before gpt-4o-mini (cleared for internal); "
+        "gdpr tenant's premium request served in the EU by llama-3-8b"
+    )
+
+
 def scene_limit(p: Platform, results: list[str]) -> None:
     say("scene 4: rate limit (team-a's user limit is 60 requests per minute per user)")
     a = client_for(p, secret_value(p, "team-a", "team-a-alice"))
@@ -351,7 +384,10 @@ def scene_limit(p: Platform, results: list[str]) -> None:
         status, h, body = ask(a, "efficient")
         if status == 429:
             say(f"  request {i}: 429 {error_message(body)} (Retry-After {h.get('retry-after')}s)")
-            results.append(f"rate limit: 429 after {i - 1} requests, Retry-After {h.get('retry-after')}s")
+            results.append(
+                f"rate limit: 429 after {i - 1} more requests (alice's limit: 60 per minute), "
+                f"Retry-After {h.get('retry-after')}s"
+            )
             return
         expect(status == 200, f"request {i} failed with {status}: {error_message(body)}")
     raise DemoFailed("no 429 within 99 requests")
@@ -389,7 +425,7 @@ def error_message(body: Any) -> str:
     return str(body)
 
 
-SCENES = (scene_routing, scene_fallback, scene_limit, scene_usage)
+SCENES = (scene_routing, scene_fallback, scene_governance, scene_limit, scene_usage)
 
 
 def main(argv: list[str] | None = None) -> int:
