@@ -122,6 +122,7 @@ def test_served_json_and_stream_hash_what_was_sent_and_received(world: dict[str,
     assert rec["cost_usd"] > 0 and rec["latency_ms"] > 0 and rec["time"].endswith("Z")
     for field in ("classification", "findings", "redacted", "cache", "seq", "prev", "hash", "chain"):
         assert field in rec
+    assert rec["classification"] == "public"
 
     r2 = rid()
     with c.chat.completions.with_streaming_response.create(
@@ -160,6 +161,7 @@ def test_each_rejection_is_one_record_with_its_status(world: dict[str, Any]) -> 
 
     rec, exc, sent = error_case(world, "not-a-key", chat())
     assert exc.status_code == 401 and rec["tenant"] is None and rec["request_sha256"] is None
+    assert rec["classification"] is None, "a request refused before the scan has no class"
 
     rec, exc, sent = error_case(world, KEY_B, chat("alpha"))
     assert exc.status_code == 403 and rec["tenant"] == "team-b/team-b" and rec["request_sha256"] == sha(sent)

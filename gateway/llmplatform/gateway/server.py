@@ -96,7 +96,8 @@ class Ctx:
     request_sha256: str | None = None
     """SHA-256 of the raw request body (None when it was not read: 401, 413)."""
     response_sha256: str | None = None
-    classification: str = "public"
+    classification: str | None = None
+    """The request's class; None when it was refused before its content was scanned."""
     findings: dict[str, int] = field(default_factory=dict)
     """PII finding type -> count in the request."""
     redacted: bool = False
