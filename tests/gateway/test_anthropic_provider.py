@@ -72,7 +72,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         manifests = h.write_manifests(tmp / "manifests", docs)
         gw, base = h.start_gateway(tmp, ["--manifests", str(manifests)], name="gw-anthropic")
         procs.append(gw)
-        yield {"base": base, "anthropic": anth_url, "alpha": alpha_url}
+        yield {"base": base, "anthropic": anth_url, "alpha": alpha_url, "gateway_log": gw.log}
     finally:
         for p in procs:
             p.stop()
@@ -342,6 +342,20 @@ def test_anthropic_errors_become_openai_errors(world: dict[str, Any], anthropic:
         "param": None,
         "code": "invalid_request_error",
     }
+
+
+def test_a_refused_provider_key_is_a_502_not_the_callers_401(world: dict[str, Any], anthropic: str) -> None:
+    """401/403 from the provider concern the platform's key, which the caller cannot fix; the
+    openai client must not see an AuthenticationError for its own (valid) key."""
+    c = client(world)
+    hello: Any = [{"role": "user", "content": "x"}]
+    for status, kind in ((401, "authentication_error"), (403, "permission_error")):
+        script(anthropic, {"error": {"status": status, "type": kind, "message": "invalid x-api-key"}})
+        with pytest.raises(openai.InternalServerError) as exc:
+            c.chat.completions.create(model="claude", messages=hello)
+        assert exc.value.status_code == 502 and exc.value.code == "upstream_auth_failed"
+        assert "'claude'" in exc.value.message and "provider credentials" in exc.value.message
+    assert "upstream claude refused the provider credentials (HTTP 403)" in world["gateway_log"].read_text()
 
 
 def test_overloaded_anthropic_falls_back_to_openai_model(world: dict[str, Any], anthropic: str) -> None:

@@ -780,6 +780,21 @@ class Gateway:
             raise GatewayError(
                 503, f"upstream unreachable: {failure.detail}", code="upstream_unavailable", headers=headers
             )
+        if failure.status in (401, 403):
+            # The provider refused the platform's credentials, not the caller's: passing its 401
+            # through would tell the caller that *their* key is wrong, which they cannot fix.
+            log.error(
+                "upstream %s refused the provider credentials (HTTP %d): check its apiKeySecretRef",
+                ctx.model,
+                failure.status,
+            )
+            raise GatewayError(
+                502,
+                f"the upstream of model '{ctx.model}' refused the gateway's provider credentials "
+                f"(HTTP {failure.status}); the platform team must fix the model's API key",
+                code="upstream_auth_failed",
+                headers=headers,
+            )
         ctx.status = failure.status
         try:
             parsed = json.loads(failure.body)
