@@ -7,9 +7,11 @@ import itertools
 
 import pytest
 
+from llmplatform.gateway import pii
 from llmplatform.gateway.pii import (
     CLASSIFICATIONS,
     Finding,
+    StreamRedactor,
     classify,
     iban_ok,
     luhn_ok,
@@ -273,7 +275,7 @@ def test_icd10(text: str, value: str) -> None:
     [
         "the A10 GPU is fast",
         "take vitamin B12 daily",
-        "an F16 flew over",
+        "an F16 jet flew over",
         "M25 traffic",
         "D95.1 is no chapter",  # D stops at D89
         "E11.9.2 is a version",
@@ -281,6 +283,69 @@ def test_icd10(text: str, value: str) -> None:
 )
 def test_icd10_negatives(text: str) -> None:
     none_in(text, hipaa=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Seen today for hypertension (I10).", "I10"),
+        ("hypertension, I10, follow up in 3 months.", "I10"),
+        ("Pt with HTN I10 and HLD, stable", "I10"),
+        ("headache R51 since Monday", "R51"),
+        ("pedestrian hit by a car, V03", "V03"),  # a vehicle word not adjacent: still a code
+        ("for instance, Z23 was given", "Z23"),
+    ],
+)
+def test_icd10_bare_category_in_prose_is_a_code(text: str, value: str) -> None:
+    assert found(text, hipaa=True) == [("icd10", value)]
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rent an NVIDIA L40 for the job",  # L40 is a category (psoriasis)
+        "the K80 GPU is old",
+        "an L40 GPUs cluster",
+        "she drove the M25 motorway home",
+        "the motorway M25 was closed",
+        "an F16 jet",
+        "vitamin E10 is not a thing",
+        "a Tesla V12 card",
+        "seat E11 please",
+        "the RTX-A10 and L40-S",  # part of a longer token
+        "=SUM(A1:B12) and C20:D30",  # spreadsheet ranges
+        "See A10 for details.",  # A10 is no ICD-10 category
+        "B12 levels",
+    ],
+)
+def test_icd10_bare_category_with_non_medical_evidence_is_untouched(text: str) -> None:
+    none_in(text, hipaa=True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Seen for HTN (I10).\nthe K80 GPU, then M25 motorway and vitamin B12",
+        "NVIDIA L40 and I10 GPU\tR51 noted",
+    ],
+)
+def test_icd10_bare_rule_streams_exactly(text: str) -> None:
+    redactor = StreamRedactor(hipaa=True)
+    out = "".join(redactor.feed(c)[0] for c in text) + redactor.finish()[0]
+    assert out == redact(text, scan(text, hipaa=True))
+
+
+def test_icd10_bare_setting() -> None:
+    text = "Seen today for hypertension (I10)."
+    try:
+        pii.ICD10_BARE = "context"
+        assert found(text, hipaa=True) == []
+        pii.ICD10_BARE = "always"
+        assert found("the K80 GPU", hipaa=True) == [("icd10", "K80")]
+    finally:
+        pii.ICD10_BARE = "unless_non_medical"
+    assert found(text, hipaa=True) == [("icd10", "I10")]
 
 
 @pytest.mark.parametrize("value", ["500 mg", "2.5 mL", "10 units", "0.5 mcg", "40mg", "20 mEq", "2 tablets"])
