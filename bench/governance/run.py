@@ -114,29 +114,39 @@ def quality(pos: list[Sample], neg: list[Sample]) -> dict[str, Any]:
     }
 
 
+ICD10_SETTINGS = {
+    "context": "bare needs a context word",
+    "unless_non_medical": "bare unless non-medical (default)",
+    "always": "bare accepted everywhere",
+}
+
+
 def icd10_bare_codes(pos: list[Sample], neg: list[Sample]) -> dict[str, dict[str, float]]:
-    """ICD-10 recall and look-alikes untouched (hipaa=True) with bare categories accepted
-    only after a context word (the default) and everywhere."""
+    """ICD-10 recall and look-alikes untouched (hipaa=True) for each setting of
+    pii.ICD10_BARE (how bare categories without a coding word are treated)."""
     out = {}
     icd = [s for s in pos if s.type == "icd10"]
-    for needs_context in (True, False):
-        pii.ICD10_BARE_NEEDS_CONTEXT = needs_context
-        hit = sum(
-            any(
-                f.type == "icd10" and f.start <= s.start and f.end >= s.end
-                for f in pii.scan(s.text, hipaa=True)
+    default = pii.ICD10_BARE
+    try:
+        for setting, label in ICD10_SETTINGS.items():
+            pii.ICD10_BARE = setting
+            hit = sum(
+                any(
+                    f.type == "icd10" and f.start <= s.start and f.end >= s.end
+                    for f in pii.scan(s.text, hipaa=True)
+                )
+                for s in icd
             )
-            for s in icd
-        )
-        clean = sum(not pii.scan(s.text, hipaa=True) for s in neg)
-        lookalikes = [s for s in neg if s.group == "model or part name"]
-        clean_models = sum(not pii.scan(s.text, hipaa=True) for s in lookalikes)
-        out["bare needs context" if needs_context else "bare accepted"] = {
-            "icd10_recall": round(hit / len(icd), 4),
-            "negatives_untouched": round(clean / len(neg), 4),
-            "model_names_untouched": round(clean_models / len(lookalikes), 4),
-        }
-    pii.ICD10_BARE_NEEDS_CONTEXT = True
+            clean = sum(not pii.scan(s.text, hipaa=True) for s in neg)
+            lookalikes = [s for s in neg if s.group == "model or part name"]
+            clean_models = sum(not pii.scan(s.text, hipaa=True) for s in lookalikes)
+            out[label] = {
+                "icd10_recall": round(hit / len(icd), 4),
+                "negatives_untouched": round(clean / len(neg), 4),
+                "model_names_untouched": round(clean_models / len(lookalikes), 4),
+            }
+    finally:
+        pii.ICD10_BARE = default
     return out
 
 
@@ -299,7 +309,10 @@ def render(r: dict[str, Any]) -> str:
             lines.append(f"- {g}: {v} (e.g. {ex})")
     lines += [
         "",
-        "ICD-10 bare categories (`I10`, `A10`): accepted only after a context word (default) or everywhere:",
+        "ICD-10 bare categories (`I10`, `A10`) without a coding word, by setting of `pii.ICD10_BARE`: never "
+        "codes, codes unless no ICD-10 category / part of a longer token / next to a non-medical word "
+        "(default), or always codes. The corpus's model names stand alone (`See F16 for details.`), "
+        "so only the category check can spare them here:",
         "",
         "| setting | icd10 recall | negatives untouched (hipaa) | model/part names untouched |",
         "|---|---|---|---|",
@@ -338,11 +351,12 @@ def render(r: dict[str, Any]) -> str:
         "",
         "- The corpus and the detector were written by the same hands; templates marked *no-hint* "
         "carry no word the detector looks for, so their recall shows the format rules alone.",
-        "- Misses by design: bare ICD-10 categories without a coding word or note heading (`I10` "
-        "alone; accepting them everywhere costs the model/part-name look-alikes, see the table), "
+        "- Misses by design: "
         "bare digit runs without a trunk 0, a phone word or a format (`4659621374`), and "
         "secrets without a digit.",
-        "- Look-alikes flagged by design: `N units` is a dosage under hipaa (insulin is dosed in units).",
+        "- Look-alikes flagged by design: `N units` is a dosage under hipaa (insulin is dosed in units); "
+        "under hipaa a bare ICD-10 category with no non-medical word next to it (`See F16 for details.`) "
+        "is redacted, since a missed code is a disclosure and a redacted model name is not (see the table).",
         "- Speed depends on how many digit runs and findings a prompt holds, not on its length: "
         "every finding costs a few microseconds of Python (validation, overlap resolution).",
         "",
