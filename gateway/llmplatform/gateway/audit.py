@@ -63,11 +63,14 @@ TAIL_BYTES = 65536
 """How far back from a file's end to look for the last record when resuming its chain."""
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+"""The canonical form's encoder, built once: `json.dumps` with these options would construct a
+new encoder for every record (one per request)."""
+
+
 def canonical(record: dict[str, Any]) -> bytes:
     """The bytes `hash` covers (see the module docstring); `record` must not contain `hash`."""
-    return json.dumps(
-        record, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return _CANONICAL.encode(record).encode("ascii")
 
 
 def seal(record: dict[str, Any]) -> tuple[bytes, str]:
@@ -234,9 +237,10 @@ class AuditSink:
     # -- records ---------------------------------------------------------------------------
 
     def write(self, record: dict[str, Any]) -> str:
-        """Chain, seal and buffer one record; returns its hash."""
+        """Chain, seal and buffer one record; returns its hash. The chain fields are added to
+        `record` itself (callers pass a fresh dict: copying it cost a 27-key dict per request)."""
         self.seq += 1
-        record = {**record, "v": FORMAT, "chain": self.chain, "seq": self.seq, "prev": self.head}
+        record.update(v=FORMAT, chain=self.chain, seq=self.seq, prev=self.head)
         line, self.head = seal(record)
         self._lines.append(line)
         if len(self._lines) >= FLUSH_LINES:

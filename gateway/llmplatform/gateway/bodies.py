@@ -58,6 +58,11 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+"""Built once: `json.loads(text, parse_constant=...)` would construct a new decoder (and its
+scanner) for every request body."""
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The JSON object in `raw`, or a 400 saying what is wrong with it."""
     try:
@@ -69,7 +74,9 @@ def parse_body(raw: bytes) -> dict[str, Any]:
             code="invalid_json",
         ) from exc
     try:
-        body = json.loads(text, parse_constant=_no_constant)  # NaN, Infinity: not JSON
+        if text.startswith("\ufeff"):  # what json.loads says about a BOM, kept word for word
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        body = _DECODER.decode(text)  # NaN, Infinity: not JSON
     except RecursionError as exc:
         raise GatewayError(
             400, f"the JSON body nests deeper than {MAX_DEPTH} levels", code="invalid_json"
