@@ -51,6 +51,8 @@ log = logging.getLogger("llmplatform.gateway")
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
+REQUIRED = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+"""The field each endpoint's body must have."""
 USAGE_RE = re.compile(rb'"usage":\s*\{')
 REDIS_FAILURE_MODES = ("local", "refuse")
 
@@ -69,9 +71,10 @@ class Settings:
     audit_fsync_seconds: float = 1.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Ctx:
-    """What one request did, for metrics, audit and logs."""
+    """What one request did, for metrics, audit and logs (slots: one per request, and read
+    and written some hundred times in it)."""
 
     request_id: str
     endpoint: str
@@ -143,13 +146,17 @@ def duration(seconds: float) -> str:
 
 
 def ratelimit_headers(charges: list[Charge], values: list[int]) -> dict[str, str]:
-    """x-ratelimit-* for the tightest limited request counter and token counter."""
+    """x-ratelimit-* for the tightest limited request counter and token counter (the first
+    one on a tie), found in one pass over the request's counters."""
+    tightest: dict[str, tuple[int, Charge]] = {}
+    for c, v in zip(charges, values, strict=False):
+        if c.limit >= 0 and c.metric != "usd":
+            best = tightest.get(c.metric)
+            if best is None or c.limit - v < best[0]:
+                tightest[c.metric] = (c.limit - v, c)
     headers: dict[str, str] = {}
     for metric, suffix in (("req", "requests"), ("tok", "tokens")):
-        best: tuple[int, Charge] | None = None
-        for c, v in zip(charges, values, strict=False):
-            if c.metric == metric and c.limit >= 0 and (best is None or c.limit - v < best[0]):
-                best = (c.limit - v, c)
+        best = tightest.get(metric)
         if best is not None:
             headers[f"x-ratelimit-limit-{suffix}"] = str(best[1].limit)
             headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, best[0]))
@@ -433,7 +440,7 @@ class Gateway:
             raise GatewayError(
                 400, "you must provide a model parameter", code="invalid_request", param="model"
             )
-        required = {"chat": "messages", "completions": "prompt", "embeddings": "input"}[endpoint]
+        required = REQUIRED[endpoint]
         value = body.get(required)
         if value is None or (endpoint == "chat" and not isinstance(value, list)):
             raise GatewayError(
@@ -519,12 +526,9 @@ class Gateway:
         )
         cands, copies, extra = self._govern(ctx, key, body, requested, cands)
 
-        worst_tokens = max(
-            prompt + worst_case_output(c.model, prompt, max_tokens, ctx.endpoint) for c in cands
-        )
-        worst_cost = max(
-            c.model.cost(prompt, worst_case_output(c.model, prompt, max_tokens, ctx.endpoint)) for c in cands
-        )
+        outputs = [(c.model, worst_case_output(c.model, prompt, max_tokens, ctx.endpoint)) for c in cands]
+        worst_tokens = prompt + max(out for _, out in outputs)
+        worst_cost = max(model.cost(prompt, out) for model, out in outputs)
         charges = plan(tenant.id, tenant.limits, ctx.user, tenant.user_limits, worst_tokens, worst_cost)
         limiter, denial, values = await self._reserve(charges)
         if denial is not None:
