@@ -10,6 +10,7 @@ starts the workers, restarts one that dies, and stops them all on SIGTERM/SIGINT
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import multiprocessing
@@ -24,6 +25,15 @@ from dataclasses import dataclass
 from typing import Any
 
 RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+GC_YOUNG_THRESHOLD = 50_000
+"""Container allocations (net of frees) between two collections of the youngest generation;
+CPython's default is 700. A request allocates a few hundred containers that reference counting
+frees when it ends, so with 16 requests in flight the default ran a collection every few dozen
+requests, each one moving the in-flight requests' objects to older generations, which in turn
+set off full collections of the whole heap (about 30 ms each with the small benchmark config,
+longer with a bigger config). Cyclic garbage (about one object per request) is still
+collected, in larger batches. Measured: about -29 us CPU per request (-8%) under wrk at 16
+connections, and no full collection in 30,000 requests instead of six."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -81,6 +91,7 @@ def run_worker(spec: WorkerSpec) -> None:
     from llmplatform.gateway.source import ConfigFile, ManifestDir
 
     setup_logging(spec.log_level)
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     source = (
         ConfigFile(spec.config, spec.secrets_dir)
         if spec.config
