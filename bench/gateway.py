@@ -305,8 +305,8 @@ def manifests(directory: Path, upstream: str, governance: str | None = None) -> 
 def big_config(path: Path, upstream: str, tenants: int, models: int) -> dict[str, Any]:
     """A sealed gateway config with many tenants and models, built from the config types
     directly (the gateway only ever sees this file)."""
+    from llmplatform.contract import config as gc
     from llmplatform.render import dump_config, hash_api_key
-    from llmplatform.render import gatewayconfig as gc
 
     model_entries = [
         gc.ModelEntry(

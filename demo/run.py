@@ -52,8 +52,8 @@ import gateway_harness as gh  # noqa: E402  (real processes on loopback: Redis, 
 import httpx  # noqa: E402
 import openai  # noqa: E402
 
+from llmplatform.contract.config import seal  # noqa: E402
 from llmplatform.render import CONFIG_GZ_KEY, CONFIG_KEY, CONFIG_MAP_NAME, dump_config, load_config  # noqa: E402
-from llmplatform.render.gatewayconfig import seal  # noqa: E402
 
 PLATFORM = "llm-platform"
 TEAM_B_KEY_SECRET = ("team-b", "team-b-gateway-key", "key")

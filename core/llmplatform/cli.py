@@ -166,12 +166,16 @@ def add_gateway_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 def run_gateway(args: argparse.Namespace) -> int:
     from llmplatform.gateway.main import WorkerSpec, serve
 
+    source = None
+    if args.manifests:  # the CLI composes render + gateway; the gateway itself never renders
+        from llmplatform.render.source import ManifestDir
+
+        source = ManifestDir(args.manifests, args.platform_namespace)
     spec = WorkerSpec(
         host=args.host,
         port=args.port,
         config=args.config,
-        manifests=args.manifests,
-        platform_namespace=args.platform_namespace,
+        source=source,
         secrets_dir=args.secrets_dir,
         redis_url=args.redis_url,
         redis_failure_mode=args.redis_failure_mode,

@@ -36,7 +36,7 @@ from kubernetes.client.exceptions import ApiException
 
 import conftest
 from conftest import ROOT, Cluster, OperatorProcess
-from llmplatform.render.gatewayconfig import CONFIG_MAP_NAME
+from llmplatform.contract.config import CONFIG_MAP_NAME
 from llmplatform.render.workloads import GATEWAY_POD_NAME, child_labels
 from test_operator import is_true, wait_for
 

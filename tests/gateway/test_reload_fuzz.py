@@ -294,7 +294,7 @@ def kubelet_update(folder: Path, files: dict[str, bytes], version: int) -> None:
 
 
 def test_mounted_configmap_folder_updates_including_gzip(world: dict[str, Any], tmp_path: Path) -> None:
-    from llmplatform.render.gatewayconfig import compress_config
+    from llmplatform.contract.config import compress_config
 
     folder = tmp_path / "mount"
     folder.mkdir()

@@ -10,6 +10,7 @@ from typing import Any
 import gateway_harness as h
 import pytest
 
+from llmplatform.contract.config import Limits
 from llmplatform.gateway.compiled import Compiled, compile_config
 from llmplatform.gateway.errors import GatewayError
 from llmplatform.gateway.health import CLOSED, HALF_OPEN, OPEN, HealthBook, ModelHealth
@@ -18,7 +19,6 @@ from llmplatform.gateway.router import candidates
 from llmplatform.gateway.server import duration, ratelimit_headers
 from llmplatform.gateway.tokens import chat_prompt_tokens, prompt_tokens, text_tokens
 from llmplatform.render import render
-from llmplatform.render.gatewayconfig import Limits
 
 
 def compiled(docs: list[dict[str, Any]]) -> Compiled:

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from llmplatform.contract.config import ClassificationRule, DataGovernance
+from llmplatform.gateway import clearance as cl
 from llmplatform.gateway import governance as gv
 from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.router import Candidate
-from llmplatform.render.gatewayconfig import ClassificationRule, DataGovernance
 
 EMAIL = "jane.doe@example.com"
 SSN = "078-05-1120"
@@ -36,15 +37,15 @@ SSN = "078-05-1120"
     ],
 )
 def test_is_eu(region: str | None, eu: bool) -> None:
-    assert gv.is_eu(region) is eu
+    assert cl.is_eu(region) is eu
 
 
 def test_region_matches() -> None:
-    assert gv.region_matches("eu-west-1", "eu")
-    assert gv.region_matches("US-East-1", "us-east-1")
-    assert gv.region_matches("us-east-1", "us")
-    assert not gv.region_matches("useast", "us")
-    assert not gv.region_matches(None, "us")
+    assert cl.region_matches("eu-west-1", "eu")
+    assert cl.region_matches("US-East-1", "us-east-1")
+    assert cl.region_matches("us-east-1", "us")
+    assert not cl.region_matches("useast", "us")
+    assert not cl.region_matches(None, "us")
 
 
 def model(name: str, tier: str, cls: str, region: str | None = None) -> Model:
@@ -63,7 +64,7 @@ def model(name: str, tier: str, cls: str, region: str | None = None) -> Model:
         output_price=0,
         prior_latency_ms=1,
         prior_availability=1,
-        max_class=gv.RANK[cls],
+        max_class=cl.RANK[cls],
         region=region,
     )
 
@@ -71,11 +72,11 @@ def model(name: str, tier: str, cls: str, region: str | None = None) -> Model:
 OPEN = Candidate(model("open", "standard", "internal"), "standard")
 CONF = Candidate(model("conf", "standard", "confidential"), "standard")
 VAULT = Candidate(model("vault", "premium", "restricted", "EU"), "premium")
-NOBODY = gv.TenantGovernance(hipaa=False, gdpr=False, region=None)
+NOBODY = cl.TenantGovernance(hipaa=False, gdpr=False, region=None)
 
 
-def gov(redaction: bool = True, *rules: ClassificationRule) -> gv.PolicyGovernance:
-    return gv.compile_policy(DataGovernance(pii_redaction=redaction, rules=list(rules)))
+def gov(redaction: bool = True, *rules: ClassificationRule) -> cl.PolicyGovernance:
+    return cl.compile_policy(DataGovernance(pii_redaction=redaction, rules=list(rules)))
 
 
 def chat(text: str) -> dict[str, Any]:
@@ -141,12 +142,12 @@ def test_rules_restrict_tiers_and_regions_and_override_redaction() -> None:
 
 def test_gdpr_and_tenant_region() -> None:
     found = gv.scan(chat("hello"), "chat", False)
-    gdpr = gv.TenantGovernance(hipaa=False, gdpr=True, region=None)
+    gdpr = cl.TenantGovernance(hipaa=False, gdpr=True, region=None)
     assert names(gv.route(found, [OPEN, VAULT], gov(), gdpr, "admin", False)) == [("vault", False)]
     with pytest.raises(gv.GovernanceDenied) as err:
         gv.route(found, [OPEN, CONF], gov(), gdpr, "admin", False)
     assert err.value.code == "data_residency" and err.value.reason == "residency"
-    us = gv.TenantGovernance(hipaa=False, gdpr=False, region="us")
+    us = cl.TenantGovernance(hipaa=False, gdpr=False, region="us")
     with pytest.raises(gv.GovernanceDenied):
         gv.route(found, [VAULT], gov(), us, "admin", False)
 
@@ -201,7 +202,7 @@ def test_redaction_keeps_the_class_of_parts_it_cannot_change() -> None:
     found = gv.scan(body, "chat", False)
     assert found.classification == "confidential"
     copy, rank = found.redacted()
-    assert gv.CLASSES[rank] == "confidential"
+    assert cl.CLASSES[rank] == "confidential"
     assert copy["messages"][1]["content"] == "mail [EMAIL_REDACTED]"
     alone = gv.scan({"messages": [{"role": "user", "content": f"mail {EMAIL}"}]}, "chat", False)
-    assert gv.CLASSES[alone.redacted()[1]] == "public"
+    assert cl.CLASSES[alone.redacted()[1]] == "public"

@@ -12,10 +12,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from llmplatform.api.base import K8sModel, LenientModel, list_map
-
-GROUP = "llmplatform.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from llmplatform.contract.names import API_VERSION as API_VERSION
+from llmplatform.contract.names import CLASSIFICATIONS as CLASSIFICATIONS
+from llmplatform.contract.names import GROUP as GROUP
+from llmplatform.contract.names import TIERS as TIERS
+from llmplatform.contract.names import VERSION as VERSION
+from llmplatform.contract.names import DataClassification as DataClassification
+from llmplatform.contract.names import Tier as Tier
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -24,11 +27,6 @@ DnsLabel = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern
 DnsSubdomain = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
 SecretKey = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=253)]
-
-Tier = Literal["premium", "standard", "efficient", "specialized"]
-TIERS: tuple[Tier, ...] = ("premium", "standard", "efficient", "specialized")
-DataClassification = Literal["public", "internal", "confidential", "restricted"]
-CLASSIFICATIONS: tuple[DataClassification, ...] = ("public", "internal", "confidential", "restricted")
 
 
 class SecretKeyRef(K8sModel):

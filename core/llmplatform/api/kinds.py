@@ -13,6 +13,14 @@ from llmplatform.api.common import GROUP
 from llmplatform.api.llmmodel import LLMModel, LLMModelSpec, LLMModelStatus
 from llmplatform.api.routingpolicy import RoutingPolicy, RoutingPolicySpec, RoutingPolicyStatus
 from llmplatform.api.tenantquota import TenantQuota, TenantQuotaSpec, TenantQuotaStatus
+from llmplatform.contract.names import (
+    KIND_MODEL,
+    KIND_POLICY,
+    KIND_QUOTA,
+    PLURAL_MODEL,
+    PLURAL_POLICY,
+    PLURAL_QUOTA,
+)
 
 CATEGORY = "llmplatform"
 
@@ -63,8 +71,8 @@ class KindInfo:
 
 KINDS: tuple[KindInfo, ...] = (
     KindInfo(
-        kind="LLMModel",
-        plural="llmmodels",
+        kind=KIND_MODEL,
+        plural=PLURAL_MODEL,
         short_names=("llmm",),
         resource=LLMModel,
         spec=LLMModelSpec,
@@ -78,8 +86,8 @@ KINDS: tuple[KindInfo, ...] = (
         ),
     ),
     KindInfo(
-        kind="RoutingPolicy",
-        plural="routingpolicies",
+        kind=KIND_POLICY,
+        plural=PLURAL_POLICY,
         short_names=("llmrp",),
         resource=RoutingPolicy,
         spec=RoutingPolicySpec,
@@ -92,8 +100,8 @@ KINDS: tuple[KindInfo, ...] = (
         ),
     ),
     KindInfo(
-        kind="TenantQuota",
-        plural="tenantquotas",
+        kind=KIND_QUOTA,
+        plural=PLURAL_QUOTA,
         short_names=("tq",),
         resource=TenantQuota,
         spec=TenantQuotaSpec,

@@ -6,9 +6,7 @@ render` and `llmplatform gateway --manifests` all call `render`, so they cannot 
 every rule is unit-testable without a cluster.
 """
 
-from llmplatform.render.conditions import merge_conditions, model_ready_condition
-from llmplatform.render.core import DEFAULT_PLATFORM_NAMESPACE, RenderResult, config_map, render
-from llmplatform.render.gatewayconfig import (
+from llmplatform.contract.config import (
     CONFIG_GZ_KEY,
     CONFIG_KEY,
     CONFIG_MAP_NAME,
@@ -19,6 +17,8 @@ from llmplatform.render.gatewayconfig import (
     load_config,
     read_config_file,
 )
+from llmplatform.render.conditions import merge_conditions, model_ready_condition
+from llmplatform.render.core import DEFAULT_PLATFORM_NAMESPACE, RenderResult, config_map, render
 from llmplatform.render.manifests import ManifestError, Manifests, load_manifests
 from llmplatform.render.quotas import generated_secret_name
 from llmplatform.render.secrets import hash_api_key

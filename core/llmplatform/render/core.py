@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmplatform.render import gatewayconfig as gc
+from llmplatform.contract import config as gc
+from llmplatform.contract.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from llmplatform.render.inputs import parse_resources
 from llmplatform.render.models import invalid_model, resolve_model
 from llmplatform.render.policies import default_policy, invalid_policy, resolve_policy
@@ -77,7 +78,7 @@ def config_map(config: gc.GatewayConfig, text: str, platform_namespace: str) -> 
                 "app.kubernetes.io/name": "llmplatform-gateway",
                 "app.kubernetes.io/component": "gateway-config",
                 "app.kubernetes.io/part-of": "llmplatform",
-                "app.kubernetes.io/managed-by": "llmplatform",
+                MANAGED_BY_LABEL: MANAGED_BY_VALUE,
             },
             "annotations": {gc.CONFIG_HASH_ANNOTATION: config.content_hash},
         },

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmplatform.api.llmmodel import LLMModel
-from llmplatform.render import gatewayconfig as gc
+from llmplatform.contract import config as gc
 from llmplatform.render.inputs import Invalid, Parsed
 from llmplatform.render.secrets import SecretStore
 from llmplatform.render.verdicts import ConditionVerdict, ModelVerdict

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from llmplatform.api.routingpolicy import RoutingPolicy
-from llmplatform.render import gatewayconfig as gc
+from llmplatform.contract import config as gc
 from llmplatform.render.inputs import Inputs, Invalid, Parsed
 from llmplatform.render.verdicts import ConditionVerdict, PolicyVerdict
 

@@ -16,7 +16,7 @@ from typing import Any
 from llmplatform.api.common import LIMIT_FIELDS, TIERS, Limits
 from llmplatform.api.routingpolicy import RoutingPolicy
 from llmplatform.api.tenantquota import GENERATED_KEY_DATA_KEY, TenantQuota
-from llmplatform.render import gatewayconfig as gc
+from llmplatform.contract import config as gc
 from llmplatform.render.inputs import Invalid, Parsed
 from llmplatform.render.secrets import SecretStore, hash_api_key
 from llmplatform.render.verdicts import ApiKeySecretVerdict, ConditionVerdict, QuotaVerdict

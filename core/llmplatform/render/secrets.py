@@ -9,20 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-
-def hash_api_key(key: bytes | str) -> str:
-    """The hex SHA-256 of an API key, as the gateway config carries it.
-
-    Surrounding whitespace is stripped first: keys are tokens without spaces, and a Secret
-    made with `kubectl create secret --from-file` often ends in a newline. The gateway hashes
-    the bearer token with this same function.
-    """
-    raw = key.encode("utf-8") if isinstance(key, str) else key
-    return hashlib.sha256(raw.strip()).hexdigest()
+from llmplatform.contract.keys import hash_api_key as hash_api_key
 
 
 def decode_secret(secret: Mapping[str, Any]) -> dict[str, bytes]:

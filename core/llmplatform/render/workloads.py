@@ -17,12 +17,12 @@ from typing import Any
 
 from llmplatform.api.common import API_VERSION
 from llmplatform.api.llmmodel import LLMModel, Serving
+from llmplatform.contract.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE, MODEL_LABEL
 
 CHILD_PREFIX = "llmm-"
 GATEWAY_POD_NAME = "llmplatform-gateway"
 MODEL_SERVER_NAME = "llmplatform-model-server"
 CONTAINER_NAME = "model-server"
-MODEL_LABEL = "llmplatform.io/model"
 
 
 def child_name(model_name: str) -> str:
@@ -37,7 +37,7 @@ def child_labels(model_name: str) -> dict[str, str]:
         "app.kubernetes.io/instance": child_name(model_name),
         "app.kubernetes.io/component": "model-server",
         "app.kubernetes.io/part-of": "llmplatform",
-        "app.kubernetes.io/managed-by": "llmplatform",
+        MANAGED_BY_LABEL: MANAGED_BY_VALUE,
         MODEL_LABEL: model_name,
     }
 

@@ -9,15 +9,11 @@ keep the snapshot they started with.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from llmplatform.contract.config import GatewayConfig, Limits, ModelEntry, PolicyEntry, SecretResolver
 from llmplatform.gateway.cache import CacheSettings
-from llmplatform.gateway.governance import RANK, PolicyGovernance, TenantGovernance, compile_policy
-from llmplatform.render.gatewayconfig import GatewayConfig, Limits, ModelEntry, PolicyEntry
-
-SecretResolver = Callable[[str, str, str], bytes | None]
-"""(namespace, name, key) -> the Secret value, or None when it cannot be read."""
+from llmplatform.gateway.clearance import RANK, PolicyGovernance, TenantGovernance, compile_policy
 
 CAPABILITY_BY_ENDPOINT = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}
 PATH_BY_ENDPOINT = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
@@ -42,7 +38,7 @@ class Model:
     prior_latency_ms: float
     prior_availability: float
     max_class: int = 1
-    """Rank of maxDataClassification in governance.CLASSES (0 public .. 3 restricted)."""
+    """Rank of maxDataClassification in clearance.CLASSES (0 public .. 3 restricted)."""
     region: str | None = None
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:

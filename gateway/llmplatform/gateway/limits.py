@@ -12,16 +12,14 @@ Semantics (also in docs/gateway.md):
 - Settlement adds `actual - reserved` to the same window counters the reservation used, when
   the upstream reports usage (streamed usage included). A request that failed everywhere keeps
   its request count and gives its tokens and cost back.
-- Redis keys: `llmp:{<tenant>}:<scope>:<metric>:<window>` (the braces keep one tenant's keys in
-  one Redis Cluster slot); they expire after their window. They are the usage record that an
-  operator or `GET /v1/llmplatform/usage` reads.
+- Redis keys: the scheme in `llmplatform.contract.usage` (shared with the operator, which
+  reads the counters into TenantQuota status); they expire after their window.
+  They are the usage record that the operator or `GET /v1/llmplatform/usage` reads.
 """
 
 from __future__ import annotations
 
-import calendar
 import functools
-import hashlib
 import logging
 import math
 import time
@@ -29,12 +27,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmplatform.render.gatewayconfig import Limits
+from llmplatform.contract.config import Limits
+from llmplatform.contract.usage import MICRO, counter_stem, scope_key, window_id
 
 log = logging.getLogger("llmplatform.gateway.limits")
 
-MINUTE, HOUR, DAY = 60, 3600, 86400
-MICRO = 1_000_000
 
 # (config field, metric, window) for each limit.
 LIMIT_FIELDS = (
@@ -44,27 +41,6 @@ LIMIT_FIELDS = (
     ("tokens_per_day", "tok", "d"),
     ("cost_per_month_usd", "usd", "mo"),
 )
-
-
-def window_id(window: str, now: float) -> tuple[str, float]:
-    """The window's id and the seconds until it ends."""
-    if window == "m":
-        return str(int(now // MINUTE)), MINUTE - now % MINUTE
-    if window == "h":
-        return str(int(now // HOUR)), HOUR - now % HOUR
-    if window == "d":
-        return str(int(now // DAY)), DAY - now % DAY
-    month, next_month = _month(int(now // HOUR))
-    return month, max(1.0, next_month - now)
-
-
-@functools.lru_cache(maxsize=4)
-def _month(hour: int) -> tuple[str, int]:
-    """The calendar month (UTC) holding this hour, and when the next one starts; cached per
-    hour since months start on an hour boundary."""
-    t = time.gmtime(hour * HOUR)
-    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
-    return f"{t.tm_year:04d}{t.tm_mon:02d}", calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0))
 
 
 @dataclass(slots=True)
@@ -92,13 +68,6 @@ class Denial:
         return max(1, math.ceil(self.charge.reset_seconds))
 
 
-def _scope_key(tenant_id: str, user: str | None) -> tuple[str, str]:
-    if user is None:
-        return "tenant", f"llmp:{{{tenant_id}}}:t"
-    digest = hashlib.sha256(user.encode()).hexdigest()[:16]  # end-user names stay out of Redis
-    return "user", f"llmp:{{{tenant_id}}}:u:{digest}"
-
-
 def _rows(limits: Limits) -> tuple[tuple[str, str, str, int], ...]:
     """(field, metric, window, limit) per counter; limit -1 means unlimited."""
     rows = []
@@ -117,9 +86,9 @@ def _scope_rows(
     everything about a request's counters except the time, cached, since a tenant's Limits
     object lives as long as its config (one lookup per scope per request instead of a key
     built per counter)."""
-    scope, prefix = _scope_key(tenant_id, user)
+    scope, prefix = scope_key(tenant_id, user)
     rows = tuple(
-        (field, metric, window, limit, f"{prefix}:{metric}{window}:")
+        (field, metric, window, limit, counter_stem(prefix, metric, window))
         for field, metric, window, limit in _rows(limits)
     )
     return scope, rows
@@ -278,21 +247,3 @@ class RedisLimiter:
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-
-# The counters TenantQuota.status.usage reports: (status field, metric, window).
-USAGE_FIELDS = (
-    ("requestsThisMinute", "req", "m"),
-    ("tokensToday", "tok", "d"),
-    ("costThisMonthUSD", "usd", "mo"),
-)
-
-
-def tenant_usage_keys(tenant_id: str, now: float) -> list[tuple[str, str, bool]]:
-    """(status field, Redis key, is micro-USD) of a tenant's current usage counters: the keys
-    the gateway's limiter writes, so the operator can copy them into TenantQuota status."""
-    _, prefix = _scope_key(tenant_id, None)
-    return [
-        (status_field, f"{prefix}:{metric}{window}:{window_id(window, now)[0]}", metric == "usd")
-        for status_field, metric, window in USAGE_FIELDS
-    ]

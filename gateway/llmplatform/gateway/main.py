@@ -22,7 +22,10 @@ import tempfile
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmplatform.gateway.source import ConfigSource
 
 RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 GC_YOUNG_THRESHOLD = 50_000
@@ -67,8 +70,6 @@ class WorkerSpec:
     host: str
     port: int
     config: str | None
-    manifests: str | None
-    platform_namespace: str
     secrets_dir: str
     redis_url: str | None
     redis_failure_mode: str
@@ -79,6 +80,9 @@ class WorkerSpec:
     audit_log_max_bytes: int = 0
     audit_log_keep: int = 10
     audit_fsync_seconds: float = 1.0
+    source: ConfigSource | None = None
+    """A config source other than `--config` (the CLI passes `--manifests` as one); it must be
+    picklable, since every worker process gets a copy."""
 
 
 def run_worker(spec: WorkerSpec) -> None:
@@ -88,15 +92,11 @@ def run_worker(spec: WorkerSpec) -> None:
     from aiohttp import web
 
     from llmplatform.gateway.server import Gateway, Settings
-    from llmplatform.gateway.source import ConfigFile, ManifestDir
+    from llmplatform.gateway.source import ConfigFile
 
     setup_logging(spec.log_level)
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-    source = (
-        ConfigFile(spec.config, spec.secrets_dir)
-        if spec.config
-        else ManifestDir(str(spec.manifests), spec.platform_namespace)
-    )
+    source = spec.source if spec.source is not None else ConfigFile(str(spec.config), spec.secrets_dir)
     settings = Settings(
         max_body_bytes=spec.max_body_bytes,
         redis_url=spec.redis_url,

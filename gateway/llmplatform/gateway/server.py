@@ -32,20 +32,21 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from llmplatform.contract.keys import hash_api_key
+from llmplatform.contract.usage import MICRO
 from llmplatform.gateway import anthropic
 from llmplatform.gateway import cache as rc
 from llmplatform.gateway import governance as gv
 from llmplatform.gateway import metrics as m
 from llmplatform.gateway.audit import AuditSink, hash_stream, request_record, response_sha256
 from llmplatform.gateway.bodies import check_content_type, check_shape, parse_body
-from llmplatform.gateway.compiled import Compiled, Key, Model, Policy
+from llmplatform.gateway.compiled import Compiled, Key, Model, Policy, compile_config
 from llmplatform.gateway.errors import GatewayError, error_body
 from llmplatform.gateway.health import HealthBook
-from llmplatform.gateway.limits import MICRO, Charge, LocalLimiter, RedisLimiter, RedisUnavailable, plan
+from llmplatform.gateway.limits import Charge, LocalLimiter, RedisLimiter, RedisUnavailable, plan
 from llmplatform.gateway.router import Candidate, candidates, worst_case_output
 from llmplatform.gateway.source import ConfigSource
 from llmplatform.gateway.tokens import prompt_tokens
-from llmplatform.render.secrets import hash_api_key
 
 log = logging.getLogger("llmplatform.gateway")
 
@@ -221,7 +222,7 @@ class Gateway:
         if fingerprint == self._fingerprint:
             return False
         try:
-            compiled = self.source.load()
+            compiled = compile_config(*self.source.load())
         except Exception as exc:  # any failure to parse or validate keeps the old config
             self._fingerprint = fingerprint
             log.error("config rejected, previous config keeps serving: %s: %s", self.source.describe(), exc)

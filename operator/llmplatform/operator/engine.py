@@ -24,6 +24,7 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+from llmplatform.contract.names import API_VERSION, KEY_LABEL, MANAGED_BY, MODEL_LABEL, QUOTA_LABEL
 from llmplatform.operator.kube import Kube
 from llmplatform.render import (
     ConditionVerdict,
@@ -37,11 +38,6 @@ from llmplatform.render.workloads import child_name
 
 log = logging.getLogger("llmplatform.operator")
 
-API_VERSION = "llmplatform.io/v1alpha1"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "llmplatform"}
-QUOTA_LABEL = "llmplatform.io/tenantquota"
-KEY_LABEL = "llmplatform.io/api-key"
-MODEL_LABEL = "llmplatform.io/model"
 KEY_DATA = "api-key"
 KEY_PREFIX = "llmp-"
 CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy")

@@ -20,18 +20,28 @@ from typing import Any
 import kopf
 from prometheus_client import Counter, Gauge
 
+from llmplatform.contract.names import (
+    GROUP,
+    KIND_MODEL,
+    KIND_POLICY,
+    KIND_QUOTA,
+    MANAGED_BY,
+    PLURAL_MODEL,
+    PLURAL_POLICY,
+    PLURAL_QUOTA,
+    VERSION,
+)
 from llmplatform.operator.engine import PassReport, Reconciler, Snapshot
 
 log = logging.getLogger("llmplatform.operator")
 
-GROUP, VERSION = "llmplatform.io", "v1alpha1"
-MANAGED = {"app.kubernetes.io/managed-by": "llmplatform"}
+MANAGED = MANAGED_BY
 
 # index id -> (group, version, plural, kind, label filter)
 WATCHED: dict[str, tuple[str, str, str, str, dict[str, str] | None]] = {
-    "llmmodels_idx": (GROUP, VERSION, "llmmodels", "LLMModel", None),
-    "routingpolicies_idx": (GROUP, VERSION, "routingpolicies", "RoutingPolicy", None),
-    "tenantquotas_idx": (GROUP, VERSION, "tenantquotas", "TenantQuota", None),
+    "llmmodels_idx": (GROUP, VERSION, PLURAL_MODEL, KIND_MODEL, None),
+    "routingpolicies_idx": (GROUP, VERSION, PLURAL_POLICY, KIND_POLICY, None),
+    "tenantquotas_idx": (GROUP, VERSION, PLURAL_QUOTA, KIND_QUOTA, None),
     "secrets_idx": ("", "v1", "secrets", "Secret", None),
     "deployments_idx": ("apps", "v1", "deployments", "Deployment", MANAGED),
     "services_idx": ("", "v1", "services", "Service", MANAGED),

@@ -17,6 +17,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter
 
+from llmplatform.contract.names import API_PATH, PLURALS
+
 log = logging.getLogger("llmplatform.operator.writes")
 
 FIELD_MANAGER = "llmplatform-operator"
@@ -37,9 +39,7 @@ _PATHS: dict[str, tuple[str, str]] = {
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "ConfigMap": ("/api/v1", "configmaps"),
     "Secret": ("/api/v1", "secrets"),
-    "LLMModel": ("/apis/llmplatform.io/v1alpha1", "llmmodels"),
-    "RoutingPolicy": ("/apis/llmplatform.io/v1alpha1", "routingpolicies"),
-    "TenantQuota": ("/apis/llmplatform.io/v1alpha1", "tenantquotas"),
+    **{kind: (API_PATH, plural) for kind, plural in PLURALS.items()},
     "Event": ("/api/v1", "events"),
 }
 

@@ -3,7 +3,7 @@
 Why the operator reads Redis (rather than each gateway patching status): with N gateway
 replicas only the shared counters are the truth, the gateways need no write access to the
 Kubernetes API, and one reader turns 2,000 tenants into one MGET per refresh. The key scheme
-is the gateway limiter's own (`llmplatform.gateway.limits.tenant_usage_keys`).
+is the contract's (`llmplatform.contract.usage`), which the gateway's limiter writes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from llmplatform.gateway.limits import MICRO, tenant_usage_keys
+from llmplatform.contract.usage import MICRO, tenant_usage_keys
 
 log = logging.getLogger("llmplatform.operator.usage")
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from llmplatform.contract.names import CONFIG_HASH_ANNOTATION as CONFIG_HASH_ANNOTATION
 
 SCHEMA_VERSION = 1
 CONFIG_MAP_NAME = "llmplatform-gateway-config"
@@ -28,7 +31,10 @@ CONFIG_KEY = "config.json"
 CONFIG_GZ_KEY = "config.json.gz"
 INLINE_LIMIT = 512 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
-CONFIG_HASH_ANNOTATION = "llmplatform.io/config-hash"
+
+SecretResolver = Callable[[str, str, str], bytes | None]
+"""(namespace, name, key) -> a Secret value, or None when it cannot be read: how whoever loads
+a config tells the gateway the upstream credentials its `apiKeySecretRef`s name."""
 
 
 class ConfigModel(BaseModel):
@@ -169,7 +175,7 @@ class KeyEntry(ConfigModel):
     user: str
     role: str
     sha256: str
-    """Hex SHA-256 of the key (see `secrets.hash_api_key`)."""
+    """Hex SHA-256 of the key (see `llmplatform.contract.keys.hash_api_key`)."""
 
 
 class TenantEntry(ConfigModel):

@@ -1,0 +1,38 @@
+"""Names shared by the resource types, the rendering core, the operator and the gateway.
+
+Why one place: a kind, plural, label or tier spelled differently in two components is a bug
+that no type checker sees (the operator would watch or prune objects the core never labelled).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+GROUP = "llmplatform.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+API_PATH = f"/apis/{API_VERSION}"
+
+KIND_MODEL = "LLMModel"
+KIND_POLICY = "RoutingPolicy"
+KIND_QUOTA = "TenantQuota"
+PLURAL_MODEL = "llmmodels"
+PLURAL_POLICY = "routingpolicies"
+PLURAL_QUOTA = "tenantquotas"
+PLURALS: dict[str, str] = {KIND_MODEL: PLURAL_MODEL, KIND_POLICY: PLURAL_POLICY, KIND_QUOTA: PLURAL_QUOTA}
+"""Kind -> plural of the three llmplatform.io kinds."""
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "llmplatform"
+MANAGED_BY: dict[str, str] = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+"""The label on every object the platform creates (the operator prunes only these)."""
+MODEL_LABEL = f"{GROUP}/model"
+QUOTA_LABEL = f"{GROUP}/tenantquota"
+KEY_LABEL = f"{GROUP}/api-key"
+CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
+
+Tier = Literal["premium", "standard", "efficient", "specialized"]
+TIERS: tuple[Tier, ...] = ("premium", "standard", "efficient", "specialized")
+DataClassification = Literal["public", "internal", "confidential", "restricted"]
+CLASSIFICATIONS: tuple[DataClassification, ...] = ("public", "internal", "confidential", "restricted")
+"""Lowest to highest: a class's rank is its index."""
