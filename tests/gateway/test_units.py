@@ -11,12 +11,12 @@ import gateway_harness as h
 import pytest
 
 from llmplatform.contract.config import Limits
+from llmplatform.gateway.admission import duration, ratelimit_headers
 from llmplatform.gateway.compiled import Compiled, compile_config
 from llmplatform.gateway.errors import GatewayError
 from llmplatform.gateway.health import CLOSED, HALF_OPEN, OPEN, HealthBook, ModelHealth
 from llmplatform.gateway.limits import LocalLimiter, plan, window_id
 from llmplatform.gateway.router import candidates
-from llmplatform.gateway.server import duration, ratelimit_headers
 from llmplatform.gateway.tokens import chat_prompt_tokens, prompt_tokens, text_tokens
 from llmplatform.render import render
 

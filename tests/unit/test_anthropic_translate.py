@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmplatform.gateway import anthropic as a
 from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.errors import GatewayError
+from llmplatform.gateway.providers import anthropic as a
 from llmplatform.gateway.router import worst_case_output
 
 _spec = importlib.util.spec_from_file_location(

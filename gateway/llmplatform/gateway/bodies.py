@@ -126,3 +126,32 @@ def check_shape(body: dict[str, Any], endpoint: str) -> None:
     user = body.get("user")
     if user is not None and (not isinstance(user, str) or len(user) > MAX_USER):
         raise _bad("user", f"'user' must be a string of at most {MAX_USER} characters")
+
+
+REQUIRED = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+"""The field each endpoint's body must have."""
+
+
+def check_request(body: dict[str, Any], endpoint: str) -> tuple[str, int | None, bool]:
+    """The requested model, max_tokens and stream flag, checked (then `check_shape`)."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("model", "you must provide a model parameter")
+    required = REQUIRED[endpoint]
+    value = body.get(required)
+    if value is None or (endpoint == "chat" and not isinstance(value, list)):
+        raise _bad(required, f"'{required}' is a required property")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+    ):
+        raise _bad("max_tokens", "max_tokens must be a positive integer")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad("stream", "stream must be a boolean")
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        raise _bad("stream_options", "stream_options must be an object")
+    if endpoint == "embeddings" and stream:
+        raise _bad("stream", "embeddings cannot be streamed")
+    check_shape(body, endpoint)
+    return model, max_tokens, stream

@@ -29,6 +29,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmplatform.gateway import sse
+
 log = logging.getLogger("llmplatform.gateway.cache")
 
 EXCLUDED = frozenset({"model", "user", "stream", "stream_options"})
@@ -157,19 +159,7 @@ class RedisCache:
         await self._redis.aclose()
 
 
-def usage(body: bytes) -> dict[str, Any] | None:
-    try:
-        found = json.loads(body).get("usage")
-    except (ValueError, AttributeError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
 # -- streams to and from the stored JSON ------------------------------------------------------
-
-
-def _sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
 def as_stream(body: bytes, endpoint: str, include_usage: bool) -> bytes:
@@ -190,11 +180,13 @@ def as_stream(body: bytes, endpoint: str, include_usage: bool) -> bytes:
             }
             if message.get("tool_calls"):
                 delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]
-            out.append(_sse({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]}))
+            out.append(
+                sse.frame({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+            )
             last: dict[str, Any] = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}
         else:
             out.append(
-                _sse(
+                sse.frame(
                     {
                         **base,
                         "choices": [{"index": index, "text": choice.get("text", ""), "finish_reason": None}],
@@ -202,10 +194,10 @@ def as_stream(body: bytes, endpoint: str, include_usage: bool) -> bytes:
                 )
             )
             last = {"index": index, "text": "", "finish_reason": choice.get("finish_reason")}
-        out.append(_sse({**base, "choices": [last]}))
+        out.append(sse.frame({**base, "choices": [last]}))
     if include_usage and isinstance(doc.get("usage"), dict):
-        out.append(_sse({**base, "choices": [], "usage": doc["usage"]}))
-    out.append(b"data: [DONE]\n\n")
+        out.append(sse.frame({**base, "choices": [], "usage": doc["usage"]}))
+    out.append(sse.DONE + sse.SEPARATOR)
     return b"".join(out)
 
 

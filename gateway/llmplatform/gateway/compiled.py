@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from llmplatform.contract.config import GatewayConfig, Limits, ModelEntry, PolicyEntry, SecretResolver
 from llmplatform.gateway.cache import CacheSettings
 from llmplatform.gateway.clearance import RANK, PolicyGovernance, TenantGovernance, compile_policy
-
-CAPABILITY_BY_ENDPOINT = {"chat": "chat", "completions": "completions", "embeddings": "embeddings"}
-PATH_BY_ENDPOINT = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+from llmplatform.gateway.providers import ADAPTERS, adapter_for
+from llmplatform.gateway.providers.base import Adapter
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,12 @@ class Model:
     max_class: int = 1
     """Rank of maxDataClassification in clearance.CLASSES (0 public .. 3 restricted)."""
     region: str | None = None
+
+    @property
+    def adapter(self) -> Adapter:
+        """How to speak to the upstream (providers/); compiled models only have providers
+        with an adapter."""
+        return ADAPTERS[self.provider]
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return tokens_in * self.input_price + tokens_out * self.output_price
@@ -98,7 +103,7 @@ class Compiled:
     tenants: dict[str, Tenant]
 
 
-def _model(entry: ModelEntry, secrets: SecretResolver) -> Model:
+def _model(entry: ModelEntry, adapter: Adapter, secrets: SecretResolver) -> Model:
     api_key = None
     if entry.api_key_secret_ref is not None:
         ref = entry.api_key_secret_ref
@@ -107,10 +112,7 @@ def _model(entry: ModelEntry, secrets: SecretResolver) -> Model:
     base = entry.url.rstrip("/")
     if not base.endswith("/v1"):
         base += "/v1"  # an endpoint given as the server root (https://api.example.com)
-    urls = {kind: base + path for kind, path in PATH_BY_ENDPOINT.items()}
-    capabilities = frozenset(entry.capabilities)
-    if entry.provider == "anthropic":  # the Messages API speaks chat only (gateway/anthropic.py)
-        urls, capabilities = {"chat": base + "/messages"}, capabilities & {"chat"}
+    urls, capabilities = adapter.endpoints(base, frozenset(entry.capabilities))
     return Model(
         id=entry.id,
         name=entry.name,
@@ -171,13 +173,12 @@ def _policy(entry: PolicyEntry, models: dict[str, Model]) -> Policy:
     )
 
 
-SUPPORTED_PROVIDERS = frozenset({"openai", "anthropic"})
-"""Providers this gateway can speak to (anthropic through the translation in anthropic.py); a
-model of any other provider is left out of routing rather than sent requests it cannot parse."""
-
-
 def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
-    models_by_id = {e.id: _model(e, secrets) for e in config.models if e.provider in SUPPORTED_PROVIDERS}
+    models_by_id = {
+        e.id: _model(e, adapter, secrets)
+        for e in config.models
+        if (adapter := adapter_for(e.provider)) is not None  # others are left out of routing
+    }
     policies = {p.id: _policy(p, models_by_id) for p in config.policies}
     tenants: dict[str, Tenant] = {}
     keys: dict[str, Key] = {}

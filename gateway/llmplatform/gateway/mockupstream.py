@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from llmplatform.gateway import sse
+
 TEST_LABEL = "llmplatform-mock-upstream (TEST SERVER, not a model)"
 FAILURE_MODES = ("status", "timeout", "drop")
 WORDS = ("this", "is", "a", "test", "reply", "from", "the", "llmplatform", "mock", "upstream")
@@ -235,7 +237,7 @@ class MockUpstream:
             self.stats.failures += 1
 
         async def send(payload: dict[str, Any]) -> None:
-            await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+            await response.write(sse.frame(payload))
 
         if chat:
             await send(
@@ -264,7 +266,7 @@ class MockUpstream:
         )
         if include_usage:
             await send({**base, "object": chunk_kind, "choices": [], "usage": self._usage(n_in, n_out)})
-        await response.write(b"data: [DONE]\n\n")
+        await response.write(sse.DONE + sse.SEPARATOR)
         await response.write_eof()
         return response
 

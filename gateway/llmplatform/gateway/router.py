@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmplatform.gateway.anthropic import DEFAULT_MAX_TOKENS
+from llmplatform.contract.names import TIERS
 from llmplatform.gateway.compiled import Model, Policy, Tenant
 from llmplatform.gateway.errors import GatewayError
 from llmplatform.gateway.health import HealthBook
 
-TIER_NAMES = ("premium", "standard", "efficient", "specialized")
+TIER_NAMES = TIERS
 
 
 @dataclass(frozen=True)
@@ -178,13 +178,14 @@ def _too_long(model: Model, prompt_tokens: int, max_tokens: int | None) -> str:
 
 def worst_case_output(model: Model, prompt_tokens: int, max_tokens: int | None, capability: str) -> int:
     """Output tokens to reserve: max_tokens, else the model's maxOutputTokens, else what is
-    left of its context window (for anthropic models: the max_tokens the gateway sends)."""
+    left of its context window (for a provider whose adapter always sends a maximum, such as
+    anthropic: that one)."""
     if capability == "embeddings":
         return 0
     if max_tokens is not None:
         return max_tokens
     if model.max_output_tokens is not None:
         return model.max_output_tokens
-    if model.provider == "anthropic":
-        return DEFAULT_MAX_TOKENS
+    if model.adapter.default_output_tokens is not None:
+        return model.adapter.default_output_tokens
     return max(0, model.context_window - prompt_tokens)

@@ -24,7 +24,15 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
-from llmplatform.contract.names import API_VERSION, KEY_LABEL, MANAGED_BY, MODEL_LABEL, QUOTA_LABEL
+from llmplatform.contract.names import (
+    API_VERSION,
+    KEY_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    MODEL_LABEL,
+    QUOTA_LABEL,
+)
 from llmplatform.operator.kube import Kube
 from llmplatform.render import (
     ConditionVerdict,
@@ -254,7 +262,7 @@ class Reconciler:
         for (ns, name), body in list(bodies.items()):
             labels = (body.get("metadata") or {}).get("labels") or {}
             owner = labels.get(QUOTA_LABEL)
-            if owner is None or labels.get("app.kubernetes.io/managed-by") != "llmplatform":
+            if owner is None or labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
                 continue
             if (ns, owner) in quotas_by_ref and (ns, name) not in wanted:
                 uid = body["metadata"].get("uid")

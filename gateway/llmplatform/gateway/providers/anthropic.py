@@ -5,7 +5,8 @@ whichever model serves them, so a `provider: anthropic` LLMModel is just another
 tier, with the same fallback, limits, metrics and audit. This module holds the whole mapping as
 pure functions (no I/O, no clock): the request going up, the JSON answer and the SSE stream
 coming back, and Anthropic's errors turned into the failure kinds and OpenAI error bodies the
-rest of the gateway already understands. `server.py` only dispatches on `Model.provider`.
+rest of the gateway already understands. `AnthropicAdapter` at the end is what the gateway
+calls (see providers/base.py).
 
 Mapping (see docs/gateway.md, "Anthropic models"):
 - `system`/`developer` messages are joined into the top-level `system`; `tool` messages become
@@ -23,10 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmplatform.gateway import sse
 from llmplatform.gateway.errors import GatewayError, error_body
+from llmplatform.gateway.providers.base import Failure, StreamFailed, Target
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -370,23 +374,10 @@ def error_from(status: int, raw: bytes) -> tuple[int, bytes]:
     return mapped, json.dumps(error_body(mapped, message, code=kind)).encode()
 
 
-class StreamFailed(Exception):
-    """An `error` event before the stream produced anything: fall back like a status error."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-
-
 # -- stream -------------------------------------------------------------------------------
 
 
-def _sse(payload: Any) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n"
-
-
-DONE = b"data: [DONE]\n"
+DONE = sse.DONE
 
 
 @dataclass
@@ -416,7 +407,7 @@ class StreamTranslator:
             "created": self.created,
             "model": self.model,
         }
-        return _sse({**chunk, "choices": choices, **extra})
+        return sse.event({**chunk, "choices": choices, **extra})
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         return self._event([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}])
@@ -467,5 +458,42 @@ class StreamTranslator:
             if not self.started:
                 raise StreamFailed(mapped, body)
             self.failed_status = mapped
-            return [b"data: " + body + b"\n", DONE]
+            return [sse.data_event(body), DONE]
         return []  # ping, content_block_stop and event types added later
+
+
+# -- the adapter ---------------------------------------------------------------------------
+
+
+def from_message(status: int, raw: bytes) -> bytes | Failure:
+    """An Anthropic answer as an OpenAI chat.completion body, or the Failure it stands for."""
+    if status != 200:
+        return Failure("status", *error_from(status, raw))
+    try:
+        return json.dumps(to_chat_completion(json.loads(raw), int(time.time()))).encode()
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        body = json.dumps(error_body(502, "anthropic upstream sent an unreadable message")).encode()
+        return Failure("status", 502, body, f"unreadable anthropic message: {exc}")
+
+
+class AnthropicAdapter:
+    default_output_tokens: int | None = DEFAULT_MAX_TOKENS
+    """The max_tokens the gateway sends when the request and the model set none."""
+
+    def endpoints(self, base: str, capabilities: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
+        return {"chat": base + "/messages"}, capabilities & {"chat"}  # the Messages API is chat only
+
+    def build_request(
+        self, body: dict[str, Any], target: Target, stream: bool, request_id: str
+    ) -> tuple[bytes, dict[str, str]]:
+        upstream = to_messages_request(body, target.upstream_model, target.max_output_tokens)
+        return json.dumps(upstream).encode(), headers(target.api_key, request_id)
+
+    def parse_response(self, status: int, raw: bytes) -> bytes | Failure:
+        return from_message(status, raw)
+
+    def stream_error(self, status: int, raw: bytes) -> Failure:
+        return Failure("status", *error_from(status, raw))
+
+    def stream_translator(self) -> StreamTranslator:
+        return StreamTranslator(int(time.time()))

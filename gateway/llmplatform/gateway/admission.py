@@ -1,0 +1,178 @@
+"""Admission: reserve a request's worst case against its limits, answer 429 with OpenAI's
+x-ratelimit-* headers, and settle to what was used.
+
+Why a room of its own: which limiter holds the counters (Redis, or this process when Redis is
+unreachable and the failure mode is `local`), the 429 and its headers, and the settlement all
+follow the same rules (limits.py); the server only calls `reserve`, `settle` and `usage`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+from llmplatform.contract.usage import MICRO
+from llmplatform.gateway import metrics as m
+from llmplatform.gateway.compiled import Tenant
+from llmplatform.gateway.context import Ctx
+from llmplatform.gateway.errors import GatewayError
+from llmplatform.gateway.limits import Charge, LocalLimiter, RedisLimiter, RedisUnavailable, plan
+
+log = logging.getLogger("llmplatform.gateway")
+
+REDIS_FAILURE_MODES = ("local", "refuse")
+SUFFIX = {"req": "requests", "tok": "tokens"}
+"""Counter metric -> the x-ratelimit-*-<suffix> it is reported as (cost has no header)."""
+USAGE_FIELDS = {
+    "requests_per_minute": "requestsThisMinute",
+    "tokens_per_day": "tokensToday",
+    "cost_per_month_usd": "costThisMonthUSD",
+}
+"""Limit field -> the key `GET /v1/llmplatform/usage` reports it under."""
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's x-ratelimit-reset-* format: `1s`, `6m0s`, `1h2m3s`."""
+    s = max(0, math.ceil(seconds))
+    h, rest = divmod(s, 3600)
+    mins, secs = divmod(rest, 60)
+    if h:
+        return f"{h}h{mins}m{secs}s"
+    if mins:
+        return f"{mins}m{secs}s"
+    return f"{secs}s"
+
+
+def _headers_for(headers: dict[str, str], charge: Charge, remaining: int) -> None:
+    """The three x-ratelimit-* headers of one counter (the one place they are written)."""
+    suffix = SUFFIX[charge.metric]
+    headers[f"x-ratelimit-limit-{suffix}"] = str(charge.limit)
+    headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, remaining))
+    headers[f"x-ratelimit-reset-{suffix}"] = duration(charge.reset_seconds)
+
+
+def ratelimit_headers(charges: list[Charge], values: list[int]) -> dict[str, str]:
+    """x-ratelimit-* for the tightest limited request counter and token counter (the first
+    one on a tie), found in one pass over the request's counters."""
+    tightest: dict[str, tuple[int, Charge]] = {}
+    for c, v in zip(charges, values, strict=False):
+        if c.limit >= 0 and c.metric != "usd":
+            best = tightest.get(c.metric)
+            if best is None or c.limit - v < best[0]:
+                tightest[c.metric] = (c.limit - v, c)
+    headers: dict[str, str] = {}
+    for metric in ("req", "tok"):
+        best = tightest.get(metric)
+        if best is not None:
+            _headers_for(headers, best[1], best[0])
+    return headers
+
+
+class Admission:
+    """The limiters of one worker and the Redis health loop that picks between them."""
+
+    def __init__(self, redis_url: str | None, failure_mode: str) -> None:
+        self.failure_mode = failure_mode
+        self.local = LocalLimiter()
+        self.redis = RedisLimiter(redis_url) if redis_url else None
+        self.redis_ok = self.redis is not None
+
+    def state(self) -> str:
+        if self.redis is None:
+            return "local"
+        return "redis" if self.redis_ok else f"redis unreachable ({self.failure_mode})"
+
+    def refusing(self) -> bool:
+        """Redis is down and the failure mode says to answer 503 (and fail /readyz)."""
+        return self.redis is not None and not self.redis_ok and self.failure_mode == "refuse"
+
+    async def start(self) -> asyncio.Task[None] | None:
+        if self.redis is None:
+            return None
+        self.redis_ok = await self.redis.ping()
+        m.REDIS_UP.set(1 if self.redis_ok else 0)
+        return asyncio.create_task(self._redis_loop())
+
+    async def _redis_loop(self) -> None:
+        assert self.redis is not None
+        while True:
+            ok = await self.redis.ping()
+            if ok != self.redis_ok:
+                log.warning("redis %s", "reachable again" if ok else "unreachable")
+            self.redis_ok = ok
+            m.REDIS_UP.set(1 if ok else 0)
+            await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.close()
+
+    async def _reserve(self, charges: list[Charge]) -> tuple[LocalLimiter | RedisLimiter, Any, list[int]]:
+        if self.redis is not None and self.redis_ok:
+            try:
+                denial, values = await self.redis.reserve(charges)
+                return self.redis, denial, values
+            except RedisUnavailable as exc:
+                log.warning(
+                    "redis unreachable, limits follow redis failure mode %s: %s", self.failure_mode, exc
+                )
+                self.redis_ok = False
+                m.REDIS_UP.set(0)
+        if self.redis is not None:
+            if self.failure_mode == "refuse":
+                raise GatewayError(
+                    503, "the shared rate-limit store is unreachable", code="limits_unavailable"
+                )
+            m.LIMITER_DEGRADED.inc()
+        denial, values = await self.local.reserve(charges)
+        return self.local, denial, values
+
+    async def reserve(
+        self, tenant: Tenant, user: str | None, worst_tokens: int, worst_cost: float, extra: dict[str, str]
+    ) -> tuple[LocalLimiter | RedisLimiter, list[Charge]]:
+        """Reserve the worst case or raise the 429; adds the x-ratelimit-* headers to `extra`."""
+        charges = plan(tenant.id, tenant.limits, user, tenant.user_limits, worst_tokens, worst_cost)
+        limiter, denial, values = await self._reserve(charges)
+        if denial is not None:
+            c = denial.charge
+            m.RATE_LIMITED.labels(tenant.id, c.scope, c.field).inc()
+            headers = {"retry-after": str(denial.retry_after)}
+            if c.metric != "usd":
+                _headers_for(headers, c, c.limit - denial.current)
+            what = "budget" if c.metric == "usd" else "rate limit"
+            raise GatewayError(
+                429,
+                f"{c.scope} {what} {c.field} reached; retry after {denial.retry_after}s",
+                code="rate_limit_exceeded",
+                headers=headers,
+            )
+        extra.update(ratelimit_headers(charges, values))
+        return limiter, charges
+
+    async def settle(self, limiter: LocalLimiter | RedisLimiter, charges: list[Charge], ctx: Ctx) -> None:
+        """Give back what was reserved but not used (upstream usage, else the estimate)."""
+        if ctx.served is not None and not ctx.usage_reported:
+            ctx.tokens_in, ctx.tokens_out = ctx.prompt, ctx.chunks  # no usage from upstream: our estimate
+            ctx.cost = ctx.served.cost(ctx.tokens_in, ctx.tokens_out)
+        used = {"req": 1, "tok": ctx.tokens_in + ctx.tokens_out, "usd": math.ceil(ctx.cost * MICRO)}
+        deltas = [used[c.metric] - c.amount for c in charges]
+        try:
+            await limiter.settle(charges, deltas)
+        except RedisUnavailable as exc:
+            log.warning("could not settle usage in redis: %s", exc, extra={"request_id": ctx.request_id})
+
+    async def usage(self, tenant: Tenant) -> dict[str, Any]:
+        """The tenant's counters (requests this minute, tokens today, cost this month)."""
+        charges = plan(tenant.id, tenant.limits, None, None, 0, 0.0)
+        picked = [c for c in charges if c.field in USAGE_FIELDS]
+        limiter = self.redis if self.redis is not None and self.redis_ok else self.local
+        try:
+            values = await limiter.read([c.key for c in picked])
+        except RedisUnavailable:
+            values = await self.local.read([c.key for c in picked])
+        body: dict[str, Any] = {"tenant": tenant.id, "limiter": self.state()}
+        for c, v in zip(picked, values, strict=True):
+            body[USAGE_FIELDS[c.field]] = v / MICRO if c.metric == "usd" else v
+        return body

@@ -1,0 +1,90 @@
+"""The one object a request carries through the gateway.
+
+Why one object: the completion path runs through auth, admission, governance, the cache, the
+fallback loop and the stream relay; each needs some of what the others found (the body, the
+policy, the response headers so far, the redacted copies, the model that answered). Passing
+them as one slotted dataclass keeps signatures short and costs one allocation per request; it
+is also what metrics, the audit record and the logs read at the end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from llmplatform.gateway.compiled import Model, Policy
+
+NO_BODY: dict[str, Any] = {}
+"""Placeholder until the body is parsed (never mutated)."""
+
+_RID_PREFIX = os.urandom(6).hex()
+_rid_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A request id unique across processes (random per-process prefix) without a syscall or a
+    UUID object per request."""
+    return f"{_RID_PREFIX}{next(_rid_counter):010x}"
+
+
+@dataclass(slots=True)
+class Ctx:
+    """What one request asked and did (slots: one per request, and read and written some
+    hundred times in it)."""
+
+    request_id: str
+    endpoint: str
+    start: float
+    http: web.Request
+    body: dict[str, Any] = field(default_factory=lambda: NO_BODY)
+    """The parsed request body (NO_BODY before it is read)."""
+    stream: bool = False
+    policy: Policy | None = None
+    """The tenant's routing policy, once authenticated."""
+    extra: dict[str, str] | None = None
+    """Response headers decided before the upstream call (classification, x-ratelimit-*)."""
+    copies: dict[str, dict[str, Any]] | None = None
+    """Redacted request bodies by model id, for the candidates that get the copy."""
+    prompt: int = 0
+    """Estimated prompt tokens."""
+    tenant: str = "none"
+    user: str | None = None
+    key: str | None = None
+    model: str = "none"
+    tier: str = "none"
+    fallback_level: int = 0
+    status: int = 200
+    error_code: str | None = None
+    use_case: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    usage_reported: bool = False
+    cost: float = 0.0
+    first_chunk: float | None = None
+    first_chunk_at: float | None = None
+    chunks: int = 0
+    served: Model | None = None
+    request_sha256: str | None = None
+    """SHA-256 of the raw request body (None when it was not read: 401, 413)."""
+    response_sha256: str | None = None
+    classification: str | None = None
+    """The request's class; None when it was refused before its content was scanned."""
+    findings: dict[str, int] = field(default_factory=dict)
+    """PII finding type -> count in the request."""
+    redacted: bool = False
+    """The request that left the gateway was the redacted copy."""
+    cache: str | None = None
+    """`hit` or `miss` when the response cache applies to the request."""
+    cache_key: str | None = None
+    cache_ttl: int = 0
+    scan_output: bool = False
+    hipaa: bool = False
+
+    def include_usage(self) -> bool:
+        """Whether the client asked for the usage chunk of a stream."""
+        return bool((self.body.get("stream_options") or {}).get("include_usage"))

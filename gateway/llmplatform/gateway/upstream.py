@@ -1,0 +1,225 @@
+"""Upstream attempts: try the candidates in order, with the policy's retries, timeouts and
+circuit breakers, until one answers.
+
+Why here: the fallback loop, one attempt's HTTP call and how a failure reaches the client are
+one policy (docs/gateway.md, "Fallback"); the provider-specific parts are behind
+`Model.adapter` (providers/) and the stream, once committed, is `relay.py`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from llmplatform.gateway import cache as rc
+from llmplatform.gateway import metrics as m
+from llmplatform.gateway.accounting import scan_json, take_usage, usage_of
+from llmplatform.gateway.compiled import Model
+from llmplatform.gateway.context import Ctx
+from llmplatform.gateway.errors import GatewayError, error_body
+from llmplatform.gateway.health import HealthBook
+from llmplatform.gateway.providers.base import Failure, StreamFailed
+from llmplatform.gateway.relay import openai_events, relay
+from llmplatform.gateway.router import Candidate
+
+log = logging.getLogger("llmplatform.gateway")
+
+
+@functools.lru_cache(maxsize=256)
+def client_timeout(connect: float, total: float | None) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect)
+
+
+def json_response(raw: bytes, ctx: Ctx, model: Model, headers: dict[str, str]) -> web.Response:
+    """A complete OpenAI JSON answer to the client, its usage taken (and its PII redacted
+    when output scanning is on)."""
+    take_usage(ctx, model, usage_of(raw))
+    ctx.served = model
+    if ctx.scan_output:
+        raw = scan_json(ctx, raw)
+    return web.Response(body=raw, content_type="application/json", headers=headers)
+
+
+def passthrough(failure: Failure, ctx: Ctx, headers: dict[str, str]) -> web.Response:
+    """An upstream error that the policy does not retry goes to the client as the upstream
+    said it (OpenAI-shaped if it was not already)."""
+    if failure.kind == "timeout":
+        raise GatewayError(504, "upstream timed out", code="upstream_timeout", headers=headers)
+    if failure.kind == "connect":
+        raise GatewayError(
+            503, f"upstream unreachable: {failure.detail}", code="upstream_unavailable", headers=headers
+        )
+    if failure.status in (401, 403):
+        # The provider refused the platform's credentials, not the caller's: passing its 401
+        # through would tell the caller that *their* key is wrong, which they cannot fix.
+        log.error(
+            "upstream %s refused the provider credentials (HTTP %d): check its apiKeySecretRef",
+            ctx.model,
+            failure.status,
+        )
+        raise GatewayError(
+            502,
+            f"the upstream of model '{ctx.model}' refused the gateway's provider credentials "
+            f"(HTTP {failure.status}); the platform team must fix the model's API key",
+            code="upstream_auth_failed",
+            headers=headers,
+        )
+    ctx.status = failure.status
+    try:
+        parsed = json.loads(failure.body)
+        ok = isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
+    except ValueError:
+        ok = False
+    body = failure.body if ok else json.dumps(error_body(failure.status, "upstream error")).encode()
+    return web.Response(body=body, status=failure.status, content_type="application/json", headers=headers)
+
+
+class Upstream:
+    """The HTTP client (one pooled session per worker) and the health of every model."""
+
+    def __init__(self, health: HealthBook, cache: rc.LocalCache | rc.RedisCache) -> None:
+        self.health = health
+        self.cache = cache
+        self.session: aiohttp.ClientSession | None = None
+
+    def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+        self.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def attempts(self, ctx: Ctx, cands: list[Candidate]) -> web.StreamResponse:
+        policy, extra, body, copies = ctx.policy, ctx.extra, ctx.body, ctx.copies
+        assert policy is not None and extra is not None
+        attempts = 0
+        failures: list[tuple[Candidate, Failure]] = []
+        for cand in cands:
+            if attempts >= policy.max_attempts:
+                break
+            health = self.health.get(cand.model.id)
+            if not health.allow(policy.breaker_open_seconds):
+                continue
+            if attempts:
+                m.FALLBACKS.labels(ctx.tenant, cand.model.name, cand.tier).inc()
+            ctx.fallback_level, ctx.model, ctx.tier = attempts, cand.model.name, cand.tier
+            attempts += 1
+            headers = {
+                **extra,
+                "x-request-id": ctx.request_id,
+                "x-llmplatform-model": cand.model.name,
+                "x-llmplatform-tier": cand.tier,
+                "x-llmplatform-fallback-level": str(ctx.fallback_level),
+            }
+            payload = body
+            if copies:
+                payload = copies.get(cand.model.id, body)
+                ctx.redacted = payload is not body
+            headers["x-llmplatform-redacted"] = "true" if payload is not body else "false"
+            if ctx.cache is not None:
+                headers["x-llmplatform-cache"] = ctx.cache
+            started = time.perf_counter()
+            try:
+                result = await self._call(ctx, payload, cand.model, headers)
+            except BaseException:
+                health.release_trial()
+                raise
+            if isinstance(result, web.StreamResponse):
+                if ctx.status < 500:
+                    # streams: time to the first chunk, so long answers do not read as slow models
+                    end = ctx.first_chunk_at if ctx.first_chunk_at is not None else time.perf_counter()
+                    health.record_success((end - started) * 1000)
+                return result
+            failures.append((cand, result))
+            retryable = (
+                (result.kind == "status" and result.status in policy.retry_statuses)
+                or (result.kind == "timeout" and policy.retry_timeout)
+                or (result.kind == "connect" and policy.retry_connect)
+            )
+            if result.kind != "status" or result.status >= 500:
+                health.record_failure(policy.breaker_failures)
+            else:
+                health.release_trial()
+            m.UPSTREAM_ERRORS.labels(
+                cand.model.name, cand.tier, result.kind if result.kind != "status" else str(result.status)
+            ).inc()
+            log.warning(
+                "upstream attempt failed",
+                extra={
+                    "request_id": ctx.request_id,
+                    "model": cand.model.name,
+                    "kind": result.kind,
+                    "status": result.status,
+                    "detail": result.detail,
+                },
+            )
+            if not retryable:
+                return passthrough(result, ctx, headers)
+        if not failures:
+            raise GatewayError(
+                503,
+                "no model is available for this request (circuit breakers open)",
+                code="no_healthy_upstream",
+                headers=extra,
+            )
+        summary = ", ".join(f"{c.model.name}: {f.status or f.kind}" for c, f in failures)
+        headers = {**extra, "x-llmplatform-fallback-level": str(ctx.fallback_level)}
+        if failures[-1][1].kind == "timeout":
+            raise GatewayError(
+                504, f"upstream timed out ({summary})", code="upstream_timeout", headers=headers
+            )
+        raise GatewayError(
+            503, f"every candidate model failed ({summary})", code="upstream_unavailable", headers=headers
+        )
+
+    async def _call(
+        self, ctx: Ctx, body: dict[str, Any], model: Model, headers: dict[str, str]
+    ) -> web.StreamResponse | Failure:
+        """One attempt: the answer sent to the client, or the Failure that may fall back."""
+        assert self.session is not None and ctx.policy is not None
+        policy, stream = ctx.policy, ctx.stream
+        adapter = model.adapter
+        data, up_headers = adapter.build_request(body, model, stream, ctx.request_id)
+        url = model.urls[ctx.endpoint]
+        resp: aiohttp.ClientResponse | None = None
+        try:
+            try:
+                if not stream:  # aiohttp's total timeout covers connect, headers and body
+                    timeout = client_timeout(policy.connect_seconds, policy.request_seconds)
+                    resp = await self.session.post(url, data=data, headers=up_headers, timeout=timeout)
+                    parsed = adapter.parse_response(resp.status, await resp.read())
+                    if isinstance(parsed, Failure):
+                        return parsed
+                    return json_response(parsed, ctx, model, headers)
+                # a stream gets requestSeconds to its first event, then streamIdleSeconds per event
+                async with asyncio.timeout(policy.request_seconds):
+                    timeout = client_timeout(policy.connect_seconds, None)
+                    resp = await self.session.post(url, data=data, headers=up_headers, timeout=timeout)
+                    if resp.status != 200:
+                        return adapter.stream_error(resp.status, await resp.read())
+                    events = openai_events(resp, ctx, model, self.health)
+                    first = await anext(events, None)
+                    if first is None:
+                        return Failure("connect", detail="stream ended before its first event")
+            except StreamFailed as exc:
+                return Failure("status", exc.status, exc.body, "error event before the stream started")
+            except aiohttp.ConnectionTimeoutError as exc:
+                return Failure("connect", detail=f"connect timeout: {exc}")
+            except TimeoutError:
+                return Failure("timeout", detail=f"no answer within {policy.request_seconds}s")
+            except (aiohttp.ClientError, OSError) as exc:
+                return Failure("connect", detail=f"{type(exc).__name__}: {exc}")
+            return await relay(events, first, ctx, model, headers, self.health, self.cache)
+        finally:
+            if resp is not None:
+                resp.release()
