@@ -97,16 +97,8 @@ def run_worker(spec: WorkerSpec) -> None:
     setup_logging(spec.log_level)
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     source = spec.source if spec.source is not None else ConfigFile(str(spec.config), spec.secrets_dir)
-    settings = Settings(
-        max_body_bytes=spec.max_body_bytes,
-        redis_url=spec.redis_url,
-        redis_failure_mode=spec.redis_failure_mode,
-        reload_interval=spec.reload_interval,
-        audit_log=spec.audit_log,
-        audit_log_max_bytes=spec.audit_log_max_bytes,
-        audit_log_keep=spec.audit_log_keep,
-        audit_fsync_seconds=spec.audit_fsync_seconds,
-    )
+    # every Settings field is a WorkerSpec field of the same name
+    settings = Settings(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(Settings)})
     gateway = Gateway(source, settings)
 
     async def main() -> None:
