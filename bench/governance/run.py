@@ -123,13 +123,13 @@ ICD10_SETTINGS = {
 
 def icd10_bare_codes(pos: list[Sample], neg: list[Sample]) -> dict[str, dict[str, float]]:
     """ICD-10 recall and look-alikes untouched (hipaa=True) for each setting of
-    pii.ICD10_BARE (how bare categories without a coding word are treated)."""
+    pii.medical.ICD10_BARE (how bare categories without a coding word are treated)."""
     out = {}
     icd = [s for s in pos if s.type == "icd10"]
-    default = pii.ICD10_BARE
+    default = pii.medical.ICD10_BARE
     try:
         for setting, label in ICD10_SETTINGS.items():
-            pii.ICD10_BARE = setting
+            pii.medical.ICD10_BARE = setting
             hit = sum(
                 any(
                     f.type == "icd10" and f.start <= s.start and f.end >= s.end
@@ -146,7 +146,7 @@ def icd10_bare_codes(pos: list[Sample], neg: list[Sample]) -> dict[str, dict[str
                 "model_names_untouched": round(clean_models / len(lookalikes), 4),
             }
     finally:
-        pii.ICD10_BARE = default
+        pii.medical.ICD10_BARE = default
     return out
 
 
@@ -309,9 +309,10 @@ def render(r: dict[str, Any]) -> str:
             lines.append(f"- {g}: {v} (e.g. {ex})")
     lines += [
         "",
-        "ICD-10 bare categories (`I10`, `A10`) without a coding word, by setting of `pii.ICD10_BARE`: never "
-        "codes, codes unless no ICD-10 category / part of a longer token / next to a non-medical word "
-        "(default), or always codes. The corpus's model names stand alone (`See F16 for details.`), "
+        "ICD-10 bare categories (`I10`, `A10`) without a coding word, by setting of "
+        "`pii.medical.ICD10_BARE`: never codes, codes unless no ICD-10 category / part of a "
+        "longer token / next to a non-medical word (default), or always codes. The corpus's "
+        "model names stand alone (`See F16 for details.`), "
         "so only the category check can spare them here:",
         "",
         "| setting | icd10 recall | negatives untouched (hipaa) | model/part names untouched |",
