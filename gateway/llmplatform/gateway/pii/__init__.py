@@ -23,7 +23,7 @@ scans every prompt on the hot path. That fixes the design:
   that no finding crosses; context words ("MRN:", "phone") are only looked *back* at, at most
   `CONTEXT` characters. So the findings of a text are those of its pieces between breaks, and
   `StreamRedactor` can emit each piece as soon as its break has arrived while giving exactly
-  the output of `redact(text, scan_raw(text))` (property-tested).
+  the output of `redact(text, scan(text))` (property-tested).
 
 One detector family per module (email, phone, ids: SSN and cards, iban, network, credentials,
 medical: HIPAA identifiers), each module's docstring saying what it accepts and why; see

@@ -44,6 +44,8 @@ DIGITS = frozenset("0123456789")
 UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 UPPER_DIGITS = UPPER | DIGITS
 BREAKS = frozenset("\n\r\t\f\v")
+SEPARATORS = frozenset(" .-/\\_")
+"""What may separate the digit groups of a value (normalize.py collapses odd runs of them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +92,22 @@ def count_digits(s: str) -> int:
 
 
 def glued(text: str, i: int) -> bool | None:
-    """Whether the space at `i` may lie inside a finding; None when `text[i + 1]` is needed
-    but not there yet."""
+    """Whether the space at `i` may lie inside a finding (in the text or in its normalised
+    view); None when `text[i + 1]` is needed but not there yet. A non-ASCII neighbour may be
+    a digit, an upper-case letter or a removed format character in the view, and a space in
+    a run of up to three separators after a digit may be collapsed into one group separator
+    (normalize.py), so those spaces are glued too."""
     if i == 0:
         return False
     before = text[i - 1]
-    if before in DIGITS or before == ")":
+    if before in DIGITS or before == ")" or not before.isascii():
         return True
+    if before in SEPARATORS:
+        k = i - 3 if i >= 3 and text[i - 2] in SEPARATORS else i - 2
+        return k >= 0 and (text[k] in DIGITS or not text[k].isascii())
     if before in UPPER:
         if i + 1 >= len(text):
             return None
-        return text[i + 1] in UPPER_DIGITS
+        after = text[i + 1]
+        return after in UPPER_DIGITS or not after.isascii()
     return False

@@ -43,6 +43,7 @@ _CAND_HIPAA = re.compile(
     r"|[0-9]*+(?:(?<=[0-9]{5})|(?=[ .,\-)][0-9(A-Za-zµμ]|[A-Za-zµμ_+/=]))"
     r"|[0-9]*+(?P<skip>))"
 )
+_NO_SEPARATORS = str.maketrans("", "", " .-")
 
 
 def numeric(text: str, pos: int, hipaa: bool, out: list[Cand]) -> None:
@@ -91,7 +92,7 @@ def numeric(text: str, pos: int, hipaa: bool, out: list[Cand]) -> None:
             first = text[s]
             if ln == 3 or (first == "0" and ln <= 5) or (ln == 1 and first == "1"):
                 phone_local(text, s, out)
-            if ln == 3 and nx != ".":
+            if ln == 3:
                 m = SSN.match(text, s)
                 if m and free_right(text, m.end()):
                     g = m.group()
@@ -99,10 +100,10 @@ def numeric(text: str, pos: int, hipaa: bool, out: list[Cand]) -> None:
                         out.append((s, m.end(), "ssn"))
             if ln <= 3 and nx == ".":
                 ipv4(text, s, out)
-            elif ln == 4 and nx != "." and first in "23456":
+            elif ln == 4 and first in "23456":
                 m = CARD_GROUPED.match(text, s)
-                digits = m.group().replace(" ", "").replace("-", "") if m else ""
-                if m and free_right(text, m.end(), " -") and card_digits_ok(digits):
+                digits = m.group().translate(_NO_SEPARATORS) if m else ""
+                if m and free_right(text, m.end(), " .-") and card_digits_ok(digits):
                     out.append((s, m.end(), "card"))
         if ln >= 9 and free_right(text, e, " .-"):
             if ln <= 19 and card_digits_ok(run.group()):

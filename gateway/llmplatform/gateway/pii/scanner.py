@@ -1,11 +1,21 @@
-"""Runs the detectors over a text and resolves overlapping candidates into findings; redacts."""
+"""Runs the detectors over a text and its normalised view and resolves overlapping
+candidates into findings; redacts.
+
+A text is scanned as it is (`scan_raw`) and, when normalize.py changes it, its normalised view
+too; the view's findings are mapped back to original spans and merged with the raw ones
+(overlapping findings become one finding over the union of their spans, so no part of a value
+found either way leaks). The raw scan stays because the view can also hide a value: `_` between
+digits inside a `github_pat_` token becomes `-`."""
 
 from __future__ import annotations
+
+from bisect import bisect_left
 
 from llmplatform.gateway.pii.credentials import PEM
 from llmplatform.gateway.pii.email import emails
 from llmplatform.gateway.pii.model import PLACEHOLDERS, Cand, Finding
 from llmplatform.gateway.pii.network import ipv6
+from llmplatform.gateway.pii.normalize import view
 from llmplatform.gateway.pii.numeric import numeric
 
 # Priority when findings overlap (lower wins; then the longer one).
@@ -52,8 +62,35 @@ def scan_raw(text: str, hipaa: bool, pos: int = 0) -> list[Finding]:
 
 
 def scan(text: str, *, hipaa: bool = False) -> list[Finding]:
-    """All findings in `text`, sorted by position and not overlapping."""
-    return scan_raw(text, hipaa)
+    """All findings in `text` or its normalised view, as spans of `text`, sorted by position
+    and not overlapping."""
+    return scan_from(text, hipaa, 0)
+
+
+def scan_from(text: str, hipaa: bool, pos: int) -> list[Finding]:
+    """`scan` for the findings that start at or after `pos` (`text[:pos]`, ending in a break,
+    is context), for StreamRedactor."""
+    found = scan_raw(text, hipaa, pos)
+    v = view(text)
+    if v is None:
+        return found
+    vpos = bisect_left(v.starts, pos) if pos else 0
+    more = [Finding(f.type, *v.span(f.start, f.end)) for f in scan_raw(v.text, hipaa, vpos)]
+    return merge(found, more) if found else more
+
+
+def merge(a: list[Finding], b: list[Finding]) -> list[Finding]:
+    """The union of two sorted lists of non-overlapping findings: findings that overlap become
+    one over both spans, typed by the higher priority."""
+    out: list[Finding] = []
+    for f in sorted(a + b, key=lambda f: (f.start, f.end)):
+        if out and f.start < out[-1].end:
+            last = out[-1]
+            kind = f.type if _PRIO[f.type] < _PRIO[last.type] else last.type
+            out[-1] = Finding(kind, last.start, max(last.end, f.end))
+        else:
+            out.append(f)
+    return out
 
 
 def redact(text: str, findings: list[Finding]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmplatform.gateway.pii.model import BREAKS, CONTEXT, Finding, glued
-from llmplatform.gateway.pii.scanner import redact, scan_raw
+from llmplatform.gateway.pii.scanner import redact, scan_from
 
 MAX_HOLD = 4096
 """StreamRedactor emits at least every this many characters, even without a break."""
@@ -54,7 +54,7 @@ class StreamRedactor:
         self._seen = len(self._pending)  # what follows the last break holds no break
         joined = self._context + chunk
         base = len(self._context)
-        found = scan_raw(joined, self._hipaa, base)
+        found = scan_from(joined, self._hipaa, base)
         out = redact(joined, found)[base:] if found else chunk
         shift = self._offset - base
         self._offset += len(chunk)
