@@ -42,7 +42,7 @@ from llmplatform.gateway.pii.model import (
     TYPES,
     Finding,
 )
-from llmplatform.gateway.pii.scanner import redact, scan, scan_raw
+from llmplatform.gateway.pii.scanner import merge, redact, scan, scan_raw
 from llmplatform.gateway.pii.stream import MAX_HOLD, StreamRedactor
 from llmplatform.gateway.pii.terms import CONFIDENTIAL_TERMS, INTERNAL_TERMS, classify
 
@@ -64,6 +64,7 @@ __all__ = [
     "iban_ok",
     "luhn_ok",
     "medical",
+    "merge",
     "redact",
     "scan",
     "scan_raw",

@@ -6,6 +6,7 @@ public."""
 from __future__ import annotations
 
 from llmplatform.gateway.pii.model import CLASSIFICATIONS, RESTRICTED_TYPES, Finding
+from llmplatform.gateway.pii.normalize import view
 
 CONFIDENTIAL_TERMS = (
     "confidential",
@@ -62,7 +63,8 @@ def classify(text: str, findings: list[Finding]) -> str:
         if f.type in RESTRICTED_TYPES:
             return "restricted"
         level = 2
-    low = text.lower()
+    v = None if text.isascii() else view(text)  # `confi\u200bdential` is confidential
+    low = (v.text if v is not None else text).lower()
     for probe, terms in _TERM_PROBES.items():
         if probe not in low:
             continue

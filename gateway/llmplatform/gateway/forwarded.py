@@ -1,0 +1,251 @@
+"""Every string a request forwards upstream, scanned for personal data, and the redacted copy.
+
+Why generic: the gateway forwards the client's JSON body as it is (only `model` is replaced),
+so anything in it reaches the model provider: message content and text parts, but also a
+message's `name`, tool-call arguments, the tools' names, descriptions and parameter schemas,
+`response_format` schemas, `user`, `metadata`, `stop`, image URLs, `prediction`, and any field
+a future API version adds. A list of known text fields would miss the next one, so the walk
+visits every string value and every object key of the body, in document order (`_walk`):
+
+- A string that holds JSON (it starts with `{` or `[` and parses: tool-call arguments, tool
+  results) is decoded and walked too, so text hidden behind JSON escapes (`\\u0034\\u0031...`)
+  is scanned as the text it stands for; when something in it is redacted, it is encoded
+  again.
+- Integers of nine or more digits are scanned as their digits (a card number sent as a
+  number); a redacted one is forwarded as the placeholder string.
+- Binary payloads are not text (and base64 looks like a random secret): a `data:...;base64,`
+  URL is scanned up to its comma, and a `data` or `file_data` value that is all base64 (audio,
+  files) is not scanned. What an image, a recording or a file contains is not scanned
+  (docs/security.md).
+- Only the top-level `model` is skipped: the gateway replaces it before forwarding.
+
+Values split across strings: "4111 1111 " in one content part (or message) and
+"1111 1111" in the next is one card to the model. Besides scanning each string alone, the
+walk scans every boundary between consecutive text strings (`_boundaries`): up to `WINDOW`
+characters on each side, joined directly and with a space, and keeps the findings that cross
+the boundary, redacting the piece on each side. Protocol values (`role`, `type`, ids, ...:
+`PROTOCOL_KEYS`) are scanned alone but are not part of the joined text, so a message's
+`role` does not separate its content from the previous message's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmplatform.gateway import pii
+
+WINDOW = 128
+"""Characters taken on each side of a boundary between two strings (the longest values: a
+spaced IBAN is 42, an e-mail address rarely over 64; context words are looked for 48 back)."""
+PROTOCOL_KEYS = frozenset(
+    {"role", "type", "id", "tool_call_id", "object", "detail", "format", "encoding_format"}
+    | {"reasoning_effort", "service_tier", "modalities", "voice", "tool_choice"}
+)
+"""Keys whose string values are protocol words, left out of the joined text."""
+BINARY_KEYS = frozenset({"data", "file_data"})
+BINARY_MIN = 64
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
+MIN_INT = 10**8
+_MAY_HOLD = re.compile(r"[0-9@:]|[^\x00-\x7f]|-----BEGIN")
+"""Every finding needs one of these (a digit, `@`, `:`, a PEM header) in the text or, for a
+non-ASCII text, possibly in its normalised view; a string without any is not scanned."""
+
+
+@dataclass(slots=True)
+class Piece:
+    """One scanned string of the body, in walk order."""
+
+    text: str
+    joined: bool
+    """Part of the joined text that is scanned across boundaries."""
+    spans: list[pii.Finding] = field(default_factory=list)
+    rank: int = 0
+
+
+@dataclass(slots=True)
+class Forwarded:
+    """The scanned strings of a body, their findings, and how to rebuild it redacted."""
+
+    body: dict[str, Any]
+    pieces: list[Piece]
+    findings: dict[str, int]
+    decoded: dict[int, Any]
+    """Parsed JSON of the strings that hold JSON, by their walk position."""
+
+    def redacted(self, redact: Callable[[Piece], str]) -> dict[str, Any]:
+        """A copy of the body with each scanned string replaced by `redact(piece)`; the body
+        itself is not changed."""
+        out: dict[str, Any] = _rebuild(self.body, True, self, iter(range(len(self.pieces))), redact)
+        return out
+
+
+def scan(body: dict[str, Any], hipaa: bool) -> Forwarded:
+    decoded: dict[int, Any] = {}
+    pieces: list[Piece] = []
+    _walk(body, None, True, pieces, decoded)
+    findings: dict[str, int] = {}
+    for p in pieces:
+        if _MAY_HOLD.search(p.text):
+            p.spans = pii.scan(p.text, hipaa=hipaa)
+        p.rank = pii.CLASSIFICATIONS.index(pii.classify(p.text, p.spans))
+        for f in p.spans:
+            findings[f.type] = findings.get(f.type, 0) + 1
+    for kind, parts in _boundaries([p for p in pieces if p.joined], hipaa):
+        findings[kind] = findings.get(kind, 0) + 1
+        rank = pii.CLASSIFICATIONS.index(pii.classify("", [pii.Finding(kind, 0, 0)]))
+        for piece, s, e in parts:
+            piece.spans = pii.merge(piece.spans, [pii.Finding(kind, s, e)])
+            piece.rank = max(piece.rank, rank)
+    return Forwarded(body, pieces, findings, decoded)
+
+
+def _binary(text: str, key: str | None) -> str:
+    """What of a string is scanned: a base64 payload (a `data:...;base64,` URL, or the value
+    of a `data`/`file_data` key that is all base64) only up to where the payload starts."""
+    if text.startswith("data:"):
+        comma = text.find(",")
+        if comma != -1 and text[:comma].endswith(";base64"):
+            return text[:comma]
+    elif key in BINARY_KEYS and len(text) >= BINARY_MIN and _BASE64.fullmatch(text):
+        return ""
+    return text
+
+
+def _as_json(text: str) -> Any:
+    head = text.lstrip()[:1]
+    if head not in ("{", "["):
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict | list) else None
+
+
+def _walk(value: Any, key: str | None, top: bool, out: list[Piece], decoded: dict[int, Any]) -> None:
+    if isinstance(value, str):
+        doc = _as_json(value)
+        if doc is not None:
+            decoded[len(out)] = doc
+            out.append(Piece("", False))  # a placeholder keeps walk positions aligned
+            _walk(doc, None, False, out, decoded)
+        else:
+            out.append(Piece(_binary(value, key), key not in PROTOCOL_KEYS))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            out.append(Piece(k, False))
+            if not (top and k == "model"):
+                _walk(v, k, False, out, decoded)
+    elif isinstance(value, list):
+        for v in value:
+            _walk(v, key, False, out, decoded)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MIN_INT:
+        out.append(Piece(str(value), False))
+
+
+def _rebuild(
+    value: Any,
+    top: bool,
+    fwd: Forwarded,
+    counter: Iterator[int],
+    redact: Callable[[Piece], str],
+) -> Any:
+    if isinstance(value, str):
+        i = next(counter)
+        doc = fwd.decoded.get(i)
+        if doc is None:
+            piece = fwd.pieces[i]
+            if not piece.spans:
+                return value
+            out = redact(piece)
+            # a base64 payload was scanned only up to where it starts: keep the rest as it was
+            return out + value[len(piece.text) :]
+        new = _rebuild(doc, False, fwd, counter, redact)
+        return value if new == doc else json.dumps(new, ensure_ascii=False)
+    if isinstance(value, dict):
+        out_d: dict[str, Any] = {}
+        for k, v in value.items():
+            piece = fwd.pieces[next(counter)]
+            name = redact(piece) if piece.spans else k
+            out_d[name] = v if top and k == "model" else _rebuild(v, False, fwd, counter, redact)
+        return out_d
+    if isinstance(value, list):
+        return [_rebuild(v, False, fwd, counter, redact) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MIN_INT:
+        piece = fwd.pieces[next(counter)]
+        return redact(piece) if piece.spans else value
+    return value
+
+
+def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, list[tuple[Piece, int, int]]]]:
+    """Findings that cross a boundary between consecutive joined strings: their type and the
+    piece of each string they cover (see the module docstring). The boundary is joined
+    directly and with a space, and so are the other boundaries in the window (a word right
+    after the value in the next string must not hide it). A crossing finding that overlaps a
+    finding of one of its strings alone only extends that finding over the boundary
+    (`send` + `jane@example.com` is no address `sendjane@...`), so it is dropped."""
+    found: list[tuple[str, list[tuple[Piece, int, int]]]] = []
+    seen: set[tuple[tuple[int, int, int], ...]] = set()
+    for b in range(1, len(joined)):
+        for here, other in (("", ""), (" ", " "), ("", " "), (" ", "")):
+            if other != here and b < 2 and b + 1 >= len(joined):
+                continue  # no other boundary in the window
+            text, segments, cut = _window(joined, b, here, other)
+            if _MAY_HOLD.search(text) is None:
+                continue
+            for f in pii.scan(text, hipaa=hipaa):
+                if not (f.start < cut and f.end > cut + len(here)):
+                    continue
+                parts = [
+                    (joined[k], max(f.start, at) - at + off, min(f.end, at + n) - at + off)
+                    for k, off, at, n in segments
+                    if f.start < at + n and f.end > at
+                ]
+                if any(g.start < e and g.end > s for p, s, e in parts for g in p.spans):
+                    continue
+                sig = tuple((id(p), s, e) for p, s, e in parts)
+                if sig not in seen:
+                    seen.add(sig)
+                    found.append((f.type, parts))
+    return found
+
+
+def _window(
+    joined: list[Piece], b: int, here: str, other: str
+) -> tuple[str, list[tuple[int, int, int, int]], int]:
+    """The text around the boundary before `joined[b]`, joined by `here` and the other
+    boundaries by `other`: segments are (piece index, offset in the piece, offset in the
+    window, length); `cut` is where the boundary's separator starts."""
+    left: list[tuple[int, int, int]] = []  # piece, offset in piece, length
+    need, k = WINDOW, b - 1
+    while need > 0 and k >= 0:
+        t = joined[k].text
+        n = min(need, len(t))
+        left.append((k, len(t) - n, n))
+        need -= n + 1
+        k -= 1
+    right: list[tuple[int, int, int]] = []
+    need, k = WINDOW, b
+    while need > 0 and k < len(joined):
+        n = min(need, len(joined[k].text))
+        right.append((k, 0, n))
+        need -= n + 1
+        k += 1
+    parts: list[str] = []
+    segments: list[tuple[int, int, int, int]] = []
+    at = cut = 0
+    for i, (k, off, n) in enumerate([*reversed(left), *right]):
+        if i:
+            sep = here if k == b else other
+            if k == b:
+                cut = at
+            parts.append(sep)
+            at += len(sep)
+        parts.append(joined[k].text[off : off + n])
+        segments.append((k, off, at, n))
+        at += n
+    return "".join(parts), segments, cut
