@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -28,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import obfuscation
 from corpus import LOCALES, SEED, Sample, negatives, positives
 
-from llmplatform.gateway import pii
+from llmplatform.gateway import governance, pii
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
@@ -114,6 +116,45 @@ def quality(pos: list[Sample], neg: list[Sample]) -> dict[str, Any]:
     }
 
 
+def obfuscated(pos: list[Sample], per_class: int, lookalikes: int) -> dict[str, Any]:
+    """Recall per evasion technique (bench/governance/obfuscation.py) and normalisation
+    look-alikes left untouched."""
+    found: dict[str, Counter[str]] = defaultdict(Counter)
+    misses: dict[str, list[str]] = defaultdict(list)
+    for case in obfuscation.cases(pos, lambda t, h: pii.scan(t, hipaa=h), per_class):
+        if case.sample is not None:
+            s = case.sample
+            fs = pii.scan(s.text, hipaa=s.type in HIPAA_TYPES)
+            hit = any(f.type == s.type and f.start <= s.start and f.end >= s.end for f in fs)
+            example = s.text[s.start : s.end]
+        else:
+            assert case.body is not None
+            scanned = governance.scan(case.body, "chat", False)
+            hit = bool(scanned.findings) and obfuscation.body_redacted(case, scanned.redacted()[0])
+            example = " | ".join(piece for _, piece in case.pieces)
+        found[case.cls]["tp" if hit else "fn"] += 1
+        if not hit and len(misses[case.cls]) < 4:
+            misses[case.cls].append(example.encode("unicode_escape").decode())
+    classes = {
+        c: {"samples": sum(v.values()), "recall": round(v["tp"] / sum(v.values()), 4), "misses": misses[c]}
+        for c, v in found.items()
+    }
+    untouched: dict[str, Counter[str]] = defaultdict(Counter)
+    for s in obfuscation.lookalikes(lookalikes):
+        for hipaa in (False, True):
+            untouched[f"hipaa={hipaa}"]["ok" if not pii.scan(s.text, hipaa=hipaa) else "touched"] += 1
+            untouched[f"{s.group} (hipaa={hipaa})"][
+                "ok" if not pii.scan(s.text, hipaa=hipaa) else "touched"
+            ] += 1
+    return {
+        "classes": classes,
+        "lookalikes": lookalikes,
+        "lookalikes_untouched": {
+            g: round(c["ok"] / sum(c.values()), 4) for g, c in sorted(untouched.items())
+        },
+    }
+
+
 ICD10_SETTINGS = {
     "context": "bare needs a context word",
     "unless_non_medical": "bare unless non-medical (default)",
@@ -183,6 +224,36 @@ def prompt(kind: str) -> str:
     return " ".join(pieces)[:4096]
 
 
+def obfuscate_prompt(text: str) -> str:
+    """The prompt with half of its digits written as fullwidth digits and a zero-width space
+    after every `@`: the slow path, where the normalised view must be built and scanned too."""
+    rng = random.Random(SEED + 3)
+    out = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() and rng.random() < 0.5 else c for c in text)
+    return out.replace("@", "@\u200b")
+
+
+def request_timing(text: str, runs: int) -> dict[str, float]:
+    """The gateway's whole request scan (governance.scan: every string of the body, boundaries
+    between them) of a chat request carrying the prompt as a system and a user message."""
+    half = len(text) // 2
+    body = {
+        "model": "m",
+        "messages": [{"role": "system", "content": text[:half]}, {"role": "user", "content": text[half:]}],
+        "max_tokens": 100,
+    }
+    for _ in range(200):
+        governance.scan(body, "chat", False)
+    ns = []
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        governance.scan(body, "chat", False)
+        ns.append(time.perf_counter_ns() - t0)
+    return {
+        "median_ms": round(statistics.median(ns) / 1e6, 4),
+        "p99_ms": round(sorted(ns)[int(runs * 0.99)] / 1e6, 4),
+    }
+
+
 def timing(text: str, runs: int, hipaa: bool) -> dict[str, float]:
     for _ in range(200):
         pii.redact(text, pii.scan(text, hipaa=hipaa))
@@ -223,6 +294,8 @@ def main() -> None:
     ap.add_argument("--per-type", type=int, default=700, help="positive samples per finding type")
     ap.add_argument("--negatives", type=int, default=3000)
     ap.add_argument("--runs", type=int, default=5000, help="timed runs per prompt")
+    ap.add_argument("--per-class", type=int, default=700, help="obfuscated samples per evasion technique")
+    ap.add_argument("--lookalikes", type=int, default=1000, help="normalisation look-alikes")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
@@ -231,12 +304,15 @@ def main() -> None:
     pos, neg = positives(args.per_type), negatives(args.negatives)
     q = quality(pos, neg)
     q["icd10_bare_codes"] = icd10_bare_codes(pos, neg)
+    q["obfuscation"] = obfuscated(pos, args.per_class, args.lookalikes)
     quality_s = time.time() - t0
     prompts = {k: prompt(k) for k in ("typical", "clean", "dense")}
+    prompts["obfuscated"] = obfuscate_prompt(prompts["typical"])
     speed = {
         f"{k} hipaa={h}": timing(text, args.runs, h) for k, text in prompts.items() for h in (False, True)
     }
     stream = stream_timing(prompts["typical"], 4, max(50, args.runs // 50))
+    request = {k: request_timing(prompts[k], max(500, args.runs // 5)) for k in ("typical", "obfuscated")}
     load_end = [round(x, 2) for x in os.getloadavg()]
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -252,6 +328,7 @@ def main() -> None:
         "quality": q,
         "speed": speed,
         "stream": stream,
+        "request_scan": request,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "governance.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
@@ -347,6 +424,43 @@ def render(r: dict[str, Any]) -> str:
         "numbers (a ticket number, a date, a time, a price, a version); *clean* is prose without digits; "
         "*dense* is a support log in which every line has a date, an order number, a price, an e-mail "
         "and a phone number (worst case for the digit-driven detectors).",
+        "",
+        "## Evasion: recall per obfuscation technique",
+        "",
+        f"Target: recall >= {RECALL_TARGET} per technique; look-alikes untouched >= {UNTOUCHED_TARGET}. "
+        "Each class rewrites positives that are found in plain form (so it measures what the technique "
+        "costs) with one technique (bench/governance/obfuscation.py); the last three are request bodies "
+        "scored through the gateway's request scan (`governance.scan`): found when every piece of the "
+        "value is redacted in the copy that would leave the gateway.",
+        "",
+        "| technique | samples | recall | target |",
+        "|---|---|---|---|",
+    ]
+    ob = q["obfuscation"]
+    for cls, v in ob["classes"].items():
+        ok = "met" if v["recall"] >= RECALL_TARGET else "**missed**"
+        lines.append(f"| {cls} | {v['samples']} | {v['recall']} | {ok} |")
+    misses = [
+        f"- {c}: " + ", ".join(f"`{x}`" for x in v["misses"]) for c, v in ob["classes"].items() if v["misses"]
+    ]
+    if misses:
+        lines += ["", "Examples of misses (escaped):", "", *misses]
+    lines += [
+        "",
+        f"Normalisation look-alikes ({ob['lookalikes']} texts the view changes but that hold no personal "
+        "data) untouched:",
+        "",
+    ]
+    for g, v in ob["lookalikes_untouched"].items():
+        lines.append(f"- {g}: {v}")
+    rq = r["request_scan"]
+    lines += [
+        "",
+        "The gateway's whole request scan (every string of a chat body with the prompt split into a "
+        "system and a user message, and the boundary between them): "
+        + "; ".join(f"{k} prompt median {v['median_ms']} ms (p99 {v['p99_ms']} ms)" for k, v in rq.items())
+        + ". The *obfuscated* prompt is the typical one with half its digits fullwidth and a zero-width "
+        "space after each `@` (the slow path: the normalised view is built and scanned too).",
         "",
         "## Reading these numbers",
         "",

@@ -139,6 +139,9 @@ def test_compatibility_forms(kind: str, value: str) -> None:
         ("phone", "415 . 555 . 0134"),
         ("phone", "+44\u00a020\u00a07946\u00a00958"),
         ("phone", "0161\u2013496\u20130066"),
+        ("iban", "GB82 / WEST / 1234 / 5698 / 7654 / 32"),
+        ("iban", "DE89.3704.0044.0532.0130.00"),
+        ("iban", "GB82-WEST-1234-5698-7654-32"),
     ],
 )
 def test_unusual_separators(kind: str, value: str) -> None:
@@ -155,10 +158,15 @@ def test_unusual_separators(kind: str, value: str) -> None:
         "Family: \U0001f468\u200d\U0001f469\u200d\U0001f467 and a flag \U0001f3f3\ufe0f\u200d\U0001f308",
         "Scores 3 - 1 and 2 - 0; rooms 101 / 102.",
         "The build_2024_05 job and file_v1_2.txt.",
+        "Order 4158 0481 86 shipped; see I / you / GB 12.",
     ],
 )
 def test_look_alikes_are_left_alone(text: str) -> None:
     assert scan(text) == [], scan(text)
+
+
+def test_a_grouped_number_after_a_phone_word() -> None:
+    redacts_exactly("Phone: 4158 0481 86", "4158 0481 86", "phone")
 
 
 def test_view_maps_back_to_the_original_characters() -> None:

@@ -23,9 +23,12 @@ Values split across strings: "4111 1111 " in one content part (or message) and
 "1111 1111" in the next is one card to the model. Besides scanning each string alone, the
 walk scans every boundary between consecutive text strings (`_boundaries`): up to `WINDOW`
 characters on each side, joined directly and with a space, and keeps the findings that cross
-the boundary, redacting the piece on each side. Protocol values (`role`, `type`, ids, ...:
-`PROTOCOL_KEYS`) are scanned alone but are not part of the joined text, so a message's
-`role` does not separate its content from the previous message's.
+the boundary, redacting the piece on each side. Only the conversation's text is joined
+(`PROSE_KEYS`: content and text parts, prompts, inputs), in order, so a message's `role`
+does not separate its content from the previous message's, and a tool's name is not glued to
+its arguments. A crossing finding that overlaps a finding of one side alone is kept, and the
+two become one (the left half of `ksander` + `s@example.net` must not leak); the cost is that
+a word glued to a value at a part boundary may be redacted with it.
 """
 
 from __future__ import annotations
@@ -41,11 +44,9 @@ from llmplatform.gateway import pii
 WINDOW = 128
 """Characters taken on each side of a boundary between two strings (the longest values: a
 spaced IBAN is 42, an e-mail address rarely over 64; context words are looked for 48 back)."""
-PROTOCOL_KEYS = frozenset(
-    {"role", "type", "id", "tool_call_id", "object", "detail", "format", "encoding_format"}
-    | {"reasoning_effort", "service_tier", "modalities", "voice", "tool_choice"}
-)
-"""Keys whose string values are protocol words, left out of the joined text."""
+PROSE_KEYS = frozenset({"content", "text", "prompt", "input"})
+"""Keys whose string values (and list items) are the conversation's text: message content and
+text parts, completions prompts, embeddings inputs. Only these are joined across boundaries."""
 BINARY_KEYS = frozenset({"data", "file_data"})
 BINARY_MIN = 64
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
@@ -134,7 +135,7 @@ def _walk(value: Any, key: str | None, top: bool, out: list[Piece], decoded: dic
             out.append(Piece("", False))  # a placeholder keeps walk positions aligned
             _walk(doc, None, False, out, decoded)
         else:
-            out.append(Piece(_binary(value, key), key not in PROTOCOL_KEYS))
+            out.append(Piece(_binary(value, key), key in PROSE_KEYS))
     elif isinstance(value, dict):
         for k, v in value.items():
             out.append(Piece(k, False))
@@ -185,9 +186,7 @@ def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, list[tuple[
     """Findings that cross a boundary between consecutive joined strings: their type and the
     piece of each string they cover (see the module docstring). The boundary is joined
     directly and with a space, and so are the other boundaries in the window (a word right
-    after the value in the next string must not hide it). A crossing finding that overlaps a
-    finding of one of its strings alone only extends that finding over the boundary
-    (`send` + `jane@example.com` is no address `sendjane@...`), so it is dropped."""
+    after the value in the next string must not hide it)."""
     found: list[tuple[str, list[tuple[Piece, int, int]]]] = []
     seen: set[tuple[tuple[int, int, int], ...]] = set()
     for b in range(1, len(joined)):
@@ -205,8 +204,6 @@ def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, list[tuple[
                     for k, off, at, n in segments
                     if f.start < at + n and f.end > at
                 ]
-                if any(g.start < e and g.end > s for p, s, e in parts for g in p.spans):
-                    continue
                 sig = tuple((id(p), s, e) for p, s, e in parts)
                 if sig not in seen:
                     seen.add(sig)

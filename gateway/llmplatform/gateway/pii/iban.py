@@ -1,10 +1,11 @@
 """IBANs: two upper-case letters (a country of the ISO 13616 registry), then the check digits
-and the BBAN, with single spaces allowed between characters; the country's length and a valid
-mod-97 checksum are required."""
+and the BBAN, with up to three separators (spaces, dashes, dots, slashes, `_`) between
+characters; the country's length and a valid mod-97 checksum are required, so no separator
+makes a look-alike an IBAN."""
 
 from __future__ import annotations
 
-from llmplatform.gateway.pii.model import UPPER_DIGITS, Cand
+from llmplatform.gateway.pii.model import SEPARATORS, UPPER_DIGITS, Cand
 
 # IBAN lengths by country (ISO 13616 registry).
 _IBAN_LEN = {
@@ -42,8 +43,13 @@ def iban(text: str, s: int, out: list[Cand]) -> None:
         if c in UPPER_DIGITS:
             chars.append(c)
             i += 1
-        elif c == " " and i + 1 < n and text[i + 1] in UPPER_DIGITS and text[i - 1] != " ":
-            i += 1
+        elif c in SEPARATORS and text[i - 1] in UPPER_DIGITS:
+            j = i + 1
+            while j < n and j - i < 3 and text[j] in SEPARATORS:
+                j += 1
+            if j >= n or text[j] not in UPPER_DIGITS:
+                break
+            i = j
         else:
             break
     free = i >= n or not (text[i].isalnum() or text[i] == "_")

@@ -94,9 +94,10 @@ def count_digits(s: str) -> int:
 def glued(text: str, i: int) -> bool | None:
     """Whether the space at `i` may lie inside a finding (in the text or in its normalised
     view); None when `text[i + 1]` is needed but not there yet. A non-ASCII neighbour may be
-    a digit, an upper-case letter or a removed format character in the view, and a space in
-    a run of up to three separators after a digit may be collapsed into one group separator
-    (normalize.py), so those spaces are glued too."""
+    a digit, an upper-case letter or a removed format character in the view, a space in a run
+    of up to three separators after a digit may be collapsed into one group separator
+    (normalize.py), and IBANs accept such runs between their groups (`GB82 / WEST / 1234`),
+    so those spaces are glued too."""
     if i == 0:
         return False
     before = text[i - 1]
@@ -104,10 +105,10 @@ def glued(text: str, i: int) -> bool | None:
         return True
     if before in SEPARATORS:
         k = i - 3 if i >= 3 and text[i - 2] in SEPARATORS else i - 2
-        return k >= 0 and (text[k] in DIGITS or not text[k].isascii())
+        return k >= 0 and (text[k] in UPPER_DIGITS or not text[k].isascii())
     if before in UPPER:
         if i + 1 >= len(text):
             return None
         after = text[i + 1]
-        return after in UPPER_DIGITS or not after.isascii()
+        return after in UPPER_DIGITS or after in SEPARATORS or not after.isascii()
     return False

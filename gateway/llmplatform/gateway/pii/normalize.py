@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -56,13 +57,21 @@ IGNORABLE = frozenset(
 )
 """Default-ignorable characters outside category Cf, removed like format characters."""
 
+# The characters map_char changes, as one class of Basic Multilingual Plane ranges (which `re`
+# compiles to a lookup table, so a search costs about as much as a memchr) or any character
+# beyond it (a class with astral ranges is tested range by range, 20 times slower; the few
+# astral characters, mostly emoji, are looked up one by one instead).
 _CHANGED = re.compile(
-    "[" + "".join(f"\\U{a:08x}-\\U{b:08x}" if a != b else f"\\U{a:08x}" for a, b in CHANGED_RANGES) + "]"
+    "["
+    + "".join(f"\\u{a:04x}-\\u{b:04x}" if a != b else f"\\u{a:04x}" for a, b in CHANGED_RANGES if b <= 0xFFFF)
+    + "]|[\\U00010000-\\U0010ffff]"
     if CHANGED_RANGES
     else "(?!)"  # only while unicode_table.py is being generated
 )
 _SEP_CHARS = " .\\-/\\\\_"
 _ODD_SEP = re.compile(rf"(?<=[0-9])(?:[{_SEP_CHARS}]{{2,3}}|[/\\\\_])(?=[0-9])")
+_ODD_SEP_HINT = re.compile(rf"[0-9](?:[{_SEP_CHARS}]{{2,3}}|[/\\\\_])[0-9]")
+"""`_ODD_SEP` for a search (a pattern that starts with a character class is searched fast)."""
 
 
 def _fold(ch: str) -> str:
@@ -117,79 +126,119 @@ def compute_changed_ranges() -> list[tuple[int, int]]:
 
 
 @dataclass(frozen=True, slots=True)
+class _Map:
+    """A piecewise map from positions in a rewritten text back to the text it came from:
+    segment i starts at `to[i]` in the rewritten text and at `at[i]` in the source, and is
+    either copied (`length[i]` is -1: position by position) or a replacement of the source's
+    `[at[i], at[i] + length[i])` (every character of it maps to that whole span). Building
+    one costs a few operations per change, not per character."""
+
+    to: list[int]
+    at: list[int]
+    length: list[int]
+
+    def start(self, p: int) -> int:
+        i = bisect_right(self.to, p) - 1
+        return self.at[i] + (p - self.to[i] if self.length[i] < 0 else 0)
+
+    def end(self, p: int) -> int:
+        """The end in the source of the character at `p`."""
+        i = bisect_right(self.to, p) - 1
+        n = self.length[i]
+        return self.at[i] + (p - self.to[i] + 1 if n < 0 else n)
+
+
+@dataclass(frozen=True, slots=True)
 class View:
-    """The normalised `text`; its character i came from the original `[starts[i], ends[i])`."""
+    """The normalised text; `span` maps its spans back to the original text (through the
+    character map, then the separator map, either of which may be absent)."""
 
     text: str
-    starts: list[int]
-    ends: list[int]
+    chars: _Map | None
+    separators: _Map | None
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original span of the view's `text[start:end]` (end > start)."""
-        return self.starts[start], self.ends[end - 1]
+        s, e = start, end - 1
+        if self.separators is not None:
+            s, e = self.separators.start(s), self.separators.end(e) - 1
+        if self.chars is not None:
+            return self.chars.start(s), self.chars.end(e)
+        return s, e + 1
+
+    def index(self, pos: int) -> int:
+        """The first position of the view whose character starts at or after the original
+        position `pos` (len(text) if none does)."""
+        lo, hi = 0, len(self.text)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.span(mid, mid + 1)[0] < pos:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
 
 def view(text: str) -> View | None:
     """The normalised view of `text`, or None when it is `text` itself."""
     if text.isascii():
-        if _ODD_SEP.search(text) is None:
-            return None
-        mapped, starts, ends = text, list(range(len(text))), list(range(1, len(text) + 1))
-    else:
-        m = _CHANGED.search(text)
-        if m is None:
-            return None if _ODD_SEP.search(text) is None else _separators(text, *_identity(text))
-        mapped, starts, ends = _map_chars(text, m.start())
-    if _ODD_SEP.search(mapped) is None:
-        return View(mapped, starts, ends)
-    return _separators(mapped, starts, ends)
+        return None if _ODD_SEP_HINT.search(text) is None else _separators(text, None)
+    m = _CHANGED.search(text)
+    if m is None:
+        return None if _ODD_SEP_HINT.search(text) is None else _separators(text, None)
+    mapped, chars = _map_chars(text, m.start())
+    if _ODD_SEP_HINT.search(mapped) is None:
+        return View(mapped, chars, None) if mapped != text else None
+    return _separators(mapped, chars)
 
 
-def _identity(text: str) -> tuple[list[int], list[int]]:
-    return list(range(len(text))), list(range(1, len(text) + 1))
+def _segment(to: list[int], at: list[int], length: list[int], v: int, a: int, n: int) -> None:
+    to.append(v)
+    at.append(a)
+    length.append(n)
 
 
-def _map_chars(text: str, first: int) -> tuple[str, list[int], list[int]]:
-    parts = [text[:first]]
-    starts = list(range(first))
-    ends = list(range(1, first + 1))
-    at = first
+def _map_chars(text: str, first: int) -> tuple[str, _Map]:
+    parts: list[str] = []
+    to: list[int] = []
+    at: list[int] = []
+    length: list[int] = []
+    pos = vpos = 0
     for m in _CHANGED.finditer(text, first):
         i = m.start()
-        if i > at:
-            parts.append(text[at:i])
-            starts.extend(range(at, i))
-            ends.extend(range(at + 1, i + 1))
+        if i > pos:
+            parts.append(text[pos:i])
+            _segment(to, at, length, vpos, pos, -1)
+            vpos += i - pos
         r = map_char(text[i])
         parts.append(r)
-        starts.extend([i] * len(r))
-        ends.extend([i + 1] * len(r))
-        at = i + 1
-    parts.append(text[at:])
-    starts.extend(range(at, len(text)))
-    ends.extend(range(at + 1, len(text) + 1))
-    return "".join(parts), starts, ends
+        _segment(to, at, length, vpos, i, 1)
+        vpos += len(r)
+        pos = i + 1
+    parts.append(text[pos:])
+    _segment(to, at, length, vpos, pos, -1)
+    return "".join(parts), _Map(to, at, length)
 
 
-def _separators(text: str, starts: list[int], ends: list[int]) -> View:
+def _separators(text: str, chars: _Map | None) -> View:
     parts: list[str] = []
-    s2: list[int] = []
-    e2: list[int] = []
-    at = 0
+    to: list[int] = []
+    at: list[int] = []
+    length: list[int] = []
+    pos = vpos = 0
     for m in _ODD_SEP.finditer(text):
         a, b = m.span()
-        parts.append(text[at:a])
-        s2.extend(starts[at:a])
-        e2.extend(ends[at:a])
+        parts.append(text[pos:a])
+        _segment(to, at, length, vpos, pos, -1)
+        vpos += a - pos
         run = m.group()
         parts.append(" " if run.strip(" ") == "" else "." if run.strip(".") == "" else "-")
-        s2.append(starts[a])
-        e2.append(ends[b - 1])
-        at = b
-    parts.append(text[at:])
-    s2.extend(starts[at:])
-    e2.extend(ends[at:])
-    return View("".join(parts), s2, e2)
+        _segment(to, at, length, vpos, a, b - a)
+        vpos += 1
+        pos = b
+    parts.append(text[pos:])
+    _segment(to, at, length, vpos, pos, -1)
+    return View("".join(parts), chars, _Map(to, at, length))
 
 
 if __name__ == "__main__":  # regenerate unicode_table.py

@@ -23,7 +23,7 @@ from llmplatform.gateway.pii.model import (
     word_start,
 )
 from llmplatform.gateway.pii.network import ipv4
-from llmplatform.gateway.pii.phone import PHONE_CTX, isbn10, phone_intl, phone_local
+from llmplatform.gateway.pii.phone import PHONE_CTX, isbn10, phone_grouped, phone_intl, phone_local
 
 # A digit run that can start a finding: 9+ digits (5+ with hipaa, for MRNs); or followed by a
 # separator and a digit, or by a letter; or right after a letter, `_`, `+`, `(`, `/` or `=`;
@@ -92,6 +92,8 @@ def numeric(text: str, pos: int, hipaa: bool, out: list[Cand]) -> None:
             first = text[s]
             if ln == 3 or (first == "0" and ln <= 5) or (ln == 1 and first == "1"):
                 phone_local(text, s, out)
+            if ln < 9:
+                phone_grouped(text, s, out)
             if ln == 3:
                 m = SSN.match(text, s)
                 if m and free_right(text, m.end()):

@@ -31,6 +31,19 @@ PHONE_CTX = re.compile(
 )
 
 
+_PHONE_GROUPS = re.compile(r"[0-9]+(?:[ .\-][0-9]+)+")
+
+
+def phone_grouped(text: str, s: int, out: list[Cand]) -> None:
+    """Digit groups in any grouping after a phone word (`Phone: 4158 0481 86`), 9-13 digits
+    in all: what a bare run with a phone word is, once its digits are grouped."""
+    m = _PHONE_GROUPS.match(text, s)
+    if m is None or not free_right(text, m.end()) or not 9 <= count_digits(m.group()) <= 13:
+        return
+    if PHONE_CTX.search(text[max(0, s - 32) : s]):
+        out.append((s, m.end(), "phone"))
+
+
 def isbn10(digits: str, before: str) -> bool:
     """A 10-digit run that is an ISBN-10 (valid check digit, or "ISBN" just before it)."""
     if "isbn" in before.lower():

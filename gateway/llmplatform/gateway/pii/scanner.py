@@ -9,8 +9,6 @@ digits inside a `github_pat_` token becomes `-`."""
 
 from __future__ import annotations
 
-from bisect import bisect_left
-
 from llmplatform.gateway.pii.credentials import PEM
 from llmplatform.gateway.pii.email import emails
 from llmplatform.gateway.pii.model import PLACEHOLDERS, Cand, Finding
@@ -74,7 +72,7 @@ def scan_from(text: str, hipaa: bool, pos: int) -> list[Finding]:
     v = view(text)
     if v is None:
         return found
-    vpos = bisect_left(v.starts, pos) if pos else 0
+    vpos = v.index(pos) if pos else 0
     more = [Finding(f.type, *v.span(f.start, f.end)) for f in scan_raw(v.text, hipaa, vpos)]
     return merge(found, more) if found else more
 
