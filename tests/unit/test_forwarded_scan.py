@@ -167,6 +167,23 @@ def test_split_across_text_parts_of_the_joined_text_only() -> None:
     assert redacted(body)[1] == {"email": 1}
 
 
+def test_a_complete_value_is_not_glued_to_the_next_message() -> None:
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": f"Reply to {EMAIL}."},
+            {"role": "user", "content": "Ping me"},
+        ],
+    }
+    out, findings = redacted(body)
+    assert findings == {"email": 1}
+    assert [m["content"] for m in out["messages"]] == ["Reply to [EMAIL_REDACTED].", "Ping me"]
+    # a value that reaches the end of its part may continue in the next one
+    parts = [{"type": "text", "text": "mail ksander"}, {"type": "text", "text": "s@example.net"}]
+    out, _ = redacted(user(parts))
+    assert [p["text"] for p in out["messages"][0]["content"]] == ["mail [EMAIL_REDACTED]", "[EMAIL_REDACTED]"]
+
+
 def test_binary_payloads_are_forwarded_intact() -> None:
     png = base64.b64encode(bytes(range(256)) * 8).decode()
     audio = base64.b64encode(bytes(reversed(range(256))) * 8).decode()
@@ -181,3 +198,13 @@ def test_binary_payloads_are_forwarded_intact() -> None:
     assert findings == {"email": 1}
     parts = out["messages"][0]["content"]
     assert parts[0]["image_url"]["url"].endswith(png) and parts[1]["input_audio"]["data"] == audio
+
+
+def test_hostile_json_in_strings_is_scanned_as_text() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    nan = '{"x": NaN, "to": "' + EMAIL + '"}'
+    nested = json.dumps({"a": json.dumps({"b": json.dumps({"c": json.dumps({"d": EMAIL})})})})
+    out, findings = redacted(user("hi", metadata={"deep": deep, "nan": nan, "nested": nested}))
+    assert out["metadata"]["deep"] == deep
+    assert findings == {"email": 2} and EMAIL not in json.dumps(out)
+    assert "NaN" in out["metadata"]["nan"]  # scanned as text, not re-encoded

@@ -27,8 +27,9 @@ the boundary, redacting the piece on each side. Only the conversation's text is 
 (`PROSE_KEYS`: content and text parts, prompts, inputs), in order, so a message's `role`
 does not separate its content from the previous message's, and a tool's name is not glued to
 its arguments. A crossing finding that overlaps a finding of one side alone is kept, and the
-two become one (the left half of `ksander` + `s@example.net` must not leak); the cost is that
-a word glued to a value at a part boundary may be redacted with it.
+two become one, when that finding reaches the edge of its string (the left half of `ksander` +
+`s@example.net` must not leak); the cost is that a word glued to such a value at a part
+boundary may be redacted with it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmplatform.gateway import pii
+from llmplatform.gateway.bodies import MAX_DEPTH, depth_exceeds
 
 WINDOW = 128
 """Characters taken on each side of a boundary between two strings (the longest values: a
@@ -116,34 +118,49 @@ def _binary(text: str, key: str | None) -> str:
     return text
 
 
-def _as_json(text: str) -> Any:
-    head = text.lstrip()[:1]
-    if head not in ("{", "["):
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
+MAX_EMBEDDED = 3
+"""How many levels of JSON inside a JSON string inside ... are decoded; deeper ones are
+scanned as text."""
+
+
+def _as_json(text: str, embedded: int) -> Any:
+    """The JSON document a string holds (an object or an array, no NaN, nesting within the
+    body's limit), or None: then it is scanned as text."""
+    if embedded >= MAX_EMBEDDED or text.lstrip()[:1] not in ("{", "["):
         return None
     try:
-        doc = json.loads(text)
-    except ValueError:
+        doc = _DECODER.decode(text)
+    except (ValueError, RecursionError):
         return None
-    return doc if isinstance(doc, dict | list) else None
+    if not isinstance(doc, dict | list) or depth_exceeds(doc, MAX_DEPTH):
+        return None
+    return doc
 
 
-def _walk(value: Any, key: str | None, top: bool, out: list[Piece], decoded: dict[int, Any]) -> None:
+def _walk(
+    value: Any, key: str | None, top: bool, out: list[Piece], decoded: dict[int, Any], embedded: int = 0
+) -> None:
     if isinstance(value, str):
-        doc = _as_json(value)
+        doc = _as_json(value, embedded)
         if doc is not None:
             decoded[len(out)] = doc
             out.append(Piece("", False))  # a placeholder keeps walk positions aligned
-            _walk(doc, None, False, out, decoded)
+            _walk(doc, None, False, out, decoded, embedded + 1)
         else:
             out.append(Piece(_binary(value, key), key in PROSE_KEYS))
     elif isinstance(value, dict):
         for k, v in value.items():
             out.append(Piece(k, False))
             if not (top and k == "model"):
-                _walk(v, k, False, out, decoded)
+                _walk(v, k, False, out, decoded, embedded)
     elif isinstance(value, list):
         for v in value:
-            _walk(v, key, False, out, decoded)
+            _walk(v, key, False, out, decoded, embedded)
     elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MIN_INT:
         out.append(Piece(str(value), False))
 
@@ -204,11 +221,26 @@ def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, list[tuple[
                     for k, off, at, n in segments
                     if f.start < at + n and f.end > at
                 ]
+                if _extends_a_whole_value(parts):
+                    continue
                 sig = tuple((id(p), s, e) for p, s, e in parts)
                 if sig not in seen:
                     seen.add(sig)
                     found.append((f.type, parts))
     return found
+
+
+def _extends_a_whole_value(parts: list[tuple[Piece, int, int]]) -> bool:
+    """Whether a crossing finding overlaps a finding of one string alone that does not reach
+    that string's edge: then the string's value is complete and the crossing finding only glues
+    the next string's first word to it (`alice@corp.example.` + `Ping me` is no address
+    `alice@corp.example.Ping`). A value that reaches the edge may continue in the next string
+    (`ksander` + `s@example.net`), and the crossing finding is kept."""
+    return any(
+        g.start < e and g.end > s and g.start > 0 and g.end < len(p.text)
+        for p, s, e in parts
+        for g in p.spans
+    )
 
 
 def _window(
