@@ -178,10 +178,15 @@ def test_a_complete_value_is_not_glued_to_the_next_message() -> None:
     out, findings = redacted(body)
     assert findings == {"email": 1}
     assert [m["content"] for m in out["messages"]] == ["Reply to [EMAIL_REDACTED].", "Ping me"]
+    body["messages"] = [{"role": "user", "content": f"mail {EMAIL}"}, {"role": "user", "content": "owner: x"}]
+    assert [m["content"] for m in redacted(body)[0]["messages"]] == ["mail [EMAIL_REDACTED]", "owner: x"]
     # a value that reaches the end of its part may continue in the next one
-    parts = [{"type": "text", "text": "mail ksander"}, {"type": "text", "text": "s@example.net"}]
+    parts = [{"type": "text", "text": "call +49 (0) 6546 325"}, {"type": "text", "text": "660 now"}]
     out, _ = redacted(user(parts))
-    assert [p["text"] for p in out["messages"][0]["content"]] == ["mail [EMAIL_REDACTED]", "[EMAIL_REDACTED]"]
+    assert [p["text"] for p in out["messages"][0]["content"]] == [
+        "call [PHONE_REDACTED]",
+        "[PHONE_REDACTED] now",
+    ]
 
 
 def test_binary_payloads_are_forwarded_intact() -> None:

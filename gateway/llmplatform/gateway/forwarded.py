@@ -26,10 +26,9 @@ characters on each side, joined directly and with a space, and keeps the finding
 the boundary, redacting the piece on each side. Only the conversation's text is joined
 (`PROSE_KEYS`: content and text parts, prompts, inputs), in order, so a message's `role`
 does not separate its content from the previous message's, and a tool's name is not glued to
-its arguments. A crossing finding that overlaps a finding of one side alone is kept, and the
-two become one, when that finding reaches the edge of its string (the left half of `ksander` +
-`s@example.net` must not leak); the cost is that a word glued to such a value at a part
-boundary may be redacted with it.
+its arguments. A crossing finding that overlaps a finding of one side alone is kept (the two
+become one) only when it continues that value rather than gluing the next word to it
+(`_glues_a_word`).
 """
 
 from __future__ import annotations
@@ -221,7 +220,7 @@ def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, list[tuple[
                     for k, off, at, n in segments
                     if f.start < at + n and f.end > at
                 ]
-                if _extends_a_whole_value(parts):
+                if _glues_a_word(parts):
                     continue
                 sig = tuple((id(p), s, e) for p, s, e in parts)
                 if sig not in seen:
@@ -230,17 +229,22 @@ def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, list[tuple[
     return found
 
 
-def _extends_a_whole_value(parts: list[tuple[Piece, int, int]]) -> bool:
-    """Whether a crossing finding overlaps a finding of one string alone that does not reach
-    that string's edge: then the string's value is complete and the crossing finding only glues
-    the next string's first word to it (`alice@corp.example.` + `Ping me` is no address
-    `alice@corp.example.Ping`). A value that reaches the edge may continue in the next string
-    (`ksander` + `s@example.net`), and the crossing finding is kept."""
-    return any(
-        g.start < e and g.end > s and g.start > 0 and g.end < len(p.text)
-        for p, s, e in parts
-        for g in p.spans
-    )
+def _glues_a_word(parts: list[tuple[Piece, int, int]]) -> bool:
+    """Whether a crossing finding only glues a neighbour to a value that one string holds by
+    itself. When it overlaps a finding of one string alone, it is kept only if that finding
+    reaches the string's edge (`alice@corp.example.` + `Ping me` is no address
+    `alice@corp.example.Ping`) and what it adds from the other strings is not just letters
+    (`jane@example.com` + `owner` is no address either, while `+49 (0) 6546 325` + `660` and
+    `dbd5:5374:` + `e276::1` are one value each). The price: a value whose missing piece is
+    letters only (`ksander` + `s@example.net`) keeps that piece."""
+    overlapped = {id(p) for p, s, e in parts for g in p.spans if g.start < e and g.end > s}
+    if not overlapped:
+        return False
+    for p, s, e in parts:
+        for g in p.spans:
+            if g.start < e and g.end > s and g.start > 0 and g.end < len(p.text):
+                return True
+    return all(p.text[s:e].isalpha() for p, s, e in parts if id(p) not in overlapped)
 
 
 def _window(
