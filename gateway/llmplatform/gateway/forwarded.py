@@ -220,7 +220,7 @@ def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, list[tuple[
                     for k, off, at, n in segments
                     if f.start < at + n and f.end > at
                 ]
-                if _glues_a_word(parts):
+                if _glues_a_word(f.type, parts):
                     continue
                 sig = tuple((id(p), s, e) for p, s, e in parts)
                 if sig not in seen:
@@ -229,22 +229,31 @@ def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, list[tuple[
     return found
 
 
-def _glues_a_word(parts: list[tuple[Piece, int, int]]) -> bool:
+_EDGE = " .-/\\_:"
+"""Separators a value may end (or start) with at a boundary and still go on in the next string
+(`+33 4 73 61 53 ` + `12`, `3e01:32f9::a8df:` + `5906:...`)."""
+
+
+def _glues_a_word(kind: str, parts: list[tuple[Piece, int, int]]) -> bool:
     """Whether a crossing finding only glues a neighbour to a value that one string holds by
-    itself. When it overlaps a finding of one string alone, it is kept only if that finding
-    reaches the string's edge (`alice@corp.example.` + `Ping me` is no address
-    `alice@corp.example.Ping`) and what it adds from the other strings is not just letters
-    (`jane@example.com` + `owner` is no address either, while `+49 (0) 6546 325` + `660` and
-    `dbd5:5374:` + `e276::1` are one value each). The price: a value whose missing piece is
-    letters only (`ksander` + `s@example.net`) keeps that piece."""
-    overlapped = {id(p) for p, s, e in parts for g in p.spans if g.start < e and g.end > s}
-    if not overlapped:
+    itself, rather than continuing it. When it overlaps a finding of one string alone, it is
+    dropped if that finding does not reach the string's edge (separators aside: `_EDGE`), or if
+    all it adds after that finding is letters
+    and the value is no secret (`jane@example.com` + `owner`, `alice@corp.example.` + `Ping`:
+    the first word of the next message; a value detected whole cannot go on with letters,
+    except a token or an IPv6 address's hex digits, which a crossing finding only covers when
+    the letters are hex). Letters added
+    *before* the value are kept: `ksander` + `s@example.net` is one address, the price being
+    that `my email` + `jane@example.com` redacts `email` too."""
+    hits = [i for i, (p, s, e) in enumerate(parts) if any(g.start < e and g.end > s for g in p.spans)]
+    if not hits:
         return False
     for p, s, e in parts:
         for g in p.spans:
-            if g.start < e and g.end > s and g.start > 0 and g.end < len(p.text):
+            if g.start < e and g.end > s and p.text[: g.start].strip(_EDGE) and p.text[g.end :].strip(_EDGE):
                 return True
-    return all(p.text[s:e].isalpha() for p, s, e in parts if id(p) not in overlapped)
+    after = [p.text[s:e] for p, s, e in parts[hits[-1] + 1 :]]
+    return bool(after) and kind not in ("secret", "ipv6") and all(t.isalpha() for t in after)
 
 
 def _window(
