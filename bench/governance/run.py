@@ -258,10 +258,14 @@ def timing(text: str, runs: int, hipaa: bool) -> dict[str, float]:
     for _ in range(200):
         pii.redact(text, pii.scan(text, hipaa=hipaa))
     ns = []
+    raw = []  # the detectors on the text as it is, interleaved: the cost of the view under the same load
     for _ in range(runs):
         t0 = time.perf_counter_ns()
         pii.redact(text, pii.scan(text, hipaa=hipaa))
-        ns.append(time.perf_counter_ns() - t0)
+        t1 = time.perf_counter_ns()
+        pii.redact(text, pii.scan_raw(text, hipaa))
+        raw.append(time.perf_counter_ns() - t1)
+        ns.append(t1 - t0)
     ns.sort()
     cls = []
     found = pii.scan(text, hipaa=hipaa)
@@ -274,6 +278,7 @@ def timing(text: str, runs: int, hipaa: bool) -> dict[str, float]:
         "median_ms": round(statistics.median(ns) / 1e6, 4),
         "p99_ms": round(ns[int(len(ns) * 0.99)] / 1e6, 4),
         "classify_median_ms": round(statistics.median(cls) / 1e6, 4),
+        "raw_median_ms": round(statistics.median(raw) / 1e6, 4),
     }
 
 
@@ -404,15 +409,18 @@ def render(r: dict[str, Any]) -> str:
         "## Speed: scan + redact a 4 KB prompt",
         "",
         f"Target: median <= {MEDIAN_TARGET_MS} ms. 4,096 characters; `time.perf_counter_ns` around "
-        "`redact(text, scan(text))`, after 200 warm-up runs. `classify` is timed separately.",
+        "`redact(text, scan(text))`, after 200 warm-up runs. `classify` is timed separately. "
+        "*raw* is the detectors alone on the text as it is (`scan_raw`, no normalised view), timed "
+        "interleaved with each `scan`, so the difference is what the view costs under the same load.",
         "",
-        "| prompt | findings | median (ms) | p99 (ms) | classify median (ms) | target |",
-        "|---|---|---|---|---|---|",
+        "| prompt | findings | median (ms) | p99 (ms) | raw median (ms) | classify median (ms) | target |",
+        "|---|---|---|---|---|---|---|",
     ]
     for k, v in r["speed"].items():
         ok = "met" if v["median_ms"] <= MEDIAN_TARGET_MS else "**missed**"
         lines.append(
-            f"| {k} | {v['findings']} | {v['median_ms']} | {v['p99_ms']} | {v['classify_median_ms']} | {ok} |"
+            f"| {k} | {v['findings']} | {v['median_ms']} | {v['p99_ms']} | {v['raw_median_ms']} "
+            f"| {v['classify_median_ms']} | {ok} |"
         )
     s = r["stream"]
     lines += [
@@ -472,6 +480,10 @@ def render(r: dict[str, Any]) -> str:
         "- Look-alikes flagged by design: `N units` is a dosage under hipaa (insulin is dosed in units); "
         "under hipaa a bare ICD-10 category with no non-medical word next to it (`See F16 for details.`) "
         "is redacted, since a missed code is a disclosure and a redacted model name is not (see the table).",
+        "- Evasion misses by design: the last letters of a value cut right after a part that is a "
+        "whole value by itself (`jane@example.co` + `m`: a following word is read as the next "
+        "message's text), an IPv6 address cut after a trailing `:`; docs/security.md lists what no "
+        "class here measures (names, addresses, spelled-out or client-encoded values).",
         "- Speed depends on how many digit runs and findings a prompt holds, not on its length: "
         "every finding costs a few microseconds of Python (validation, overlap resolution).",
         "",

@@ -79,15 +79,18 @@ def scan_from(text: str, hipaa: bool, pos: int) -> list[Finding]:
 
 def merge(a: list[Finding], b: list[Finding]) -> list[Finding]:
     """The union of two sorted lists of non-overlapping findings: findings that overlap become
-    one over both spans, typed by the higher priority."""
+    one over both spans, typed like the longest of them (then by priority: the digits of a
+    token cut by a format character can look like a phone number on their own)."""
     out: list[Finding] = []
+    longest: Finding | None = None
     for f in sorted(a + b, key=lambda f: (f.start, f.end)):
-        if out and f.start < out[-1].end:
-            last = out[-1]
-            kind = f.type if _PRIO[f.type] < _PRIO[last.type] else last.type
-            out[-1] = Finding(kind, last.start, max(last.end, f.end))
+        if out and longest is not None and f.start < out[-1].end:
+            if (f.end - f.start, -_PRIO[f.type]) > (longest.end - longest.start, -_PRIO[longest.type]):
+                longest = f
+            out[-1] = Finding(longest.type, out[-1].start, max(out[-1].end, f.end))
         else:
             out.append(f)
+            longest = f
     return out
 
 
