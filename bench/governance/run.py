@@ -232,13 +232,16 @@ def obfuscate_prompt(text: str) -> str:
     return out.replace("@", "@\u200b")
 
 
-def request_timing(text: str, runs: int) -> dict[str, float]:
+def request_timing(text: str, runs: int, messages: int = 2) -> dict[str, float]:
     """The gateway's whole request scan (governance.scan: every string of the body, boundaries
-    between them) of a chat request carrying the prompt as a system and a user message."""
-    half = len(text) // 2
+    between them) of a chat request carrying the prompt cut at spaces into `messages` messages
+    of about the same length, alternating user and assistant."""
+    words = text.split(" ")
+    per = -(-len(words) // messages)
+    chunks = [" ".join(words[i : i + per]) for i in range(0, len(words), per)]
     body = {
         "model": "m",
-        "messages": [{"role": "system", "content": text[:half]}, {"role": "user", "content": text[half:]}],
+        "messages": [{"role": ("user", "assistant")[i % 2], "content": c} for i, c in enumerate(chunks)],
         "max_tokens": 100,
     }
     for _ in range(200):
@@ -318,6 +321,7 @@ def main() -> None:
     }
     stream = stream_timing(prompts["typical"], 4, max(50, args.runs // 50))
     request = {k: request_timing(prompts[k], max(500, args.runs // 5)) for k in ("typical", "obfuscated")}
+    request["typical as 100 messages"] = request_timing(prompts["typical"], max(200, args.runs // 25), 100)
     load_end = [round(x, 2) for x in os.getloadavg()]
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -464,8 +468,8 @@ def render(r: dict[str, Any]) -> str:
     rq = r["request_scan"]
     lines += [
         "",
-        "The gateway's whole request scan (every string of a chat body with the prompt split into a "
-        "system and a user message, and the boundary between them): "
+        "The gateway's whole request scan (every string of a chat body with the prompt cut into two "
+        "messages, or into 100 short ones, and the boundaries between them): "
         + "; ".join(f"{k} prompt median {v['median_ms']} ms (p99 {v['p99_ms']} ms)" for k, v in rq.items())
         + ". The *obfuscated* prompt is the typical one with half its digits fullwidth and a zero-width "
         "space after each `@` (the slow path: the normalised view is built and scanned too).",

@@ -5,7 +5,8 @@ so anything in it reaches the model provider: message content and text parts, bu
 message's `name`, tool-call arguments, the tools' names, descriptions and parameter schemas,
 `response_format` schemas, `user`, `metadata`, `stop`, image URLs, `prediction`, and any field
 a future API version adds. A list of known text fields would miss the next one, so the walk
-visits every string value and every object key of the body, in document order (`_walk`):
+visits every string value and every object key of the body (except the fixed key names of
+the API and of JSON Schema, `API_KEYS`), in document order (`_walk`):
 
 - A string that holds JSON (it starts with `{` or `[` and parses: tool-call arguments, tool
   results) is decoded and walked too, so text hidden behind JSON escapes (`\\u0034\\u0031...`)
@@ -23,7 +24,7 @@ Values split across strings: "4111 1111 " in one content part (or message) and
 "1111 1111" in the next is one card to the model. Besides scanning each string alone, the
 walk scans every boundary between consecutive text strings (`_boundaries`): up to `WINDOW`
 characters on each side, joined directly and with a space, and keeps the findings that cross
-the boundary, redacting the piece on each side. Only the conversation's text is joined
+a boundary, redacting the piece of each string they cover. Only the conversation's text is joined
 (`PROSE_KEYS`: content and text parts, prompts, inputs), in order, so a message's `role`
 does not separate its content from the previous message's, and a tool's name is not glued to
 its arguments. A crossing finding that overlaps a finding of one side alone is kept (the two
@@ -33,10 +34,13 @@ become one) only when it continues that value rather than gluing the next word t
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from llmplatform.gateway import pii
@@ -48,6 +52,21 @@ spaced IBAN is 42, an e-mail address rarely over 64; context words are looked fo
 PROSE_KEYS = frozenset({"content", "text", "prompt", "input"})
 """Keys whose string values (and list items) are the conversation's text: message content and
 text parts, completions prompts, embeddings inputs. Only these are joined across boundaries."""
+API_KEYS = frozenset(
+    {"model", "messages", "role", "content", "name", "type", "text", "image_url", "url", "detail"}
+    | {"tool_calls", "id", "function", "arguments", "tool_call_id", "tools", "description"}
+    | {"parameters", "properties", "required", "items", "enum", "default", "stream"}
+    | {"stream_options", "include_usage", "max_tokens", "max_completion_tokens", "temperature"}
+    | {"top_p", "n", "stop", "user", "metadata", "response_format", "json_schema", "schema"}
+    | {"strict", "seed", "logprobs", "top_logprobs", "logit_bias", "presence_penalty"}
+    | {"frequency_penalty", "tool_choice", "parallel_tool_calls", "prompt", "input", "suffix"}
+    | {"encoding_format", "dimensions", "input_audio", "data", "format", "file", "file_data"}
+    | {"filename", "file_id", "prediction", "store", "service_tier", "reasoning_effort"}
+    | {"modalities", "audio", "voice", "refusal", "function_call", "functions", "echo", "best_of"}
+    | {"additionalProperties", "title", "anyOf", "oneOf", "allOf", "$ref", "$defs", "examples"}
+)
+"""Object keys of the OpenAI request schemas (and JSON Schema's): fixed words, so these keys
+are not scanned (their values are); any other key is, like a value."""
 BINARY_KEYS = frozenset({"data", "file_data"})
 BINARY_MIN = 64
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
@@ -93,7 +112,7 @@ def scan(body: dict[str, Any], hipaa: bool) -> Forwarded:
     for p in pieces:
         if _MAY_HOLD.search(p.text):
             p.spans = pii.scan(p.text, hipaa=hipaa)
-        p.rank = pii.CLASSIFICATIONS.index(pii.classify(p.text, p.spans))
+        p.rank = _rank(p.text) if not p.spans and len(p.text) <= 64 else _RANKS[pii.classify(p.text, p.spans)]
         for f in p.spans:
             findings[f.type] = findings.get(f.type, 0) + 1
     for kind, parts in _boundaries([p for p in pieces if p.joined], hipaa):
@@ -103,6 +122,17 @@ def scan(body: dict[str, Any], hipaa: bool) -> Forwarded:
             piece.spans = pii.merge(piece.spans, [pii.Finding(kind, s, e)])
             piece.rank = max(piece.rank, rank)
     return Forwarded(body, pieces, findings, decoded)
+
+
+_RANKS = {c: i for i, c in enumerate(pii.CLASSIFICATIONS)}
+_JSON_START = re.compile(r"\s*[\[{]")
+_JSON_FIRST = frozenset("{[ \t\r\n")
+
+
+@lru_cache(maxsize=4096)
+def _rank(text: str) -> int:
+    """The class rank of a short string without findings (keys, roles, names repeat)."""
+    return _RANKS[pii.classify(text, [])]
 
 
 def _binary(text: str, key: str | None) -> str:
@@ -130,7 +160,7 @@ scanned as text."""
 def _as_json(text: str, embedded: int) -> Any:
     """The JSON document a string holds (an object or an array, no NaN, nesting within the
     body's limit), or None: then it is scanned as text."""
-    if embedded >= MAX_EMBEDDED or text.lstrip()[:1] not in ("{", "["):
+    if embedded >= MAX_EMBEDDED or _JSON_START.match(text) is None:
         return None
     try:
         doc = _DECODER.decode(text)
@@ -145,16 +175,20 @@ def _walk(
     value: Any, key: str | None, top: bool, out: list[Piece], decoded: dict[int, Any], embedded: int = 0
 ) -> None:
     if isinstance(value, str):
-        doc = _as_json(value, embedded)
+        first = value[:1]
+        doc = _as_json(value, embedded) if first in _JSON_FIRST else None
         if doc is not None:
             decoded[len(out)] = doc
             out.append(Piece("", False))  # a placeholder keeps walk positions aligned
             _walk(doc, None, False, out, decoded, embedded + 1)
-        else:
+        elif first == "d" or key in BINARY_KEYS:
             out.append(Piece(_binary(value, key), key in PROSE_KEYS))
+        else:
+            out.append(Piece(value, key in PROSE_KEYS))
     elif isinstance(value, dict):
         for k, v in value.items():
-            out.append(Piece(k, False))
+            if k not in API_KEYS:
+                out.append(Piece(k, False))
             if not (top and k == "model"):
                 _walk(v, k, False, out, decoded, embedded)
     elif isinstance(value, list):
@@ -186,8 +220,10 @@ def _rebuild(
     if isinstance(value, dict):
         out_d: dict[str, Any] = {}
         for k, v in value.items():
-            piece = fwd.pieces[next(counter)]
-            name = redact(piece) if piece.spans else k
+            name = k
+            if k not in API_KEYS:
+                piece = fwd.pieces[next(counter)]
+                name = redact(piece) if piece.spans else k
             out_d[name] = v if top and k == "model" else _rebuild(v, False, fwd, counter, redact)
         return out_d
     if isinstance(value, list):
@@ -198,35 +234,92 @@ def _rebuild(
     return value
 
 
-def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, list[tuple[Piece, int, int]]]]:
+Parts = list[tuple[Piece, int, int]]
+"""The pieces of the strings a crossing finding covers: (string, start, end)."""
+
+
+def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, Parts]]:
     """Findings that cross a boundary between consecutive joined strings: their type and the
-    piece of each string they cover (see the module docstring). The boundary is joined
-    directly and with a space, and so are the other boundaries in the window (a word right
-    after the value in the next string must not hide it)."""
-    found: list[tuple[str, list[tuple[Piece, int, int]]]] = []
+    piece of each string they cover (see the module docstring).
+
+    The strings are joined directly and, separately, with a space; the text within `WINDOW`
+    characters of the boundaries is scanned (windows that overlap are scanned as one region, so
+    a conversation of many short messages costs two scans of its text, not a few per
+    boundary). A boundary between digits (`4111 11` + `11 1111 1111`) is also scanned joined one
+    way while the others around it are joined the other way, so a word right after the value in
+    the next string does not hide it."""
+    found: list[tuple[str, Parts]] = []
     seen: set[tuple[tuple[int, int, int], ...]] = set()
-    for b in range(1, len(joined)):
-        for here, other in (("", ""), (" ", " "), ("", " "), (" ", "")):
-            if other != here and b < 2 and b + 1 >= len(joined):
-                continue  # no other boundary in the window
-            text, segments, cut = _window(joined, b, here, other)
-            if _MAY_HOLD.search(text) is None:
+
+    def keep(kind: str, parts: Parts) -> None:
+        if _glues_a_word(kind, parts):
+            return
+        sig = tuple((id(p), s, e) for p, s, e in parts)
+        if sig not in seen:
+            seen.add(sig)
+            found.append((kind, parts))
+
+    for sep in ("", " "):
+        text = sep.join(p.text for p in joined)
+        starts = list(itertools.accumulate((len(p.text) + len(sep) for p in joined[:-1]), initial=0))
+        cuts = [starts[k] - len(sep) for k in range(1, len(joined))]
+        for lo, hi in _regions(cuts, len(text)):
+            window = text[lo:hi]
+            if _MAY_HOLD.search(window) is None:
                 continue
+            for f in pii.scan(window, hipaa=hipaa):
+                fs, fe = lo + f.start, lo + f.end
+                k = bisect_right(cuts, fs)  # the first cut after the start
+                if k < len(cuts) and fe > cuts[k] + len(sep):
+                    keep(f.type, _parts(joined, starts, fs, fe))
+    for b in range(1, len(joined)):
+        if not _between_digits(joined[b - 1].text, joined[b].text) or (b < 2 and b + 1 >= len(joined)):
+            continue
+        for here, other in (("", " "), (" ", "")):
+            text, segments, cut = _window(joined, b, here, other)
             for f in pii.scan(text, hipaa=hipaa):
-                if not (f.start < cut and f.end > cut + len(here)):
-                    continue
-                parts = [
-                    (joined[k], max(f.start, at) - at + off, min(f.end, at + n) - at + off)
-                    for k, off, at, n in segments
-                    if f.start < at + n and f.end > at
-                ]
-                if _glues_a_word(f.type, parts):
-                    continue
-                sig = tuple((id(p), s, e) for p, s, e in parts)
-                if sig not in seen:
-                    seen.add(sig)
-                    found.append((f.type, parts))
+                if f.start < cut and f.end > cut + len(here):
+                    keep(
+                        f.type,
+                        [
+                            (joined[k], max(f.start, at) - at + off, min(f.end, at + n) - at + off)
+                            for k, off, at, n in segments
+                            if f.start < at + n and f.end > at
+                        ],
+                    )
     return found
+
+
+def _regions(cuts: list[int], size: int) -> list[tuple[int, int]]:
+    """The spans of text within WINDOW of a cut, overlapping ones merged."""
+    out: list[tuple[int, int]] = []
+    for c in cuts:
+        lo, hi = max(0, c - WINDOW), min(size, c + WINDOW + 1)
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _parts(joined: list[Piece], starts: list[int], fs: int, fe: int) -> Parts:
+    """The pieces of the joined strings that the joined text's `[fs, fe)` covers."""
+    out: Parts = []
+    for k in range(max(0, bisect_right(starts, fs) - 1), len(joined)):
+        at = starts[k]
+        if at >= fe:
+            break
+        n = len(joined[k].text)
+        if fs < at + n:
+            out.append((joined[k], max(fs, at) - at, min(fe, at + n) - at))
+    return out
+
+
+def _between_digits(left: str, right: str) -> bool:
+    """Whether a boundary may cut a number: a digit (of any script) on each side, separators
+    aside."""
+    a, b = left.rstrip(_EDGE)[-1:], right.lstrip(_EDGE)[:1]
+    return a.isdigit() and b.isdigit()
 
 
 _EDGE = " .-/\\_:"
