@@ -243,11 +243,12 @@ def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, Parts]]:
     piece of each string they cover (see the module docstring).
 
     The strings are joined directly and, separately, with a space; the text within `WINDOW`
-    characters of the boundaries is scanned (windows that overlap are scanned as one region, so
-    a conversation of many short messages costs two scans of its text, not a few per
-    boundary). A boundary between digits (`4111 11` + `11 1111 1111`) is also scanned joined one
-    way while the others around it are joined the other way, so a word right after the value in
-    the next string does not hide it."""
+    characters of the boundaries that have a digit, `@`, `:` or a non-ASCII character near
+    them is scanned (windows that overlap are scanned as one region, so a conversation of many
+    short messages costs at most two scans of its text, not a few per boundary). A boundary
+    between digits (`4111 11` + `11 1111 1111`) is also scanned joined one way while the others
+    around it are joined the other way, so a word right after the value in the next string does
+    not hide it."""
     found: list[tuple[str, Parts]] = []
     seen: set[tuple[tuple[int, int, int], ...]] = set()
 
@@ -263,7 +264,8 @@ def _boundaries(joined: list[Piece], hipaa: bool) -> list[tuple[str, Parts]]:
         text = sep.join(p.text for p in joined)
         starts = list(itertools.accumulate((len(p.text) + len(sep) for p in joined[:-1]), initial=0))
         cuts = [starts[k] - len(sep) for k in range(1, len(joined))]
-        for lo, hi in _regions(cuts, len(text)):
+        near = [c for c in cuts if _MAY_HOLD.search(text, max(0, c - WINDOW), c + WINDOW + 1)]
+        for lo, hi in _regions(near, len(text)):
             window = text[lo:hi]
             if _MAY_HOLD.search(window) is None:
                 continue
