@@ -182,11 +182,12 @@ def test_a_complete_value_is_not_glued_to_the_next_message() -> None:
     assert [m["content"] for m in redacted(body)[0]["messages"]] == ["mail [EMAIL_REDACTED]", "owner: x"]
     # a value that reaches the end of its part may continue in the next one
     parts = [{"type": "text", "text": "call +49 (0) 6546 325"}, {"type": "text", "text": "660 now"}]
-    out, _ = redacted(user(parts))
+    out, findings = redacted(user(parts))
     assert [p["text"] for p in out["messages"][0]["content"]] == [
         "call [PHONE_REDACTED]",
         "[PHONE_REDACTED] now",
     ]
+    assert findings == {"phone": 1}  # one number, counted once
 
 
 def test_binary_payloads_are_forwarded_intact() -> None:

@@ -119,9 +119,12 @@ def scan(body: dict[str, Any], hipaa: bool) -> Forwarded:
         findings[kind] = findings.get(kind, 0) + 1
         rank = pii.CLASSIFICATIONS.index(pii.classify("", [pii.Finding(kind, 0, 0)]))
         for piece, s, e in parts:
+            for g in piece.spans:  # a finding of one string that the crossing one continues
+                if g.start < e and g.end > s:
+                    findings[g.type] -= 1
             piece.spans = pii.merge(piece.spans, [pii.Finding(kind, s, e)])
             piece.rank = max(piece.rank, rank)
-    return Forwarded(body, pieces, findings, decoded)
+    return Forwarded(body, pieces, {k: n for k, n in findings.items() if n > 0}, decoded)
 
 
 _RANKS = {c: i for i, c in enumerate(pii.CLASSIFICATIONS)}
