@@ -355,6 +355,17 @@ def render(r: dict[str, Any]) -> str:
         f"({m['cpu']}), Python {m['python']}. Load average (1/5/15 min) at start "
         f"{m['load_average_at_start']}, "
         f"at end {m['load_average_at_end']}: the machine is shared, and other work on it slows every timing.",
+        *(
+            [
+                "",
+                f"**The load average exceeded the {m['cores']} cores during this run: every timing below is "
+                "inflated by the other work on the machine** (recall and precision are not affected). "
+                "Compare a prompt's *median* with its *raw* column, timed interleaved under the same load, "
+                "for what the normalised view itself costs.",
+            ]
+            if max(m["load_average_at_start"][0], m["load_average_at_end"][0]) > (m["cores"] or 1)
+            else []
+        ),
         "",
         f"Corpus: {c['positives']} labelled positives ({c['positives'] // len(pii.TYPES)} per type) in "
         f"{len(c['locales'])} locales ({', '.join(c['locales'])}) and {c['negatives']} hard negatives in "
