@@ -1,4 +1,4 @@
-"""A labelled corpus for the PII detector (gateway/llmplatform/gateway/pii.py), generated with
+"""A labelled corpus for the PII detector (gateway/llmplatform/gateway/pii/), generated with
 Faker in seven locales from a fixed seed, so every run measures the same text.
 
 Why generated and not collected: real prompts with real personal data cannot be committed or

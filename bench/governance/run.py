@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -28,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import obfuscation
 from corpus import LOCALES, SEED, Sample, negatives, positives
 
-from llmplatform.gateway import pii
+from llmplatform.gateway import governance, pii
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
@@ -114,6 +116,45 @@ def quality(pos: list[Sample], neg: list[Sample]) -> dict[str, Any]:
     }
 
 
+def obfuscated(pos: list[Sample], per_class: int, lookalikes: int) -> dict[str, Any]:
+    """Recall per evasion technique (bench/governance/obfuscation.py) and normalisation
+    look-alikes left untouched."""
+    found: dict[str, Counter[str]] = defaultdict(Counter)
+    misses: dict[str, list[str]] = defaultdict(list)
+    for case in obfuscation.cases(pos, lambda t, h: pii.scan(t, hipaa=h), per_class):
+        if case.sample is not None:
+            s = case.sample
+            fs = pii.scan(s.text, hipaa=s.type in HIPAA_TYPES)
+            hit = any(f.type == s.type and f.start <= s.start and f.end >= s.end for f in fs)
+            example = s.text[s.start : s.end]
+        else:
+            assert case.body is not None
+            scanned = governance.scan(case.body, "chat", False)
+            hit = bool(scanned.findings) and obfuscation.body_redacted(case, scanned.redacted()[0])
+            example = " | ".join(piece for _, piece in case.pieces)
+        found[case.cls]["tp" if hit else "fn"] += 1
+        if not hit and len(misses[case.cls]) < 4:
+            misses[case.cls].append(example.encode("unicode_escape").decode())
+    classes = {
+        c: {"samples": sum(v.values()), "recall": round(v["tp"] / sum(v.values()), 4), "misses": misses[c]}
+        for c, v in found.items()
+    }
+    untouched: dict[str, Counter[str]] = defaultdict(Counter)
+    for s in obfuscation.lookalikes(lookalikes):
+        for hipaa in (False, True):
+            untouched[f"hipaa={hipaa}"]["ok" if not pii.scan(s.text, hipaa=hipaa) else "touched"] += 1
+            untouched[f"{s.group} (hipaa={hipaa})"][
+                "ok" if not pii.scan(s.text, hipaa=hipaa) else "touched"
+            ] += 1
+    return {
+        "classes": classes,
+        "lookalikes": lookalikes,
+        "lookalikes_untouched": {
+            g: round(c["ok"] / sum(c.values()), 4) for g, c in sorted(untouched.items())
+        },
+    }
+
+
 ICD10_SETTINGS = {
     "context": "bare needs a context word",
     "unless_non_medical": "bare unless non-medical (default)",
@@ -123,13 +164,13 @@ ICD10_SETTINGS = {
 
 def icd10_bare_codes(pos: list[Sample], neg: list[Sample]) -> dict[str, dict[str, float]]:
     """ICD-10 recall and look-alikes untouched (hipaa=True) for each setting of
-    pii.ICD10_BARE (how bare categories without a coding word are treated)."""
+    pii.medical.ICD10_BARE (how bare categories without a coding word are treated)."""
     out = {}
     icd = [s for s in pos if s.type == "icd10"]
-    default = pii.ICD10_BARE
+    default = pii.medical.ICD10_BARE
     try:
         for setting, label in ICD10_SETTINGS.items():
-            pii.ICD10_BARE = setting
+            pii.medical.ICD10_BARE = setting
             hit = sum(
                 any(
                     f.type == "icd10" and f.start <= s.start and f.end >= s.end
@@ -146,7 +187,7 @@ def icd10_bare_codes(pos: list[Sample], neg: list[Sample]) -> dict[str, dict[str
                 "model_names_untouched": round(clean_models / len(lookalikes), 4),
             }
     finally:
-        pii.ICD10_BARE = default
+        pii.medical.ICD10_BARE = default
     return out
 
 
@@ -183,14 +224,51 @@ def prompt(kind: str) -> str:
     return " ".join(pieces)[:4096]
 
 
+def obfuscate_prompt(text: str) -> str:
+    """The prompt with half of its digits written as fullwidth digits and a zero-width space
+    after every `@`: the slow path, where the normalised view must be built and scanned too."""
+    rng = random.Random(SEED + 3)
+    out = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() and rng.random() < 0.5 else c for c in text)
+    return out.replace("@", "@\u200b")
+
+
+def request_timing(text: str, runs: int, messages: int = 2) -> dict[str, float]:
+    """The gateway's whole request scan (governance.scan: every string of the body, boundaries
+    between them) of a chat request carrying the prompt cut at spaces into `messages` messages
+    of about the same length, alternating user and assistant."""
+    words = text.split(" ")
+    per = -(-len(words) // messages)
+    chunks = [" ".join(words[i : i + per]) for i in range(0, len(words), per)]
+    body = {
+        "model": "m",
+        "messages": [{"role": ("user", "assistant")[i % 2], "content": c} for i, c in enumerate(chunks)],
+        "max_tokens": 100,
+    }
+    for _ in range(200):
+        governance.scan(body, "chat", False)
+    ns = []
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        governance.scan(body, "chat", False)
+        ns.append(time.perf_counter_ns() - t0)
+    return {
+        "median_ms": round(statistics.median(ns) / 1e6, 4),
+        "p99_ms": round(sorted(ns)[int(runs * 0.99)] / 1e6, 4),
+    }
+
+
 def timing(text: str, runs: int, hipaa: bool) -> dict[str, float]:
     for _ in range(200):
         pii.redact(text, pii.scan(text, hipaa=hipaa))
     ns = []
+    raw = []  # the detectors on the text as it is, interleaved: the cost of the view under the same load
     for _ in range(runs):
         t0 = time.perf_counter_ns()
         pii.redact(text, pii.scan(text, hipaa=hipaa))
-        ns.append(time.perf_counter_ns() - t0)
+        t1 = time.perf_counter_ns()
+        pii.redact(text, pii.scan_raw(text, hipaa))
+        raw.append(time.perf_counter_ns() - t1)
+        ns.append(t1 - t0)
     ns.sort()
     cls = []
     found = pii.scan(text, hipaa=hipaa)
@@ -203,6 +281,7 @@ def timing(text: str, runs: int, hipaa: bool) -> dict[str, float]:
         "median_ms": round(statistics.median(ns) / 1e6, 4),
         "p99_ms": round(ns[int(len(ns) * 0.99)] / 1e6, 4),
         "classify_median_ms": round(statistics.median(cls) / 1e6, 4),
+        "raw_median_ms": round(statistics.median(raw) / 1e6, 4),
     }
 
 
@@ -223,6 +302,8 @@ def main() -> None:
     ap.add_argument("--per-type", type=int, default=700, help="positive samples per finding type")
     ap.add_argument("--negatives", type=int, default=3000)
     ap.add_argument("--runs", type=int, default=5000, help="timed runs per prompt")
+    ap.add_argument("--per-class", type=int, default=700, help="obfuscated samples per evasion technique")
+    ap.add_argument("--lookalikes", type=int, default=1000, help="normalisation look-alikes")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
@@ -231,12 +312,16 @@ def main() -> None:
     pos, neg = positives(args.per_type), negatives(args.negatives)
     q = quality(pos, neg)
     q["icd10_bare_codes"] = icd10_bare_codes(pos, neg)
+    q["obfuscation"] = obfuscated(pos, args.per_class, args.lookalikes)
     quality_s = time.time() - t0
     prompts = {k: prompt(k) for k in ("typical", "clean", "dense")}
+    prompts["obfuscated"] = obfuscate_prompt(prompts["typical"])
     speed = {
         f"{k} hipaa={h}": timing(text, args.runs, h) for k, text in prompts.items() for h in (False, True)
     }
     stream = stream_timing(prompts["typical"], 4, max(50, args.runs // 50))
+    request = {k: request_timing(prompts[k], max(500, args.runs // 5)) for k in ("typical", "obfuscated")}
+    request["typical as 100 messages"] = request_timing(prompts["typical"], max(200, args.runs // 25), 100)
     load_end = [round(x, 2) for x in os.getloadavg()]
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -252,6 +337,7 @@ def main() -> None:
         "quality": q,
         "speed": speed,
         "stream": stream,
+        "request_scan": request,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "governance.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
@@ -269,6 +355,17 @@ def render(r: dict[str, Any]) -> str:
         f"({m['cpu']}), Python {m['python']}. Load average (1/5/15 min) at start "
         f"{m['load_average_at_start']}, "
         f"at end {m['load_average_at_end']}: the machine is shared, and other work on it slows every timing.",
+        *(
+            [
+                "",
+                f"**The load average exceeded the {m['cores']} cores during this run: every timing below is "
+                "inflated by the other work on the machine** (recall and precision are not affected). "
+                "Compare a prompt's *median* with its *raw* column, timed interleaved under the same load, "
+                "for what the normalised view itself costs.",
+            ]
+            if max(m["load_average_at_start"][0], m["load_average_at_end"][0]) > (m["cores"] or 1)
+            else []
+        ),
         "",
         f"Corpus: {c['positives']} labelled positives ({c['positives'] // len(pii.TYPES)} per type) in "
         f"{len(c['locales'])} locales ({', '.join(c['locales'])}) and {c['negatives']} hard negatives in "
@@ -309,9 +406,10 @@ def render(r: dict[str, Any]) -> str:
             lines.append(f"- {g}: {v} (e.g. {ex})")
     lines += [
         "",
-        "ICD-10 bare categories (`I10`, `A10`) without a coding word, by setting of `pii.ICD10_BARE`: never "
-        "codes, codes unless no ICD-10 category / part of a longer token / next to a non-medical word "
-        "(default), or always codes. The corpus's model names stand alone (`See F16 for details.`), "
+        "ICD-10 bare categories (`I10`, `A10`) without a coding word, by setting of "
+        "`pii.medical.ICD10_BARE`: never codes, codes unless no ICD-10 category / part of a "
+        "longer token / next to a non-medical word (default), or always codes. The corpus's "
+        "model names stand alone (`See F16 for details.`), "
         "so only the category check can spare them here:",
         "",
         "| setting | icd10 recall | negatives untouched (hipaa) | model/part names untouched |",
@@ -326,15 +424,18 @@ def render(r: dict[str, Any]) -> str:
         "## Speed: scan + redact a 4 KB prompt",
         "",
         f"Target: median <= {MEDIAN_TARGET_MS} ms. 4,096 characters; `time.perf_counter_ns` around "
-        "`redact(text, scan(text))`, after 200 warm-up runs. `classify` is timed separately.",
+        "`redact(text, scan(text))`, after 200 warm-up runs. `classify` is timed separately. "
+        "*raw* is the detectors alone on the text as it is (`scan_raw`, no normalised view), timed "
+        "interleaved with each `scan`, so the difference is what the view costs under the same load.",
         "",
-        "| prompt | findings | median (ms) | p99 (ms) | classify median (ms) | target |",
-        "|---|---|---|---|---|---|",
+        "| prompt | findings | median (ms) | p99 (ms) | raw median (ms) | classify median (ms) | target |",
+        "|---|---|---|---|---|---|---|",
     ]
     for k, v in r["speed"].items():
         ok = "met" if v["median_ms"] <= MEDIAN_TARGET_MS else "**missed**"
         lines.append(
-            f"| {k} | {v['findings']} | {v['median_ms']} | {v['p99_ms']} | {v['classify_median_ms']} | {ok} |"
+            f"| {k} | {v['findings']} | {v['median_ms']} | {v['p99_ms']} | {v['raw_median_ms']} "
+            f"| {v['classify_median_ms']} | {ok} |"
         )
     s = r["stream"]
     lines += [
@@ -347,6 +448,43 @@ def render(r: dict[str, Any]) -> str:
         "*dense* is a support log in which every line has a date, an order number, a price, an e-mail "
         "and a phone number (worst case for the digit-driven detectors).",
         "",
+        "## Evasion: recall per obfuscation technique",
+        "",
+        f"Target: recall >= {RECALL_TARGET} per technique; look-alikes untouched >= {UNTOUCHED_TARGET}. "
+        "Each class rewrites positives that are found in plain form (so it measures what the technique "
+        "costs) with one technique (bench/governance/obfuscation.py); the last three are request bodies "
+        "scored through the gateway's request scan (`governance.scan`): found when every piece of the "
+        "value is redacted in the copy that would leave the gateway.",
+        "",
+        "| technique | samples | recall | target |",
+        "|---|---|---|---|",
+    ]
+    ob = q["obfuscation"]
+    for cls, v in ob["classes"].items():
+        ok = "met" if v["recall"] >= RECALL_TARGET else "**missed**"
+        lines.append(f"| {cls} | {v['samples']} | {v['recall']} | {ok} |")
+    misses = [
+        f"- {c}: " + ", ".join(f"`{x}`" for x in v["misses"]) for c, v in ob["classes"].items() if v["misses"]
+    ]
+    if misses:
+        lines += ["", "Examples of misses (escaped):", "", *misses]
+    lines += [
+        "",
+        f"Normalisation look-alikes ({ob['lookalikes']} texts the view changes but that hold no personal "
+        "data) untouched:",
+        "",
+    ]
+    for g, v in ob["lookalikes_untouched"].items():
+        lines.append(f"- {g}: {v}")
+    rq = r["request_scan"]
+    lines += [
+        "",
+        "The gateway's whole request scan (every string of a chat body with the prompt cut into two "
+        "messages, or into 100 short ones, and the boundaries between them): "
+        + "; ".join(f"{k} prompt median {v['median_ms']} ms (p99 {v['p99_ms']} ms)" for k, v in rq.items())
+        + ". The *obfuscated* prompt is the typical one with half its digits fullwidth and a zero-width "
+        "space after each `@` (the slow path: the normalised view is built and scanned too).",
+        "",
         "## Reading these numbers",
         "",
         "- The corpus and the detector were written by the same hands; templates marked *no-hint* "
@@ -357,6 +495,10 @@ def render(r: dict[str, Any]) -> str:
         "- Look-alikes flagged by design: `N units` is a dosage under hipaa (insulin is dosed in units); "
         "under hipaa a bare ICD-10 category with no non-medical word next to it (`See F16 for details.`) "
         "is redacted, since a missed code is a disclosure and a redacted model name is not (see the table).",
+        "- Evasion misses by design: the last letters of a value cut right after a part that is a "
+        "whole value by itself (`jane@example.co` + `m`: a following word is read as the next "
+        "message's text), an IPv6 address cut after a trailing `:`; docs/security.md lists what no "
+        "class here measures (names, addresses, spelled-out or client-encoded values).",
         "- Speed depends on how many digit runs and findings a prompt holds, not on its length: "
         "every finding costs a few microseconds of Python (validation, overlap resolution).",
         "",

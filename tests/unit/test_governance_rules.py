@@ -11,6 +11,7 @@ import pytest
 from llmplatform.contract.config import ClassificationRule, DataGovernance
 from llmplatform.gateway import clearance as cl
 from llmplatform.gateway import governance as gv
+from llmplatform.gateway import pii
 from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.router import Candidate
 
@@ -152,28 +153,37 @@ def test_gdpr_and_tenant_region() -> None:
         gv.route(found, [VAULT], gov(), us, "admin", False)
 
 
-def test_every_text_part_is_visited_and_the_original_is_untouched() -> None:
+def test_every_string_is_visited_and_the_original_is_untouched() -> None:
     body: dict[str, Any] = {
+        "model": "m",
         "messages": [
             {"role": "system", "content": "s"},
             {
                 "role": "user",
-                "content": [{"type": "text", "text": "p1"}, {"type": "image_url", "image_url": {}}],
+                "content": [{"type": "text", "text": "p1"}, {"type": "image_url", "image_url": {"url": "u"}}],
             },
             {
                 "role": "assistant",
-                "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "a1"}}],
+                "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": '{"a": "a1"}'}}],
                 "function_call": {"name": "g", "arguments": "a2"},
             },
             {"role": "tool", "content": "t"},
-        ]
+        ],
     }
-    assert list(gv.texts(body, "chat")) == ["s", "p1", "a1", "a2", "t"]
-    upper = gv.map_texts(body, "chat", str.upper)
-    assert list(gv.texts(upper, "chat")) == ["S", "P1", "A1", "A2", "T"]
-    assert list(gv.texts(body, "chat")) == ["s", "p1", "a1", "a2", "t"]
-    assert list(gv.texts({"prompt": ["x", [1, 2]]}, "completions")) == ["x"]
-    assert list(gv.texts({"input": "y"}, "embeddings")) == ["y"]
+    found = gv.scan(body, "chat", False)
+    pieces = found.forwarded.pieces
+    assert [p.text for p in pieces if p.joined] == ["s", "p1", "t"]  # the conversation's text
+    assert {"u", "f", "a1", "g", "a2", "a"} <= {p.text for p in pieces}  # "a": a key outside the API
+    upper = found.forwarded.redacted(lambda p: p.text.upper())  # only pieces with findings change
+    assert upper == body
+    for p in found.forwarded.pieces:
+        p.spans = [pii.Finding("email", 0, len(p.text))] if p.text else []
+    red = found.forwarded.redacted(lambda p: p.text.upper())
+    assert red["model"] == "m" and red["messages"][1]["content"][0]["text"] == "P1"  # API keys stay
+    assert red["messages"][2]["tool_calls"][0]["function"]["arguments"] == '{"A": "A1"}'
+    assert body["messages"][1]["content"][0]["text"] == "p1"
+    prompt = gv.scan({"prompt": ["x", [1, 2]]}, "completions", False).forwarded.pieces
+    assert [p.text for p in prompt if p.joined] == ["x"]
 
 
 def test_output_redaction_of_a_json_completion_and_a_split_stream() -> None:

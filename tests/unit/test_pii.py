@@ -339,12 +339,12 @@ def test_icd10_bare_rule_streams_exactly(text: str) -> None:
 def test_icd10_bare_setting() -> None:
     text = "Seen today for hypertension (I10)."
     try:
-        pii.ICD10_BARE = "context"
+        pii.medical.ICD10_BARE = "context"
         assert found(text, hipaa=True) == []
-        pii.ICD10_BARE = "always"
+        pii.medical.ICD10_BARE = "always"
         assert found("the K80 GPU", hipaa=True) == [("icd10", "K80")]
     finally:
-        pii.ICD10_BARE = "unless_non_medical"
+        pii.medical.ICD10_BARE = "unless_non_medical"
     assert found(text, hipaa=True) == [("icd10", "I10")]
 
 

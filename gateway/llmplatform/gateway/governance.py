@@ -6,8 +6,9 @@ rules, PII redaction, GDPR residency), and every one of them must be explainable
 they are plain functions over the compiled config and the request body, unit-testable and
 called from the server with a few lines. The rules, in the order they apply:
 
-- The request's class is the highest class over its text parts (every message's content and
-  text parts, tool-call arguments, tool results; `prompt`; `input`), from `pii.classify`.
+- The request's class is the highest class over every string the request forwards upstream
+  (forwarded.py: all string values and keys of the body, JSON inside strings decoded, values
+  split across strings joined), from `pii.classify` on each string's normalised view.
 - A key's role caps the class that leaves the gateway on its behalf (admin: restricted,
   data_scientist: confidential, business_user: internal; readonly may not create at all). The
   cap works exactly like a model's clearance: a model's effective clearance for this key is the
@@ -30,11 +31,11 @@ called from the server with a few lines. The rules, in the order they apply:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llmplatform.gateway import pii
+from llmplatform.gateway import forwarded, pii
 from llmplatform.gateway.clearance import (
     CLASSES,
     RANK,
@@ -44,6 +45,7 @@ from llmplatform.gateway.clearance import (
     region_matches,
 )
 from llmplatform.gateway.errors import GatewayError
+from llmplatform.gateway.forwarded import Forwarded, Piece
 
 if TYPE_CHECKING:
     from llmplatform.gateway.router import Candidate
@@ -55,7 +57,7 @@ ROLE_CEILING = {
 }
 """Highest class a role may send; a role not listed (readonly) may not create anything."""
 
-# -- the request's text parts ---------------------------------------------------------------
+# -- the text parts of a completion (output scanning) ---------------------------------------
 
 
 def _content(content: Any, fn: Callable[[str], str]) -> Any:
@@ -99,54 +101,6 @@ def _function(function: dict[str, Any], fn: Callable[[str], str]) -> dict[str, A
     return function
 
 
-def map_texts(body: dict[str, Any], endpoint: str, fn: Callable[[str], str]) -> dict[str, Any]:
-    """A copy of `body` with `fn` applied to every text part (the original is not changed)."""
-    out = dict(body)
-    if endpoint == "chat":
-        if isinstance(body.get("messages"), list):
-            out["messages"] = [_message(msg, fn) for msg in body["messages"]]
-        return out
-    name = "prompt" if endpoint == "completions" else "input"
-    value = body.get(name)
-    if isinstance(value, str):
-        out[name] = fn(value)
-    elif isinstance(value, list):
-        out[name] = [fn(v) if isinstance(v, str) else v for v in value]
-    return out
-
-
-def texts(body: dict[str, Any], endpoint: str) -> Iterator[str]:
-    """Every text part of a request, in `map_texts` order (without copying anything)."""
-    if endpoint != "chat":
-        value = body.get("prompt" if endpoint == "completions" else "input")
-        if isinstance(value, str):
-            yield value
-        elif isinstance(value, list):
-            yield from (v for v in value if isinstance(v, str))
-        return
-    messages = body.get("messages")
-    for message in messages if isinstance(messages, list) else ():
-        if not isinstance(message, dict):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            yield content
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, str):
-                    yield part
-                elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                    yield part["text"]
-        calls = message.get("tool_calls")
-        for call in calls if isinstance(calls, list) else ():
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                yield function["arguments"]
-        function = message.get("function_call")
-        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-            yield function["arguments"]
-
-
 # -- one request -----------------------------------------------------------------------------
 
 
@@ -157,11 +111,9 @@ class Scan:
     body: dict[str, Any]
     endpoint: str
     hipaa: bool
+    forwarded: Forwarded
     rank: int = 0
     findings: dict[str, int] = field(default_factory=dict)
-    _spans: dict[str, list[pii.Finding]] = field(default_factory=dict)
-    _ranks: dict[str, int] = field(default_factory=dict)
-    """Class rank of each text part without findings (unchanged by redaction)."""
     _redacted: tuple[dict[str, Any], int] | None = None
 
     @property
@@ -171,37 +123,25 @@ class Scan:
     def redacted(self) -> tuple[dict[str, Any], int]:
         """The body with every finding replaced by its typed placeholder, and its class."""
         if self._redacted is None:
-            rank = 0
+            # strings without findings keep their class; the others are classified again
+            rank = max((p.rank for p in self.forwarded.pieces if not p.spans), default=0)
 
-            def redact(text: str) -> str:
+            def redact(piece: Piece) -> str:
                 nonlocal rank
-                spans = self._spans.get(text)
-                if not spans:
-                    rank = max(rank, self._ranks.get(text, 0))
-                    return text
-                out = pii.redact(text, spans)
+                out = pii.redact(piece.text, piece.spans)
                 rank = max(rank, RANK[pii.classify(out, [])])
                 return out
 
-            self._redacted = (map_texts(self.body, self.endpoint, redact), rank)
+            self._redacted = (self.forwarded.redacted(redact), rank)
         return self._redacted
 
 
 def scan(body: dict[str, Any], endpoint: str, hipaa: bool) -> Scan:
-    result = Scan(body=body, endpoint=endpoint, hipaa=hipaa)
-    for text in texts(body, endpoint):
-        if not text:
-            continue
-        found = pii.scan(text, hipaa=hipaa)
-        rank = RANK[pii.classify(text, found)]
-        if found:
-            result._spans[text] = found
-            for f in found:
-                result.findings[f.type] = result.findings.get(f.type, 0) + 1
-        else:
-            result._ranks[text] = rank
-        result.rank = max(result.rank, rank)
-    return result
+    """Scans every string the request forwards (forwarded.py; the same walk for every
+    endpoint, so `endpoint` only labels the result)."""
+    fwd = forwarded.scan(body, hipaa)
+    rank = max((p.rank for p in fwd.pieces), default=0)
+    return Scan(body=body, endpoint=endpoint, hipaa=hipaa, forwarded=fwd, rank=rank, findings=fwd.findings)
 
 
 class GovernanceDenied(GatewayError):
