@@ -289,3 +289,13 @@ def test_config_map_round_trip_compressed(monkeypatch: Any) -> None:
     cm = config_map(first.gateway_config, first.config_json, PLATFORM)
     assert "binaryData" in cm
     assert config_from_config_map(cm) == first.gateway_config
+
+
+def test_an_empty_grant_on_record_is_kept_too() -> None:
+    """No limits asked and no ceilings: the grant is {} (unlimited), still a grant in force."""
+    resources = [endpoint_model("m1"), policy(), quota(keys=APP_KEY, granted={})]
+    secrets = [secret("team-a-app", "team-a", **{"api-key": "k"})]
+    first = render(resources, secrets)
+    resources[1]["spec"]["default"] = False
+    lost = render(resources, secrets, previous=first.gateway_config)
+    assert lost.gateway_config.tenants == first.gateway_config.tenants != []
