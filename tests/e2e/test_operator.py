@@ -632,8 +632,10 @@ def test_one_active_replica_and_failover(cluster: Cluster, operator_env: Any) ->
     leader = operator_env()
     leader.wait_passes(1)
     standby = operator_env()
+    # Python start-up alone can take seconds on a loaded machine: wait for the standby to be
+    # up, then give it a few seconds in which it could (wrongly) take the Lease.
+    wait_for(lambda: "waiting for the leader Lease" in standby.log(), 60, "the standby to start")
     time.sleep(4)
-    assert "waiting for the leader Lease" in standby.log()
     assert "became the leader" not in standby.log()
     lease = api.coord.read_namespaced_lease("llmplatform-operator", p)
     assert lease.spec.holder_identity and lease.spec.holder_identity in leader.log()
