@@ -172,6 +172,16 @@ CASES: list[tuple[str, dict[str, tuple[str, str]], str]] = [
         {"Approved": ("False", "PolicyNotFound"), "Ready": ("False", "PolicyNotFound")},
         "Degraded",
     ),
+    (
+        "TenantQuota",
+        {"Approved": ("False", "PolicyNotFound"), "Ready": ("True", "PreviousGrantInForce")},
+        "Degraded",
+    ),
+    (
+        "TenantQuota",
+        {"Approved": ("False", "ProviderCredential"), "Ready": ("False", "ProviderCredential")},
+        "Degraded",
+    ),
     ("TenantQuota", {"Approved": ("False", "InvalidSpec"), "Ready": ("False", "InvalidSpec")}, "Degraded"),
     ("TenantQuota", {"Approved": ("Unknown", "Pending"), "Ready": ("False", "NotAdmitted")}, "Progressing"),
 ]

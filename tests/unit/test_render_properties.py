@@ -153,3 +153,43 @@ def test_config_only_references_what_it_contains(
     assert sum(p.default for p in config.policies) <= 1
     hashes = [k.sha256 for t in config.tenants for k in t.keys]
     assert len(hashes) == len(set(hashes))
+
+
+def with_recorded_grants(resources: list[dict[str, Any]], result: RenderResult) -> list[dict[str, Any]]:
+    """The resources after the operator wrote each quota's status.granted from `result`."""
+    out = []
+    for r in resources:
+        verdict = result.quota(r["metadata"]["namespace"], r["metadata"]["name"])
+        if r["kind"] == "TenantQuota" and verdict is not None and verdict.granted is not None:
+            r = {**r, "status": {"granted": verdict.granted}}
+        out.append(r)
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(universe=universes())
+def test_the_config_in_force_changes_nothing_while_every_policy_is_there(
+    universe: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
+    resources, secret_list = universe
+    first = render(resources, secret_list)
+    again = render(resources, secret_list, previous=first.gateway_config)
+    assert fingerprint(again) == fingerprint(first) and again.generated_keys == first.generated_keys
+
+
+@settings(max_examples=40, deadline=None)
+@given(universe=universes())
+def test_losing_every_policy_keeps_every_tenant_and_settles(
+    universe: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
+    resources, secret_list = universe
+    resources = with_recorded_grants(resources, render(resources, secret_list))
+    before = render(resources, secret_list)
+    remaining = [r for r in resources if r["kind"] != "RoutingPolicy"]
+    lost = render(remaining, secret_list, previous=before.gateway_config)
+    assert lost.gateway_config.tenants == before.gateway_config.tenants
+    assert lost.generated_keys == before.generated_keys
+    policy_ids = {p.id for p in lost.gateway_config.policies}
+    assert all(t.policy in policy_ids for t in lost.gateway_config.tenants)
+    assert lost.gateway_config.default_policy is None
+    assert render(remaining, secret_list, previous=lost.gateway_config).config_json == lost.config_json

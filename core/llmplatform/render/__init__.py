@@ -17,11 +17,18 @@ from llmplatform.contract.config import (
     load_config,
     read_config_file,
 )
+from llmplatform.contract.names import KEY_LABEL, QUOTA_LABEL
 from llmplatform.render.conditions import merge_conditions, model_ready_condition
-from llmplatform.render.core import DEFAULT_PLATFORM_NAMESPACE, RenderResult, config_map, render
+from llmplatform.render.core import (
+    DEFAULT_PLATFORM_NAMESPACE,
+    RenderResult,
+    config_from_config_map,
+    config_map,
+    render,
+)
 from llmplatform.render.manifests import ManifestError, Manifests, load_manifests
 from llmplatform.render.quotas import generated_secret_name
-from llmplatform.render.secrets import hash_api_key
+from llmplatform.render.secrets import GeneratedKey, hash_api_key
 from llmplatform.render.verdicts import (
     ApiKeySecretVerdict,
     ConditionVerdict,
@@ -37,10 +44,13 @@ __all__ = [
     "CONFIG_KEY",
     "CONFIG_MAP_NAME",
     "DEFAULT_PLATFORM_NAMESPACE",
+    "KEY_LABEL",
+    "QUOTA_LABEL",
     "SCHEMA_VERSION",
     "ApiKeySecretVerdict",
     "ConditionVerdict",
     "GatewayConfig",
+    "GeneratedKey",
     "ManifestError",
     "Manifests",
     "ModelVerdict",
@@ -50,6 +60,7 @@ __all__ = [
     "UnsupportedSchemaVersion",
     "child_labels",
     "child_name",
+    "config_from_config_map",
     "config_map",
     "dump_config",
     "dump_objects",

@@ -21,8 +21,8 @@ from llmplatform.contract.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from llmplatform.render.inputs import parse_resources
 from llmplatform.render.models import invalid_model, resolve_model
 from llmplatform.render.policies import default_policy, invalid_policy, resolve_policy
-from llmplatform.render.quotas import QuotaOutcome, invalid_quota, resolve_quota
-from llmplatform.render.secrets import SecretStore
+from llmplatform.render.quotas import QuotaOutcome, invalid_quota, provider_credentials, resolve_quota
+from llmplatform.render.secrets import GeneratedKey, SecretStore
 from llmplatform.render.verdicts import ConditionVerdict, ModelVerdict, PolicyVerdict, QuotaVerdict
 from llmplatform.render.workloads import serving_children
 
@@ -35,7 +35,8 @@ class RenderResult:
 
     `objects` holds, per serving model (ordered by namespace/name), its Deployment, Service,
     HPA (when replicas.max > min) and NetworkPolicy, then the gateway ConfigMap last.
-    Verdicts are ordered by namespace/name.
+    Verdicts are ordered by namespace/name. `generated_keys` are the key Secrets that should
+    exist (the operator mints the missing ones), ordered by namespace/name.
     """
 
     objects: list[dict[str, Any]]
@@ -44,6 +45,7 @@ class RenderResult:
     models: tuple[ModelVerdict, ...]
     policies: tuple[PolicyVerdict, ...]
     quotas: tuple[QuotaVerdict, ...]
+    generated_keys: tuple[GeneratedKey, ...] = ()
 
     @property
     def config_map(self) -> dict[str, Any]:
@@ -86,6 +88,28 @@ def config_map(config: gc.GatewayConfig, text: str, platform_namespace: str) -> 
     }
 
 
+def config_from_config_map(body: Mapping[str, Any] | None) -> gc.GatewayConfig | None:
+    """The gateway config a ConfigMap written by `config_map` holds, or None when there is none
+    or it does not load (edited by hand, torn, another schema): then nothing is carried over."""
+    if not body:
+        return None
+    text: bytes | None = None
+    inline = (body.get("data") or {}).get(gc.CONFIG_KEY)
+    if inline is not None:
+        text = str(inline).encode("utf-8")
+    elif (packed := (body.get("binaryData") or {}).get(gc.CONFIG_GZ_KEY)) is not None:
+        try:
+            text = base64.b64decode(str(packed), validate=True)
+        except ValueError:
+            return None
+    if text is None:
+        return None
+    try:
+        return gc.load_config(text)
+    except (ValueError, OSError, EOFError):
+        return None
+
+
 def _drop_shared_keys(outcomes: list[QuotaOutcome]) -> list[QuotaOutcome]:
     """A key must identify one tenant and user. Keys whose hash appears more than once (the
     same Secret value used twice) are dropped everywhere, whichever came first, and the
@@ -108,7 +132,11 @@ def _drop_shared_keys(outcomes: list[QuotaOutcome]) -> list[QuotaOutcome]:
             "DuplicateApiKey",
             f"API key(s) {', '.join(dropped)} share their value with another key and are disabled",
         )
-        result.append(QuotaOutcome(dataclasses.replace(outcome.verdict, ready=ready), tenant))
+        result.append(
+            dataclasses.replace(
+                outcome, verdict=dataclasses.replace(outcome.verdict, ready=ready), tenant=tenant
+            )
+        )
     return result
 
 
@@ -117,8 +145,13 @@ def render(
     secrets: Iterable[Mapping[str, Any]],
     *,
     platform_namespace: str = DEFAULT_PLATFORM_NAMESPACE,
+    previous: gc.GatewayConfig | None = None,
 ) -> RenderResult:
     """Render LLMModel / RoutingPolicy / TenantQuota dicts plus the Secrets they name.
+
+    `previous` is the gateway config in force (the operator passes its last ConfigMap): a
+    tenant whose RoutingPolicy is lost keeps its earlier grant under the policy it had there.
+    Without it (`llmplatform render`, `--manifests`) such a tenant is left out.
 
     Raises ValueError for input that is not a set (a resource or Secret given twice) or that
     holds another kind; invalid resources do not raise, they get an InvalidSpec verdict.
@@ -138,14 +171,24 @@ def render(
     policy_verdicts = [o.verdict for o in policy_outcomes]
 
     invalid_policies = frozenset(id_ for kind, id_ in inputs.invalid if kind == "RoutingPolicy")
+    providers = provider_credentials(inputs.models, store)
     quota_outcomes = _drop_shared_keys(
         [
             resolve_quota(
-                inputs.quotas[i], inputs.policies, default_id, store, platform_namespace, invalid_policies
+                inputs.quotas[i],
+                inputs.policies,
+                default_id,
+                store,
+                platform_namespace,
+                invalid_policies,
+                providers=providers,
+                previous=previous,
+                usable_models=frozenset(usable),
             )
             for i in sorted(inputs.quotas)
         ]
     )
+    kept_policies = {o.kept_policy.id: o.kept_policy for o in quota_outcomes if o.kept_policy is not None}
     quota_verdicts = [o.verdict for o in quota_outcomes]
 
     for (kind, _), invalid in inputs.invalid.items():
@@ -160,7 +203,10 @@ def render(
         gc.GatewayConfig(
             default_policy=default_id,
             models=model_entries,
-            policies=[o.entry for o in policy_outcomes if o.entry is not None],
+            policies=sorted(
+                [*(o.entry for o in policy_outcomes if o.entry is not None), *kept_policies.values()],
+                key=lambda p: p.id,
+            ),
             tenants=[o.tenant for o in quota_outcomes if o.tenant is not None],
         )
     )
@@ -181,4 +227,5 @@ def render(
         models=tuple(sorted(model_verdicts, key=by_id)),
         policies=tuple(sorted(policy_verdicts, key=by_id)),
         quotas=tuple(sorted(quota_verdicts, key=by_id)),
+        generated_keys=tuple(k for o in quota_outcomes for k in o.generated),
     )

@@ -5,27 +5,44 @@ must not lose the capacity they already had. `status.granted` is only ever writt
 admitted request, so it is the record of the last admitted grant, and it stays in force until a
 valid request replaces it. A quota with neither an admitted request nor an earlier grant is
 left out of the gateway config.
+
+Why losing the policy keeps the grant too: `default: false` on the only RoutingPolicy, or a
+renamed or broken policy, is a GitOps typo on the platform side; dropping every tenant at once
+would turn it into an outage. The tenant keeps its earlier grant under the policy it was
+rendered with, read from the gateway config in force (`previous`): the same policy if it still
+exists (it only stopped being the default, or the quota now names a missing one), else that
+policy's entry as last rendered, carried over unchanged except for models that are gone.
+
+Why a quota that uses a provider credential is refused outright: a Secret an LLMModel reads as
+its upstream key must never become a tenant key (whoever holds it could call the gateway as a
+tenant), whatever the quota's grant.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from llmplatform.api.common import LIMIT_FIELDS, TIERS, Limits
+from llmplatform.api.llmmodel import LLMModel
 from llmplatform.api.routingpolicy import RoutingPolicy
 from llmplatform.api.tenantquota import GENERATED_KEY_DATA_KEY, TenantQuota
 from llmplatform.contract import config as gc
 from llmplatform.render.inputs import Invalid, Parsed
-from llmplatform.render.secrets import SecretStore, hash_api_key
+from llmplatform.render.secrets import GeneratedKey, SecretStore, hash_api_key
 from llmplatform.render.verdicts import ApiKeySecretVerdict, ConditionVerdict, QuotaVerdict
 
 
 @dataclass(frozen=True)
 class QuotaOutcome:
+    """`generated`: the key Secrets that should exist (only with a grant in force);
+    `kept_policy`: a lost policy's last entry the tenant stays under."""
+
     verdict: QuotaVerdict
     tenant: gc.TenantEntry | None
+    generated: tuple[GeneratedKey, ...] = ()
+    kept_policy: gc.PolicyEntry | None = None
 
 
 def generated_secret_name(quota_name: str, key_name: str) -> str:
@@ -72,6 +89,69 @@ def _policy_id(quota: Parsed[TenantQuota], platform_namespace: str, default_id: 
     return f"{ref.namespace or platform_namespace}/{ref.name}"
 
 
+@dataclass(frozen=True)
+class ProviderCredentials:
+    """Secrets LLMModels read as upstream keys, by reference and by value hash, with the ids
+    of the models that read them (for the message)."""
+
+    by_secret: Mapping[tuple[str, str], tuple[str, ...]]
+    by_hash: Mapping[str, tuple[str, ...]]
+
+
+NO_PROVIDERS = ProviderCredentials({}, {})
+
+
+def provider_credentials(models: Mapping[str, Parsed[LLMModel]], secrets: SecretStore) -> ProviderCredentials:
+    """Every Secret an LLMModel names as its upstream key (whether or not it exists yet)."""
+    by_secret: dict[tuple[str, str], list[str]] = {}
+    by_hash: dict[str, list[str]] = {}
+    for model_id in sorted(models):
+        parsed = models[model_id]
+        endpoint = parsed.resource.spec.endpoint
+        ref = endpoint.api_key_secret_ref if endpoint is not None else None
+        if ref is None:
+            continue
+        by_secret.setdefault((parsed.namespace, ref.name), []).append(model_id)
+        value = secrets.value(parsed.namespace, ref.name, ref.key)
+        if value is not None and value.strip():
+            by_hash.setdefault(hash_api_key(value), []).append(model_id)
+    return ProviderCredentials(
+        {k: tuple(v) for k, v in by_secret.items()}, {k: tuple(v) for k, v in by_hash.items()}
+    )
+
+
+def _provider_conflicts(
+    keys: list[ApiKeySecretVerdict], entries: list[gc.KeyEntry], providers: ProviderCredentials
+) -> list[str]:
+    """Why each key that is (or equals) a provider credential is one."""
+    out: list[str] = []
+    named: set[str] = set()
+    for key in keys:
+        models = providers.by_secret.get((key.secret_namespace, key.secret_name))
+        if models:
+            named.add(key.name)
+            out.append(
+                f"API key {key.name} reads Secret {key.secret_namespace}/{key.secret_name}, the provider "
+                f"credential of LLMModel {', '.join(models)}"
+            )
+    for entry in entries:
+        models = providers.by_hash.get(entry.sha256)
+        if models and entry.name not in named:
+            out.append(
+                f"API key {entry.name} has the value of the provider credential of LLMModel "
+                + ", ".join(models)
+            )
+    return out
+
+
+def _generated(parsed: Parsed[TenantQuota], keys: list[ApiKeySecretVerdict]) -> tuple[GeneratedKey, ...]:
+    return tuple(
+        GeneratedKey(parsed.namespace, k.secret_name, parsed.name, parsed.resource.metadata.uid, k.name)
+        for k in keys
+        if k.generated
+    )
+
+
 def _keys(
     parsed: Parsed[TenantQuota], secrets: SecretStore
 ) -> tuple[list[ApiKeySecretVerdict], list[gc.KeyEntry]]:
@@ -100,19 +180,19 @@ def _keys(
 
 def _tenant(
     parsed: Parsed[TenantQuota],
-    policy: Parsed[RoutingPolicy],
+    policy_id: str,
+    policy_tiers: Sequence[str],
     granted: Mapping[str, Any],
     keys: list[gc.KeyEntry],
 ) -> gc.TenantEntry:
     spec = parsed.resource.spec
-    policy_tiers = [t.name for t in policy.resource.spec.tiers]
     wanted = set(spec.allowed_tiers) if spec.allowed_tiers is not None else set(policy_tiers)
     return gc.TenantEntry(
         id=parsed.id,
         namespace=parsed.namespace,
         name=parsed.name,
         organization=spec.organization or parsed.namespace,
-        policy=policy.id,
+        policy=policy_id,
         allowed_tiers=[t for t in TIERS if t in wanted and t in policy_tiers],
         limits=config_limits(Limits.model_validate(dict(granted))),
         user_limits=config_limits(spec.user_limits) if spec.user_limits else None,
@@ -124,6 +204,62 @@ def _tenant(
     )
 
 
+def _ready(
+    granted: Mapping[str, Any] | None, keys: list[ApiKeySecretVerdict], current: str
+) -> ConditionVerdict:
+    """Ready for a quota with a policy: `current` is the message when an earlier grant (not
+    the request) is what the gateway enforces, or "" when the request was admitted."""
+    pending = [k for k in keys if not k.present]
+    if granted is None:
+        return ConditionVerdict(
+            "Ready", "False", "NotAdmitted", "not admitted and no earlier grant; not in the gateway config"
+        )
+    if pending:
+        return ConditionVerdict(
+            "Ready",
+            "False",
+            "KeysPending",
+            "waiting for API key Secret(s): "
+            + ", ".join(f"{k.secret_name}[{k.secret_key}]" for k in pending),
+        )
+    if not current:
+        return ConditionVerdict("Ready", "True", "Configured", "in the gateway config")
+    return ConditionVerdict("Ready", "True", "PreviousGrantInForce", current)
+
+
+@dataclass(frozen=True)
+class _KeptPolicy:
+    """The policy an earlier grant stays in force under, when the quota's policy is lost."""
+
+    id: str
+    tiers: Sequence[str]
+    entry: gc.PolicyEntry | None  # set when the policy is gone and its last entry is carried over
+
+
+def _kept_policy(
+    quota_id: str,
+    policies: Mapping[str, Parsed[RoutingPolicy]],
+    previous: gc.GatewayConfig | None,
+    usable_models: frozenset[str],
+) -> _KeptPolicy | None:
+    if previous is None:
+        return None
+    tenant = next((t for t in previous.tenants if t.id == quota_id), None)
+    if tenant is None:
+        return None
+    live = policies.get(tenant.policy)
+    if live is not None:
+        return _KeptPolicy(live.id, [t.name for t in live.resource.spec.tiers], None)
+    entry = next((p for p in previous.policies if p.id == tenant.policy), None)
+    if entry is None:
+        return None
+    tiers = [
+        t.model_copy(update={"models": [m for m in t.models if m in usable_models]}) for t in entry.tiers
+    ]
+    kept = entry.model_copy(update={"default": False, "tiers": tiers})
+    return _KeptPolicy(entry.id, [t.name for t in entry.tiers], kept)
+
+
 def resolve_quota(
     parsed: Parsed[TenantQuota],
     policies: Mapping[str, Parsed[RoutingPolicy]],
@@ -131,12 +267,48 @@ def resolve_quota(
     secrets: SecretStore,
     platform_namespace: str,
     invalid_policies: frozenset[str] = frozenset(),
+    *,
+    providers: ProviderCredentials = NO_PROVIDERS,
+    previous: gc.GatewayConfig | None = None,
+    usable_models: frozenset[str] = frozenset(),
 ) -> QuotaOutcome:
+    """The quota's verdict and tenant entry. `previous` is the gateway config in force (the
+    operator's last ConfigMap), used only to keep an earlier grant when the policy is lost."""
     spec = parsed.resource.spec
     key_verdicts, key_entries = _keys(parsed, secrets)
-    previous = _previous_grant(parsed.resource)
+    previous_grant = _previous_grant(parsed.resource)
     policy_id = _policy_id(parsed, platform_namespace, default_id)
     policy = policies.get(policy_id) if policy_id else None
+
+    def outcome(
+        approved: ConditionVerdict,
+        ready: ConditionVerdict,
+        granted: dict[str, Any] | None,
+        tenant: gc.TenantEntry | None,
+        kept: gc.PolicyEntry | None = None,
+    ) -> QuotaOutcome:
+        verdict = QuotaVerdict(
+            namespace=parsed.namespace,
+            name=parsed.name,
+            policy=tenant.policy if tenant is not None else policy_id,
+            approved=approved,
+            ready=ready,
+            granted=granted,
+            in_config=tenant is not None,
+            api_key_secrets=tuple(key_verdicts),
+        )
+        generated = _generated(parsed, key_verdicts) if tenant is not None else ()
+        return QuotaOutcome(verdict, tenant, generated, kept)
+
+    conflicts = _provider_conflicts(key_verdicts, key_entries, providers)
+    if conflicts:
+        what = "; ".join(conflicts) + "; a provider credential can never be a tenant key"
+        return outcome(
+            ConditionVerdict("Approved", "False", "ProviderCredential", what),
+            ConditionVerdict("Ready", "False", "ProviderCredential", f"{what}; not in the gateway config"),
+            previous_grant,
+            None,
+        )
 
     if policy is None:
         if not policy_id:
@@ -145,21 +317,29 @@ def resolve_quota(
             what = f"RoutingPolicy {policy_id} is invalid (see its status)"
         else:
             what = f"RoutingPolicy {policy_id} not found"
-        approved = ConditionVerdict("Approved", "False", "PolicyNotFound", what)
-        verdict = QuotaVerdict(
-            namespace=parsed.namespace,
-            name=parsed.name,
-            policy=policy_id,
-            approved=approved,
-            ready=ConditionVerdict("Ready", "False", "PolicyNotFound", f"{what}; not in the gateway config"),
-            granted=previous,
-            in_config=False,
-            api_key_secrets=tuple(key_verdicts),
+        kept = (
+            _kept_policy(parsed.id, policies, previous, usable_models) if previous_grant is not None else None
         )
-        return QuotaOutcome(verdict, None)
+        if previous_grant is None or kept is None:
+            return outcome(
+                ConditionVerdict("Approved", "False", "PolicyNotFound", what),
+                ConditionVerdict("Ready", "False", "PolicyNotFound", f"{what}; not in the gateway config"),
+                previous_grant,
+                None,
+            )
+        held = f"the earlier grant stays in force under RoutingPolicy {kept.id}"
+        if kept.entry is not None:
+            held += " as last rendered"
+        return outcome(
+            ConditionVerdict("Approved", "False", "PolicyNotFound", f"{what}; {held}"),
+            _ready(previous_grant, key_verdicts, f"{what}; in the gateway config: {held}"),
+            previous_grant,
+            _tenant(parsed, kept.id, kept.tiers, previous_grant, key_entries),
+            kept.entry,
+        )
 
     ceilings = policy.resource.spec.tenant_ceilings
-    policy_tiers = {t.name for t in policy.resource.spec.tiers}
+    policy_tiers = [t.name for t in policy.resource.spec.tiers]
     unknown_tiers = [t for t in spec.allowed_tiers or [] if t not in policy_tiers]
     overs = over_ceiling(spec.limits, ceilings)
     if unknown_tiers:
@@ -181,38 +361,13 @@ def resolve_quota(
             "Approved", "True", "WithinCeilings", f"within the ceilings of {policy.id}"
         )
 
-    granted = effective_grant(spec.limits, ceilings) if approved.status == "True" else previous
-    pending = [k for k in key_verdicts if not k.present]
-    if granted is None:
-        ready = ConditionVerdict(
-            "Ready", "False", "NotAdmitted", "not admitted and no earlier grant; not in the gateway config"
-        )
-    elif pending:
-        ready = ConditionVerdict(
-            "Ready",
-            "False",
-            "KeysPending",
-            "waiting for API key Secret(s): "
-            + ", ".join(f"{k.secret_name}[{k.secret_key}]" for k in pending),
-        )
-    elif approved.status == "True":
-        ready = ConditionVerdict("Ready", "True", "Configured", "in the gateway config")
-    else:
-        ready = ConditionVerdict(
-            "Ready", "True", "PreviousGrantInForce", "in the gateway config with the earlier admitted grant"
-        )
-    tenant = _tenant(parsed, policy, granted, key_entries) if granted is not None else None
-    verdict = QuotaVerdict(
-        namespace=parsed.namespace,
-        name=parsed.name,
-        policy=policy.id,
-        approved=approved,
-        ready=ready,
-        granted=granted,
-        in_config=tenant is not None,
-        api_key_secrets=tuple(key_verdicts),
+    admitted = approved.status == "True"
+    granted = effective_grant(spec.limits, ceilings) if admitted else previous_grant
+    ready = _ready(
+        granted, key_verdicts, "" if admitted else "in the gateway config with the earlier admitted grant"
     )
-    return QuotaOutcome(verdict, tenant)
+    tenant = _tenant(parsed, policy.id, policy_tiers, granted, key_entries) if granted is not None else None
+    return outcome(approved, ready, granted, tenant)
 
 
 def invalid_quota(invalid: Invalid) -> QuotaVerdict:

@@ -1,8 +1,11 @@
-"""Secrets as the rendering core sees them: decoded values by namespace, name and key.
+"""Secrets as the rendering core sees them: decoded values by namespace, name and key, and the
+body of the key Secrets the operator mints.
 
 Why a separate module: the only thing the core does with secret *values* is hash API keys;
 keeping the decoding and hashing here makes it easy to check that no value ever reaches the
-gateway config, an object or a message (the store's repr shows names only).
+gateway config, an object or a message (the store's repr shows names only). The key Secret's
+body is rendered here like every other object; only its random value comes from the operator,
+since the core does no I/O and has no randomness.
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from llmplatform.api.tenantquota import GENERATED_KEY_DATA_KEY
 from llmplatform.contract.keys import hash_api_key as hash_api_key
+from llmplatform.contract.names import API_VERSION, KEY_LABEL, MANAGED_BY, QUOTA_LABEL
 
 
 def decode_secret(secret: Mapping[str, Any]) -> dict[str, bytes]:
@@ -59,3 +65,47 @@ class SecretStore:
         if self.value(namespace, name, key) is None:
             return f"Secret {namespace}/{name} has no key {key!r}"
         return None
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    """A generated API key whose Secret should exist: the quota has a grant in force.
+
+    `render` lists these only for quotas in the gateway config (admitted now, or keeping an
+    earlier grant), so a quota that was never admitted gets no Secret and a quota whose earlier
+    grant stays in force keeps its keys.
+    """
+
+    namespace: str
+    secret_name: str
+    quota_name: str
+    quota_uid: str | None
+    key_name: str
+
+    def secret(self, value: str) -> dict[str, Any]:
+        """The Secret holding `value` (the operator's random key), owned by the TenantQuota so
+        that deleting the quota deletes its keys."""
+        meta: dict[str, Any] = {
+            "name": self.secret_name,
+            "namespace": self.namespace,
+            "labels": {**MANAGED_BY, QUOTA_LABEL: self.quota_name, KEY_LABEL: self.key_name},
+        }
+        if self.quota_uid:
+            meta["ownerReferences"] = [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "TenantQuota",
+                    "name": self.quota_name,
+                    "uid": self.quota_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ]
+        encoded = base64.b64encode(value.encode("utf-8")).decode("ascii")
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": meta,
+            "data": {GENERATED_KEY_DATA_KEY: encoded},
+        }

@@ -9,7 +9,6 @@ live object (from Kopf's indices) differs from what the core rendered.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import json
@@ -26,8 +25,7 @@ from kubernetes.utils import parse_quantity
 
 from llmplatform.contract.names import (
     API_VERSION,
-    KEY_LABEL,
-    MANAGED_BY,
+    CONFIG_HASH_ANNOTATION,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     MODEL_LABEL,
@@ -35,8 +33,12 @@ from llmplatform.contract.names import (
 )
 from llmplatform.operator.kube import Kube
 from llmplatform.render import (
+    CONFIG_MAP_NAME,
     ConditionVerdict,
+    GatewayConfig,
+    GeneratedKey,
     RenderResult,
+    config_from_config_map,
     generated_secret_name,
     merge_conditions,
     model_ready_condition,
@@ -46,7 +48,6 @@ from llmplatform.render.workloads import child_name
 
 log = logging.getLogger("llmplatform.operator")
 
-KEY_DATA = "api-key"
 KEY_PREFIX = "llmp-"
 CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy")
 
@@ -155,6 +156,8 @@ class Reconciler:
     usage: Callable[[list[str]], dict[str, dict[str, Any]] | None] | None = None
     _overlay: dict[Ref, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _deleted: set[str] = field(default_factory=set)
+    # (content hash, parsed) of the last gateway ConfigMap read as the config in force
+    _previous: tuple[str, GatewayConfig] | None = None
     # ref -> (resourceVersion, desired) of an apply after which the object still differed
     # (another manager owns the extra field, e.g. a container someone added): not retried
     # until the object or the desired state changes, so it cannot become a write loop
@@ -203,9 +206,25 @@ class Reconciler:
         started = time.monotonic()
         before = self.kube.total_writes()
         report = PassReport()
-        secret_bodies = self._ensure_keys(snap, report)
+        secret_bodies = self._key_secrets(snap, report)
         resources = [*snap.models, *snap.policies, *snap.quotas]
-        result = render(resources, secret_bodies.values(), platform_namespace=self.platform_namespace)
+        previous = self._previous_config(snap)
+
+        def render_all() -> RenderResult:
+            return render(
+                resources,
+                secret_bodies.values(),
+                platform_namespace=self.platform_namespace,
+                previous=previous,
+            )
+
+        result = render_all()
+        # Keys are minted only for quotas with a grant in force, which only the render knows;
+        # once minted, render again so the new keys are in this pass's config.
+        missing = [k for k in result.generated_keys if (k.namespace, k.secret_name) not in secret_bodies]
+        if missing:
+            secret_bodies.update(self._create_keys(missing, report))
+            result = render_all()
         report.config_hash = result.gateway_config.content_hash
 
         jobs: list[Callable[[], None]] = []
@@ -232,39 +251,30 @@ class Reconciler:
 
     # -- API keys
 
-    def _ensure_keys(self, snap: Snapshot, report: PassReport) -> dict[tuple[str, str], dict[str, Any]]:
-        """Create the Secret of every generated key that has none (first run, or the Secret was
-        deleted: that is how a key is rotated), and delete generated Secrets whose key left
-        the spec. Returns the Secrets the render should see."""
+    def _key_secrets(self, snap: Snapshot, report: PassReport) -> dict[tuple[str, str], dict[str, Any]]:
+        """The Secrets the render should see: the index overlaid with our own recent writes,
+        minus generated Secrets whose key left the spec (deleted here)."""
         bodies = dict(snap.secrets)
         for ref in [r for r in self._overlay if r[0] == "Secret"]:
             resolved = self.live(ref, bodies.get((ref[1], ref[2])), snap.deleted.get(ref, -1))
             if resolved is not None:
                 bodies[(ref[1], ref[2])] = resolved
         wanted: set[tuple[str, str]] = set()
-        missing: list[tuple[dict[str, Any], str, str]] = []
-        quotas_by_ref: dict[tuple[str, str], dict[str, Any]] = {}
+        quotas: set[tuple[str, str]] = set()
         for quota in snap.quotas:
             meta = quota["metadata"]
-            quotas_by_ref[(meta["namespace"], meta["name"])] = quota
+            quotas.add((meta["namespace"], meta["name"]))
             if meta.get("deletionTimestamp"):
                 continue
             for key in (quota.get("spec") or {}).get("apiKeys") or []:
-                if key.get("secretRef"):
-                    continue
-                secret_name = generated_secret_name(meta["name"], key["name"])
-                wanted.add((meta["namespace"], secret_name))
-                if (meta["namespace"], secret_name) in bodies:
-                    continue
-                missing.append((quota, key["name"], secret_name))
-        created = self._create_keys(missing, report)
-        bodies.update(created)
+                if not key.get("secretRef"):
+                    wanted.add((meta["namespace"], generated_secret_name(meta["name"], key["name"])))
         for (ns, name), body in list(bodies.items()):
             labels = (body.get("metadata") or {}).get("labels") or {}
             owner = labels.get(QUOTA_LABEL)
             if owner is None or labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
                 continue
-            if (ns, owner) in quotas_by_ref and (ns, name) not in wanted:
+            if (ns, owner) in quotas and (ns, name) not in wanted:
                 uid = body["metadata"].get("uid")
                 if uid not in self._deleted:
                     self.kube.delete("Secret", ns, name, uid)
@@ -274,55 +284,43 @@ class Reconciler:
         return bodies
 
     def _create_keys(
-        self, missing: list[tuple[dict[str, Any], str, str]], report: PassReport
+        self, missing: list[GeneratedKey], report: PassReport
     ) -> dict[tuple[str, str], dict[str, Any]]:
-        """Create key Secrets in parallel; returns what now exists, by (namespace, name)."""
+        """Mint the missing key Secrets in parallel (first run, or the Secret was deleted: that
+        is how a key is rotated); returns what now exists, by (namespace, name)."""
         out: dict[tuple[str, str], dict[str, Any]] = {}
         lock = threading.Lock()
 
-        def job(quota: dict[str, Any], key_name: str, secret_name: str) -> Callable[[], None]:
+        def job(key: GeneratedKey) -> Callable[[], None]:
             def create() -> None:
-                ns = quota["metadata"]["namespace"]
-                created = self.kube.create(self._new_key_secret(quota, key_name, secret_name))
+                ns = key.namespace
+                created = self.kube.create(key.secret(self.key_factory()))
                 if created is None:  # exists already; our cache has not seen it yet
-                    created = self.kube.get("Secret", ns, secret_name)
+                    created = self.kube.get("Secret", ns, key.secret_name)
                 if created is not None:
-                    log.info(
-                        "generated API key %r of TenantQuota %s/%s", key_name, ns, quota["metadata"]["name"]
-                    )
-                    self._remember(("Secret", ns, secret_name), created)
+                    log.info("generated API key %r of TenantQuota %s/%s", key.key_name, ns, key.quota_name)
+                    self._remember(("Secret", ns, key.secret_name), created)
                     with lock:
-                        out[(ns, secret_name)] = created
+                        out[(ns, key.secret_name)] = created
 
             return create
 
-        self._run([job(*m) for m in missing], report)
+        self._run([job(k) for k in missing], report)
         return out
 
-    def _new_key_secret(self, quota: dict[str, Any], key_name: str, secret_name: str) -> dict[str, Any]:
-        meta = quota["metadata"]
-        value = base64.b64encode(self.key_factory().encode()).decode()
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {
-                "name": secret_name,
-                "namespace": meta["namespace"],
-                "labels": {**MANAGED_BY, QUOTA_LABEL: meta["name"], KEY_LABEL: key_name},
-                "ownerReferences": [
-                    {
-                        "apiVersion": API_VERSION,
-                        "kind": "TenantQuota",
-                        "name": meta["name"],
-                        "uid": meta["uid"],
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
-            },
-            "data": {KEY_DATA: value},
-        }
+    def _previous_config(self, snap: Snapshot) -> GatewayConfig | None:
+        """The gateway config in force (our last ConfigMap), parsed once per content hash."""
+        ref: Ref = ("ConfigMap", self.platform_namespace, CONFIG_MAP_NAME)
+        body = self.live(ref, snap.children.get(ref), snap.deleted.get(ref, -1))
+        if body is None:
+            return None
+        annotations = body.get("metadata", {}).get("annotations") or {}
+        digest = str(annotations.get(CONFIG_HASH_ANNOTATION, ""))
+        if self._previous is not None and digest and self._previous[0] == digest:
+            return self._previous[1]
+        config = config_from_config_map(body)
+        self._previous = (digest, config) if config is not None and digest else None
+        return config
 
     # -- children and the ConfigMap
 
