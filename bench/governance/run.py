@@ -3,7 +3,7 @@
 4 KB prompt. Results: bench/results/governance.md and governance.json, with the machine noted.
 
 Why a benchmark and not a test: rates and timings are measurements that move with the corpus
-and the machine; the unit tests (tests/unit/test_pii*.py) pin behaviour, this records numbers.
+and the machine; the unit tests (tests/gateway/unit/test_pii*.py) pin behaviour, this records numbers.
 
 Scoring. A positive sample counts as found when a finding of its type covers the whole
 labelled span (a partial cover is a miss: part of the value would leak). Precision of a type:
@@ -16,21 +16,19 @@ the HIPAA types (mrn, icd10, dosage) with hipaa=True; negatives are reported for
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import sys
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/governance/corpus.py: the script's own folder is first on sys.path
 from corpus import LOCALES, SEED, Sample, negatives, positives
 
 from llmplatform.gateway import pii
+from llmplatform_testing.machine import describe, load_average_line, machine, write_results
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
@@ -38,23 +36,6 @@ HIPAA_TYPES = {"mrn", "icd10", "dosage"}
 RECALL_TARGET = 0.98
 UNTOUCHED_TARGET = 0.95
 MEDIAN_TARGET_MS = 0.2
-
-
-def machine() -> dict[str, Any]:
-    cpu = next(
-        (
-            x.split(":", 1)[1].strip()
-            for x in Path("/proc/cpuinfo").read_text().splitlines()
-            if x.startswith("model name")
-        ),
-        platform.processor() or "unknown",
-    )
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def quality(pos: list[Sample], neg: list[Sample]) -> dict[str, Any]:
@@ -226,7 +207,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
-    load_start = [round(x, 2) for x in os.getloadavg()]
+    host = machine()
     t0 = time.time()
     pos, neg = positives(args.per_type), negatives(args.negatives)
     q = quality(pos, neg)
@@ -237,10 +218,10 @@ def main() -> None:
         f"{k} hipaa={h}": timing(text, args.runs, h) for k, text in prompts.items() for h in (False, True)
     }
     stream = stream_timing(prompts["typical"], 4, max(50, args.runs // 50))
-    load_end = [round(x, 2) for x in os.getloadavg()]
+    host["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": machine() | {"load_average_at_start": load_start, "load_average_at_end": load_end},
+        "machine": host,
         "corpus": {
             "seed": SEED,
             "locales": LOCALES,
@@ -253,11 +234,7 @@ def main() -> None:
         "speed": speed,
         "stream": stream,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "governance.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    md = render(result)
-    (args.out / "governance.md").write_text(md)
-    print(md)
+    write_results(args.out, "governance", result, render(result))
 
 
 def render(r: dict[str, Any]) -> str:
@@ -265,10 +242,8 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         "# Governance benchmark: PII detection quality and speed",
         "",
-        f"Run {r['date']} with bench/governance/run.py (`make bench-governance`) on {m['cores']} cores "
-        f"({m['cpu']}), Python {m['python']}. Load average (1/5/15 min) at start "
-        f"{m['load_average_at_start']}, "
-        f"at end {m['load_average_at_end']}: the machine is shared, and other work on it slows every timing.",
+        f"Run {r['date']} with bench/governance/run.py (`make bench-governance`) on {describe(m)}. "
+        + load_average_line(m),
         "",
         f"Corpus: {c['positives']} labelled positives ({c['positives'] // len(pii.TYPES)} per type) in "
         f"{len(c['locales'])} locales ({', '.join(c['locales'])}) and {c['negatives']} hard negatives in "

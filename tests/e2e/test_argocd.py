@@ -24,9 +24,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-import conftest
-from conftest import ROOT, Cluster, OperatorProcess
-from test_operator import Api, model, policy, quota, wait_for
+from llmplatform_testing import ROOT
+from llmplatform_testing.controlplane import Cluster
+from llmplatform_testing.kube import Api, model, policy, quota, wait_for
+from llmplatform_testing.operator_process import OperatorProcess
 
 _spec = importlib.util.spec_from_file_location("argocd_health_e2e", ROOT / "deploy/argocd/health.py")
 assert _spec and _spec.loader
@@ -164,9 +165,7 @@ def examples_operator(cluster: Cluster, crds: None, tmp_path: Path) -> Iterator[
     delete_example_namespaces(cluster)
     op = OperatorProcess(cluster, "llm-platform", list(EXAMPLE_NAMESPACES), tmp_path / "operator.log")
     yield op
-    op.stop()
-    if op in conftest._OPERATORS:
-        conftest._OPERATORS.remove(op)
+    op.close()
     delete_example_namespaces(cluster)
 
 

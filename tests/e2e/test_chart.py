@@ -27,18 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import build
 import pytest
 import yaml
-from bed import free_port
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-import conftest
-from conftest import ROOT, Cluster, OperatorProcess
 from llmplatform.render.gatewayconfig import CONFIG_MAP_NAME
 from llmplatform.render.workloads import GATEWAY_POD_NAME, child_labels
-from test_operator import is_true, wait_for
+from llmplatform_testing import ROOT
+from llmplatform_testing.controlplane import Cluster, build
+from llmplatform_testing.kube import is_true, wait_for
+from llmplatform_testing.operator_process import OperatorProcess
+from llmplatform_testing.procs import free_port
 
 CHART = ROOT / "charts" / "llm-platform"
 GROUP, VERSION = "llmplatform.io", "v1alpha1"
@@ -511,9 +511,7 @@ def operator_as_chart_sa(release: Release, tmp_path_factory: pytest.TempPathFact
         release.cluster.kubectl("apply", "-f", "-", input=examples_for(release))
         yield kubeconfig
     finally:
-        op.stop()
-        if op in conftest._OPERATORS:
-            conftest._OPERATORS.remove(op)
+        op.close()
     assert_never_refused(op)
 
 

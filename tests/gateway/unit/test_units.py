@@ -7,7 +7,6 @@ import asyncio
 import json
 from typing import Any
 
-import gateway_harness as h
 import pytest
 
 from llmplatform.gateway.compiled import Compiled, compile_config
@@ -19,6 +18,7 @@ from llmplatform.gateway.server import duration, ratelimit_headers
 from llmplatform.gateway.tokens import chat_prompt_tokens, prompt_tokens, text_tokens
 from llmplatform.render import render
 from llmplatform.render.gatewayconfig import Limits
+from llmplatform_testing import gateway as h
 
 
 def compiled(docs: list[dict[str, Any]]) -> Compiled:
