@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from kubernetes import client, config
 
+__all__ = ["BED_DIR", "Cluster", "bed", "build"]
+
 BED_DIR = Path(__file__).resolve().parents[2] / "tests" / "e2e" / "controlplane"
 """Where bed.py and build.py live (this package is used from a checkout only: it is not in the wheel)."""
 

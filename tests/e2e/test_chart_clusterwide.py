@@ -15,14 +15,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from llmplatform_testing.controlplane import Cluster
-from llmplatform_testing.kube import wait_for
-from llmplatform_testing.operator_process import OperatorProcess
-from test_chart import (
+from llmplatform_testing.chart import (
     CHART,
-    GROUP,
     RESTRICTED,
-    VERSION,
     Release,
     assert_examples_reconciled,
     assert_never_refused,
@@ -33,6 +28,9 @@ from test_chart import (
     template,
     token_kubeconfig,
 )
+from llmplatform_testing.controlplane import Cluster
+from llmplatform_testing.kube import GROUP, VERSION, wait_for
+from llmplatform_testing.operator_process import OperatorProcess
 
 
 def foreign_objects(cluster: Cluster, own: set[str]) -> list[str]:
