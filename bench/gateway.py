@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmplatform_testing.machine import describe, load_average_line, machine, write_results
+from llmplatform_testing.machine import machine, page_header, write_results
 from llmplatform_testing.procs import Proc, cli, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -669,15 +669,15 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(r: dict[str, Any]) -> str:
     m, s, t = r["machine"], r["summary"], r["targets"]
-    lines = [
-        "# Gateway benchmark",
-        "",
-        f"Run {r['started']} by `make bench-gateway` (bench/gateway.py) on {describe(m)}, "
-        f"aiohttp {m['aiohttp']}. Everything on loopback: wrk "
-        "(1 thread), the mock upstream (a test server) and the server under test share the cores. "
-        + load_average_line(m)
-        + " The gateway is the most CPU-bound, so its numbers suffer most.",
-        "",
+    lines = page_header(
+        "Gateway benchmark",
+        f"{r['started']} by `make bench-gateway` (bench/gateway.py)",
+        m,
+        f"aiohttp {m['aiohttp']}. Everything on loopback: wrk (1 thread), the mock upstream (a test "
+        "server) and the server under test share the cores; the gateway is the most CPU-bound, so "
+        "its numbers suffer most. ",
+    )
+    lines += [
         "| target | req/s @16 conn | p50 @1 conn (ms) | p99 @1 conn (ms) "
         "| stream 1st chunk p50 (ms) | non-2xx |",
         "|---|---|---|---|---|---|",

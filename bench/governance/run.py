@@ -28,7 +28,7 @@ from typing import Any
 from corpus import LOCALES, SEED, Sample, negatives, positives
 
 from llmplatform.gateway import pii
-from llmplatform_testing.machine import describe, load_average_line, machine, write_results
+from llmplatform_testing.machine import machine, page_header, write_results
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
@@ -239,12 +239,12 @@ def main() -> None:
 
 def render(r: dict[str, Any]) -> str:
     m, c, q = r["machine"], r["corpus"], r["quality"]
-    lines = [
-        "# Governance benchmark: PII detection quality and speed",
-        "",
-        f"Run {r['date']} with bench/governance/run.py (`make bench-governance`) on {describe(m)}. "
-        + load_average_line(m),
-        "",
+    lines = page_header(
+        "Governance benchmark: PII detection quality and speed",
+        f"{r['date']} with bench/governance/run.py (`make bench-governance`)",
+        m,
+    )
+    lines += [
         f"Corpus: {c['positives']} labelled positives ({c['positives'] // len(pii.TYPES)} per type) in "
         f"{len(c['locales'])} locales ({', '.join(c['locales'])}) and {c['negatives']} hard negatives in "
         f"{c['negative_groups']} look-alike groups, generated with Faker from seed {c['seed']} "

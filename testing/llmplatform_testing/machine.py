@@ -58,6 +58,11 @@ def load_average_line(m: dict[str, Any]) -> str:
     )
 
 
+def page_header(title: str, run: str, m: dict[str, Any], note: str = "") -> list[str]:
+    """The first lines of a results page: the title, then "Run <run> on <machine>. <load>"."""
+    return [f"# {title}", "", f"Run {run} on {describe(m)}. {note}{load_average_line(m)}", ""]
+
+
 def write_results(out: Path, name: str, result: dict[str, Any], markdown: str) -> None:
     """`out/<name>.json` and `out/<name>.md`; the page is also printed."""
     out.mkdir(parents=True, exist_ok=True)

@@ -131,14 +131,7 @@ def test_streamed_request_is_answered_from_the_cache(world: dict[str, Any]) -> N
     prompt = fresh()
     text = ask(world["base"], prompt).parse().choices[0].message.content
     before = upstream_requests(world)
-    raw = client(world["base"]).chat.completions.with_raw_response.create(
-        model="auto",
-        messages=[{"role": "user", "content": prompt}],
-        max_tokens=4,
-        temperature=0,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
+    raw = ask(world["base"], prompt, stream=True, stream_options={"include_usage": True})
     assert raw.headers["x-llmplatform-cache"] == "hit"
     chunks = list(raw.parse())
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
@@ -150,13 +143,7 @@ def test_a_stream_fills_the_cache(world: dict[str, Any]) -> None:
     prompt = fresh()
 
     def stream() -> tuple[str, str]:
-        raw = client(world["base"]).chat.completions.with_raw_response.create(
-            model="auto",
-            messages=[{"role": "user", "content": prompt}],
-            max_tokens=4,
-            temperature=0,
-            stream=True,
-        )
+        raw = ask(world["base"], prompt, stream=True)
         chunks = list(raw.parse())
         assert all(c.usage is None for c in chunks)  # no include_usage: no usage chunk
         return raw.headers["x-llmplatform-cache"], "".join(c.choices[0].delta.content or "" for c in chunks)
