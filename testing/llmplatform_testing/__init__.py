@@ -15,6 +15,7 @@ Modules:
 - `controlplane`: the e2e control plane (`tests/e2e/controlplane/bed.py`, `build.py`) by name,
   and `Cluster`, what an e2e test gets.
 - `kube`: e2e helpers on a real API server: `Api`, resource builders, a 404-tolerant wait.
+- `chart`: the Helm chart in e2e tests: helm, rendering, an installed release, its checks.
 - `operator_process`: `llmplatform operator` as a real subprocess with its metrics.
 - `machine`: the machine description and result files every benchmark writes.
 """
