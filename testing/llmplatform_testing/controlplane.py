@@ -9,14 +9,14 @@ installed, so they stay where they are; tests, benchmarks and the demo import th
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from kubernetes import client, config
+
+from llmplatform_testing import scripts
 
 __all__ = ["BED_DIR", "Cluster", "bed", "build"]
 
@@ -25,19 +25,8 @@ BED_DIR = Path(__file__).resolve().parents[2] / "tests" / "e2e" / "controlplane"
 
 
 def _load(name: str) -> ModuleType:
-    """Import BED_DIR/<name>.py as the top-level module `name` (the name bed.py itself uses for
-    build.py), once."""
-    path = BED_DIR / f"{name}.py"
-    loaded = sys.modules.get(name)
-    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path:
-        return loaded
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # before running it: dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    """BED_DIR/<name>.py as the top-level module `name` (the name bed.py itself uses for build.py)."""
+    return scripts.load(BED_DIR / f"{name}.py", name)
 
 
 if TYPE_CHECKING:

@@ -13,7 +13,6 @@ Argo CD itself cannot run here, so this proves the two things it would rely on:
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,15 +23,12 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from llmplatform_testing import ROOT
+from llmplatform_testing import ROOT, scripts
 from llmplatform_testing.controlplane import Cluster
 from llmplatform_testing.kube import Api, model, policy, quota, wait_for
 from llmplatform_testing.operator_process import OperatorProcess
 
-_spec = importlib.util.spec_from_file_location("argocd_health_e2e", ROOT / "deploy/argocd/health.py")
-assert _spec and _spec.loader
-health = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(health)
+health = scripts.argocd_health()
 
 EXAMPLES = ROOT / "examples"
 EXAMPLE_NAMESPACES = ("llm-platform", "team-a", "team-b")
