@@ -18,6 +18,7 @@ Modules:
 - `chart`: the Helm chart in e2e tests: helm, rendering, an installed release, its checks.
 - `operator_process`: `llmplatform operator` as a real subprocess with its metrics.
 - `machine`: the machine description and result files every benchmark writes.
+- `scripts`: repository scripts (not in any package) imported by path, once.
 """
 
 from pathlib import Path
