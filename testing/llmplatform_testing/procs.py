@@ -67,14 +67,16 @@ class Proc:
     """A child process we started, with its output in `log`, stopped by its own process group.
 
     With `ready_url`, the constructor returns once that URL answers 2xx (or raises with the
-    log's tail if the process exits or the time runs out)."""
+    log's tail if the process exits or the time runs out). The default wait is generous: on a
+    loaded 2-core machine a Python server's imports alone can take 15 s (the Anthropic test
+    server's strict validator did, at load 16), and a slow start is not what tests test."""
 
     def __init__(
         self,
         args: list[str],
         log: Path,
         ready_url: str | None = None,
-        timeout: float = 20,
+        timeout: float = 60,
         env: dict[str, str] | None = None,
     ) -> None:
         self.log = log
@@ -89,7 +91,7 @@ class Proc:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
-    def wait_http(self, url: str, timeout: float = 20, headers: dict[str, str] | None = None) -> None:
+    def wait_http(self, url: str, timeout: float = 60, headers: dict[str, str] | None = None) -> None:
         """Return once `url` answers 2xx; raise if the process exits first or time runs out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
