@@ -239,8 +239,13 @@ def test_keys_are_generated_rotated_and_never_leak(cluster: Cluster, operator_en
     wait_for(
         lambda: config_hashes() == [hashlib.sha256(key.encode()).hexdigest()], 30, "the key hash in config"
     )
-    status = api.get("TenantQuota", t, "team")["status"]
-    assert status["apiKeySecrets"] == [{"name": "app", "secretName": "team-app", "key": "api-key"}]
+    # the status is written after the config: wait for it rather than race it
+    secrets = wait_for(
+        lambda: (api.get("TenantQuota", t, "team").get("status") or {}).get("apiKeySecrets"),
+        30,
+        "status.apiKeySecrets",
+    )
+    assert secrets == [{"name": "app", "secretName": "team-app", "key": "api-key"}]
 
     # Deleting the Secret rotates the key.
     api.core.delete_namespaced_secret("team-app", t)
@@ -385,8 +390,9 @@ def test_one_active_replica_and_failover(cluster: Cluster, operator_env: Any) ->
     leader = operator_env()
     leader.wait_passes(1)
     standby = operator_env()
-    time.sleep(4)
-    assert "waiting for the leader Lease" in standby.log()
+    # its imports alone take seconds on a loaded machine: wait for it to reach the Lease
+    wait_for(lambda: "waiting for the leader Lease" in standby.log(), 60, "the standby to wait for the Lease")
+    time.sleep(2)  # a standby that would wrongly take the Lease does so at once
     assert "became the leader" not in standby.log()
     lease = api.coord.read_namespaced_lease("llmplatform-operator", p)
     assert lease.spec.holder_identity and lease.spec.holder_identity in leader.log()
