@@ -9,11 +9,12 @@ CACHE  ?= $(or $(LLMPLATFORM_CACHE),$(HOME)/.cache/llmplatform)
 BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
-.PHONY: images chart-crds crds help demo run install controlplane test test-unit test-e2e lint cluster-up cluster-down clean-cache \
-        kind-up kind-down bench-controlplane bench-operator bench-gateway bench-governance clean
+.PHONY: help demo run install controlplane test test-unit test-gateway test-e2e lint cluster-up cluster-down \
+        clean-cache kind-up kind-down bench-controlplane bench-operator bench-gateway bench-governance images \
+        chart-crds crds argocd docs clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +33,14 @@ install: $(VENV)/.installed ## create .venv and install the project with test to
 controlplane: install ## build (or reuse) etcd, kube-*, kubectl, kwok and helm in the cache
 	$(PY) $(BED)/build.py
 
-test: install controlplane ## unit and e2e tests (e2e against the built control plane)
+test: install controlplane ## every test: unit, gateway and e2e (e2e against the built control plane)
 	$(PY) -m pytest tests
 
-test-unit: install ## unit tests only
-	$(PY) -m pytest tests/unit
+test-unit: install ## unit tests only: pure functions, no processes (tests/unit, tests/gateway/unit)
+	$(PY) -m pytest tests/unit tests/gateway/unit
+
+test-gateway: install ## gateway tests only: its units and real gateways on loopback (no Go build)
+	$(PY) -m pytest tests/gateway
 
 test-e2e: install controlplane ## e2e tests only
 	$(PY) -m pytest tests/e2e
@@ -44,7 +48,7 @@ test-e2e: install controlplane ## e2e tests only
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy core operator gateway
+	$(VENV)/bin/mypy core operator gateway testing
 
 cluster-up: install controlplane ## start the control plane in the background; prints KUBECONFIG=<path> last
 	@$(PY) $(BED)/bed.py up
@@ -90,7 +94,6 @@ crds: install ## regenerate crds/ from the API types, then copy them into the ch
 	$(PY) -m llmplatform.api.crdgen
 	$(MAKE) --no-print-directory chart-crds
 
-.PHONY: argocd docs
 argocd: install ## assemble deploy/argocd/argocd-cm-health.yaml from deploy/argocd/health/*.lua
 	$(PY) deploy/argocd/health.py
 

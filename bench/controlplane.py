@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,29 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests/e2e/controlplane"))
-import bed  # noqa: E402
-import build  # noqa: E402
-
-
-def machine() -> dict[str, object]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    go = subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip()
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "go": go,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+from llmplatform_testing import ROOT
+from llmplatform_testing.controlplane import BED_DIR, bed, build
+from llmplatform_testing.machine import describe, machine, write_results
 
 
 def cold_build() -> dict[str, object]:
@@ -58,7 +37,7 @@ def cold_build() -> dict[str, object]:
             os.environ, LLMPLATFORM_CACHE=f"{tmp}/cache", GOCACHE=f"{tmp}/gocache", GOMODCACHE=f"{tmp}/gomod"
         )
         t = time.monotonic()
-        subprocess.run([sys.executable, str(ROOT / "tests/e2e/controlplane/build.py")], env=env, check=True)
+        subprocess.run([sys.executable, str(BED_DIR / "build.py")], env=env, check=True)
         seconds = time.monotonic() - t
         subprocess.run(["chmod", "-R", "u+w", tmp], check=False)  # the module cache is read-only
     return {"seconds": round(seconds, 1), "how": "measured now, empty Go module and build caches"}
@@ -106,7 +85,9 @@ def main() -> int:
     ready = [s["apiserver_ready"] for s in starts]
     full = [s["all_ready"] for s in starts]
     result = {
-        "machine": machine(),
+        "machine": machine(
+            go=subprocess.run(["go", "version"], capture_output=True, text=True).stdout.strip()
+        ),
         "kubernetes": build.KUBERNETES_VERSION,
         "cold_build": build_info,
         "warm_start_runs": starts,
@@ -120,15 +101,12 @@ def main() -> int:
         "warm_start": result["warm_start_apiserver_ready_median_s"] <= 20,
         "cold_build": float(build_info["seconds"]) <= 25 * 60,  # type: ignore[arg-type]
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "controlplane.json").write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
     per_component = ", ".join(f"{k} {round(v / 1024, 1)}" for k, v in sorted(peak.items()))
     md = [
         "# Control-plane bench",
         "",
-        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, "
-        f"kernel {m['kernel']}, {m['go']}; {m['date']}.",
+        f"Machine: {describe(m)}, kernel {m['kernel']}, {m['go']}; {m['date']}.",
         f"Kubernetes {build.KUBERNETES_VERSION}.",
         "",
         "| measure | value | target |",
@@ -143,8 +121,7 @@ def main() -> int:
         "Peak RSS per component (MiB): " + per_component,
         "",
     ]
-    (args.out / "controlplane.md").write_text("\n".join(md))
-    print("\n".join(md))
+    write_results(args.out, "controlplane", result, "\n".join(md))
     return 0
 
 

@@ -29,11 +29,8 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +38,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from llmplatform_testing.machine import machine, page_header, write_results
+from llmplatform_testing.procs import Proc, cli, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -51,12 +51,6 @@ BODY = {
     "max_tokens": 16,
 }
 DEFAULT_LITELLM = Path.home() / ".cache" / "llmplatform" / "litellm-venv" / "bin" / "litellm"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def realistic_prompts(n: int = 64, seed: int = 7) -> list[dict[str, Any]]:
@@ -115,28 +109,6 @@ def scan_cost(bodies: list[dict[str, Any]], rounds: int = 20) -> dict[str, float
     }
 
 
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kb = int(
-        next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1]
-    )
-    import aiohttp
-
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "ram_gib": round(mem_kb / 1024 / 1024, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "aiohttp": aiohttp.__version__,
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 # -- (b) the bare pass-through proxy ---------------------------------------------------------
 
 
@@ -179,52 +151,6 @@ def bare_proxy(port: int, upstream: str, loop: str) -> None:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
-
-
-# -- processes -------------------------------------------------------------------------------
-
-
-class Proc:
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log.open("ab")
-        self.popen = subprocess.Popen(
-            args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env
-        )
-
-    def wait(self, url: str, timeout: float = 60, headers: dict[str, str] | None = None) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"process exited early; see {self.log.name}")
-            try:
-                if httpx.get(url, timeout=1, headers=headers).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{url} not ready in {timeout}s")
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self.log.close()
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "llmplatform.cli", *args]
 
 
 def manifests(directory: Path, upstream: str, governance: str | None = None) -> Path:
@@ -532,8 +458,10 @@ def main() -> int:
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="llmplatform-bench-"))
     procs: list[Proc] = []
+    import aiohttp
+
     results: dict[str, Any] = {
-        "machine": machine(),
+        "machine": machine(aiohttp=aiohttp.__version__),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     try:
@@ -541,7 +469,7 @@ def main() -> int:
         upstream = f"http://127.0.0.1:{up_port}"
         mock = Proc(cli("mock-upstream", "--port", str(up_port)), tmp / "mock.log")
         procs.append(mock)
-        mock.wait(upstream + "/healthz")
+        mock.wait_http(upstream + "/healthz", timeout=60)
         results["client_comparison"] = asyncio.run(client_comparison(upstream))
         print(json.dumps(results["client_comparison"]), flush=True)
         targets: dict[str, Any] = {}
@@ -554,7 +482,7 @@ def main() -> int:
                 tmp / f"bare-{loop}.log",
             )
             procs.append(bare)
-            bare.wait(f"http://127.0.0.1:{bare_port}/healthz")
+            bare.wait_http(f"http://127.0.0.1:{bare_port}/healthz", timeout=60)
             targets[name] = measure(f"bare proxy ({loop})", f"http://127.0.0.1:{bare_port}", None, args, tmp)
             bare.stop()
 
@@ -563,9 +491,9 @@ def main() -> int:
         gw_args += ["--port", str(gw_port), "--audit-log", str(tmp / "audit.jsonl")]
         gw = Proc(cli(*gw_args), tmp / "gateway.log")
         procs.append(gw)
-        gw.wait(f"http://127.0.0.1:{gw_port}/readyz")
+        gw.wait_http(f"http://127.0.0.1:{gw_port}/readyz", timeout=60)
         targets["c_gateway_1_worker"] = measure("gateway", f"http://127.0.0.1:{gw_port}", KEY, args, tmp)
-        targets["c_gateway_1_worker"]["rss_mb_after"] = round(gw.rss_mb(), 1)
+        targets["c_gateway_1_worker"]["rss_mb_after"] = round(gw.rss_mib(), 1)
         audit_lines = sum('"kind":"request"' in line for line in (tmp / "audit.jsonl").open())
         targets["c_gateway_1_worker"]["audit_records"] = audit_lines
         gw.stop()
@@ -586,7 +514,7 @@ def main() -> int:
             ]
             g = Proc(cli(*g_args), tmp / f"gateway-gov-{mode}.log")
             procs.append(g)
-            g.wait(f"http://127.0.0.1:{port}/readyz")
+            g.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
             url = f"http://127.0.0.1:{port}"
             runs[mode].append(measure(f"gateway, governance {mode}", url, KEY, args, tmp, prompts))
             g.stop()
@@ -621,10 +549,10 @@ def main() -> int:
                     "1",
                 ],
                 tmp / "litellm.log",
-                env,
+                env=env,
             )
             procs.append(lite)
-            lite.wait(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
+            lite.wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=180)
             targets["d_litellm_proxy"] = measure("litellm", f"http://127.0.0.1:{port}", master, args, tmp)
             version = subprocess.run(
                 [str(litellm.parent / "pip"), "show", "litellm"], capture_output=True, text=True
@@ -659,11 +587,11 @@ def main() -> int:
         )
         procs.append(big_gw)
         start = time.monotonic()
-        big_gw.wait(f"http://127.0.0.1:{port}/readyz", timeout=300)
+        big_gw.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=300)
         results["memory"]["startup_s"] = round(time.monotonic() - start, 2)
-        results["memory"]["rss_mb_loaded"] = round(big_gw.rss_mb(), 1)
+        results["memory"]["rss_mb_loaded"] = round(big_gw.rss_mib(), 1)
         wrk(f"http://127.0.0.1:{port}", 16, 3, KEY, tmp)
-        results["memory"]["rss_mb_after_traffic"] = round(big_gw.rss_mb(), 1)
+        results["memory"]["rss_mb_after_traffic"] = round(big_gw.rss_mib(), 1)
         big_gw.stop()
     finally:
         for p in procs:
@@ -671,10 +599,7 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["summary"] = summarize(results)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "gateway.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "gateway.md").write_text(markdown(results))
-    print((RESULTS / "gateway.md").read_text())
+    write_results(RESULTS, "gateway", results, markdown(results))
     return 0
 
 
@@ -744,16 +669,15 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(r: dict[str, Any]) -> str:
     m, s, t = r["machine"], r["summary"], r["targets"]
-    lines = [
-        "# Gateway benchmark",
-        "",
-        f"Run {r['started']} by `make bench-gateway` (bench/gateway.py) on {m['cores']} cores ({m['cpu']}), "
-        f"{m['ram_gib']} GiB RAM, Python {m['python']}, aiohttp {m['aiohttp']}. Everything on loopback: wrk "
-        "(1 thread), the mock upstream (a test server) and the server under test share the cores. "
-        f"Load average (1/5/15 min) at start {m['load_average_at_start']}, "
-        f"at end {m['load_average_at_end']}: "
-        "other work on the machine lowers every number, the gateway's most (it is the most CPU-bound).",
-        "",
+    lines = page_header(
+        "Gateway benchmark",
+        f"{r['started']} by `make bench-gateway` (bench/gateway.py)",
+        m,
+        f"aiohttp {m['aiohttp']}. Everything on loopback: wrk (1 thread), the mock upstream (a test "
+        "server) and the server under test share the cores; the gateway is the most CPU-bound, so "
+        "its numbers suffer most. ",
+    )
+    lines += [
         "| target | req/s @16 conn | p50 @1 conn (ms) | p99 @1 conn (ms) "
         "| stream 1st chunk p50 (ms) | non-2xx |",
         "|---|---|---|---|---|---|",

@@ -23,9 +23,7 @@ import argparse
 import base64
 import gzip
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,54 +34,20 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests/e2e/controlplane"))
-sys.path.insert(0, str(ROOT / "tests/gateway"))
-sys.path.insert(0, str(ROOT / "bench"))
-import bed  # noqa: E402
-import build  # noqa: E402
-import fleet  # noqa: E402
-import gateway_harness as gh  # noqa: E402
-
-from controlplane import machine  # noqa: E402
+# bench/fleet.py: the script's own folder is first on sys.path
+import fleet
+from llmplatform_testing import ROOT
+from llmplatform_testing.controlplane import bed, build
+from llmplatform_testing.machine import describe, machine, write_results
+from llmplatform_testing.operator_process import OperatorProcess
 
 PLATFORM = fleet.PLATFORM
 
 
-class Operator:
-    def __init__(self, kubeconfig: Path, log: Path, resync: float) -> None:
-        self.port = bed.free_port()
-        args = [sys.executable, "-m", "llmplatform.cli", "operator", "--platform-namespace", PLATFORM]
-        args += ["--metrics-port", str(self.port), "--resync-seconds", str(resync)]
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        self.proc = subprocess.Popen(args, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-    def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            return gh.metric_value(r.read().decode(), name)
-
-    def wait_passes(self, n: int, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("operator exited")
-            try:
-                if self.metric("llmplatform_operator_passes_total") >= n:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"operator did not complete {n} passes")
-
-    def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-        return -1.0
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+def start_operator(kubeconfig: Path, log: Path, resync: float) -> OperatorProcess:
+    """The operator watching every namespace, as deployed: no short Lease, no debug logging."""
+    op = OperatorProcess(kubeconfig, PLATFORM, [], log, lease_seconds=None, verbose=False)
+    return op.start("--resync-seconds", f"{resync:g}")
 
 
 def kubectl(cp: bed.ControlPlane, *args: str) -> str:
@@ -160,8 +124,8 @@ def main() -> int:
             ns_file = work / "namespaces.yaml"
             ns_file.write_text(yaml.safe_dump_all(fleet.namespaces()))
             kubectl(cp, "apply", "-f", str(ns_file))
-            op = Operator(cp.kubeconfig, work / "operator.log", resync=20)
-            op.wait_passes(1)
+            op = start_operator(cp.kubeconfig, work / "operator.log", resync=20)
+            op.wait_passes(1, timeout=120)
 
             manifests = work / "fleet.yaml"
             manifests.write_text(yaml.safe_dump_all(fleet.fleet(args.models, args.policies, args.quotas)))
@@ -225,9 +189,9 @@ def main() -> int:
             result["operator_first_process_writes"] = op.metric("llmplatform_operator_writes_total")
             op.stop()
 
-            again = Operator(cp.kubeconfig, work / "operator-restart.log", resync=300)
+            again = start_operator(cp.kubeconfig, work / "operator-restart.log", resync=300)
             t = time.monotonic()
-            again.wait_passes(1)
+            again.wait_passes(1, timeout=120)
             result["restart_first_pass_seconds"] = round(time.monotonic() - t, 1)
             time.sleep(5)
             result["restart_writes"] = again.metric("llmplatform_operator_writes_total")
@@ -252,14 +216,11 @@ def main() -> int:
         "noop_writes": result["idle_resync"]["writes"] == 0 and result["restart_writes"] == 0,
         "rss": result["operator_peak_rss_mib"] <= 400,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "operator.json").write_text(json.dumps(result, indent=2) + "\n")
     m, e = result["machine"], result["edit_to_configmap_seconds"]
     md = [
         "# Operator bench",
         "",
-        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, "
-        f"Python {m['python']}; {m['date']}.",
+        f"Machine: {describe(m)}; {m['date']}.",
         f"Fleet: {args.models} LLMModels (a third self-hosted), {args.policies} RoutingPolicies, "
         f"{args.quotas} TenantQuotas in 50 namespaces; control plane and operator on the same machine.",
         "",
@@ -277,8 +238,7 @@ def main() -> int:
         f"| kube-apiserver peak RSS | {result['apiserver_peak_rss_mib']} MiB | |",
         "",
     ]
-    (args.out / "operator.md").write_text("\n".join(md))
-    print("\n".join(md))
+    write_results(args.out, "operator", result, "\n".join(md))
     return 0
 
 

@@ -42,18 +42,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests/e2e/controlplane"))
-sys.path.insert(0, str(ROOT / "tests/gateway"))
+import httpx
+import openai
 
-import bed  # noqa: E402  (the e2e control plane)
-import build  # noqa: E402
-import gateway_harness as gh  # noqa: E402  (real processes on loopback: Redis, upstreams, gateway)
-import httpx  # noqa: E402
-import openai  # noqa: E402
-
-from llmplatform.contract.config import seal  # noqa: E402
-from llmplatform.render import CONFIG_GZ_KEY, CONFIG_KEY, CONFIG_MAP_NAME, dump_config, load_config  # noqa: E402
+from llmplatform.contract.config import seal
+from llmplatform.render import CONFIG_GZ_KEY, CONFIG_KEY, CONFIG_MAP_NAME, dump_config, load_config
+from llmplatform_testing import ROOT, procs
+from llmplatform_testing import gateway as gh  # real processes on loopback: Redis, upstreams, gateway
+from llmplatform_testing.controlplane import bed, build  # the e2e control plane
 
 PLATFORM = "llm-platform"
 TEAM_B_KEY_SECRET = ("team-b", "team-b-gateway-key", "key")
@@ -68,17 +64,11 @@ def say(msg: str) -> None:
 
 
 def wait_for(what: str, fn: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            got = fn()
-            if got:
-                return got
-        except Exception as exc:  # keep polling; report the last error on timeout
-            last = exc
-        time.sleep(interval)
-    raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last}" if last else ""))
+    """Poll `fn` until it returns something truthy; errors count as "not yet" (the last is named)."""
+    try:
+        return procs.wait_for(fn, timeout, what, interval=interval, ignore=(Exception,))
+    except procs.WaitTimeout as exc:
+        raise DemoFailed(str(exc)) from None
 
 
 @dataclass
@@ -87,7 +77,7 @@ class Platform:
 
     state: Path
     cp: bed.ControlPlane | None = None
-    procs: list[gh.Proc] = field(default_factory=list)
+    procs: list[procs.Proc] = field(default_factory=list)
     upstreams: dict[str, str] = field(default_factory=dict)
     """LLMModel name -> local test upstream base URL."""
     gateway_url: str = ""
@@ -141,14 +131,14 @@ def start_platform(p: Platform, port: int) -> None:
         proc, url = gh.start_mock(p.state, name, models=name)
         p.procs.append(proc)
         p.upstreams[name] = url + "/v1"
-    proc, url = start_anthropic_upstream(p.state)
+    proc, url = gh.start_anthropic(p.state, "mock-claude-sonnet")  # validates with the `anthropic` types
     p.procs.append(proc)
     p.upstreams["claude-sonnet"] = url
     say("test upstreams: " + ", ".join(f"{k} -> {v}" for k, v in p.upstreams.items()))
 
     assert p.cp is not None
-    op = gh.Proc(
-        gh.cli(
+    op = procs.Proc(
+        procs.cli(
             "operator",
             "--kubeconfig",
             str(p.cp.kubeconfig),
@@ -159,7 +149,7 @@ def start_platform(p: Platform, port: int) -> None:
             "--usage-seconds",
             "2",
             "--health-port",
-            str(gh.free_port()),
+            str(procs.free_port()),
         ),
         p.state / "operator.log",
     )
@@ -179,7 +169,7 @@ def start_platform(p: Platform, port: int) -> None:
     threading.Thread(target=sync_loop, args=(p, cfg_dir, secrets_dir), daemon=True).start()
     if not port_free(port):
         say(f"port {port} is busy; using a free one")
-        port = gh.free_port()
+        port = procs.free_port()
     gw, p.gateway_url = gh.start_gateway(
         p.state,
         ["--config", str(cfg_dir)],
@@ -194,18 +184,6 @@ def start_platform(p: Platform, port: int) -> None:
     )
     p.procs.append(gw)
     say(f"gateway: {p.gateway_url}/v1 serving the operator's ConfigMap (log: {gw.log})")
-
-
-def start_anthropic_upstream(state: Path) -> tuple[gh.Proc, str]:
-    """The Messages-API test server of the gateway tests (validates with the `anthropic` types)."""
-    port = gh.free_port()
-    server = ROOT / "tests/gateway/anthropic_server.py"
-    proc = gh.Proc(
-        [sys.executable, str(server), "--port", str(port)],
-        state / "mock-claude-sonnet.log",
-        f"http://127.0.0.1:{port}/healthz",
-    )
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def all_true(listing: dict[str, Any], cond: str, expect: int | None = None) -> bool:

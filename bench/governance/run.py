@@ -3,7 +3,7 @@
 4 KB prompt. Results: bench/results/governance.md and governance.json, with the machine noted.
 
 Why a benchmark and not a test: rates and timings are measurements that move with the corpus
-and the machine; the unit tests (tests/unit/test_pii*.py) pin behaviour, this records numbers.
+and the machine; the unit tests (tests/gateway/unit/test_pii*.py) pin behaviour, this records numbers.
 
 Scoring. A positive sample counts as found when a finding of its type covers the whole
 labelled span (a partial cover is a miss: part of the value would leak). Precision of a type:
@@ -16,23 +16,21 @@ the HIPAA types (mrn, icd10, dosage) with hipaa=True; negatives are reported for
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import statistics
-import sys
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/governance/*.py: the script's own folder is first on sys.path
 import obfuscation
 from corpus import LOCALES, SEED, Sample, negatives, positives
 
 from llmplatform.gateway import governance, pii
+from llmplatform_testing.machine import machine, page_header, write_results
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
@@ -40,23 +38,6 @@ HIPAA_TYPES = {"mrn", "icd10", "dosage"}
 RECALL_TARGET = 0.98
 UNTOUCHED_TARGET = 0.95
 MEDIAN_TARGET_MS = 0.2
-
-
-def machine() -> dict[str, Any]:
-    cpu = next(
-        (
-            x.split(":", 1)[1].strip()
-            for x in Path("/proc/cpuinfo").read_text().splitlines()
-            if x.startswith("model name")
-        ),
-        platform.processor() or "unknown",
-    )
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def quality(pos: list[Sample], neg: list[Sample]) -> dict[str, Any]:
@@ -307,7 +288,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
-    load_start = [round(x, 2) for x in os.getloadavg()]
+    host = machine()
     t0 = time.time()
     pos, neg = positives(args.per_type), negatives(args.negatives)
     q = quality(pos, neg)
@@ -322,10 +303,10 @@ def main() -> None:
     stream = stream_timing(prompts["typical"], 4, max(50, args.runs // 50))
     request = {k: request_timing(prompts[k], max(500, args.runs // 5)) for k in ("typical", "obfuscated")}
     request["typical as 100 messages"] = request_timing(prompts["typical"], max(200, args.runs // 25), 100)
-    load_end = [round(x, 2) for x in os.getloadavg()]
+    host["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": machine() | {"load_average_at_start": load_start, "load_average_at_end": load_end},
+        "machine": host,
         "corpus": {
             "seed": SEED,
             "locales": LOCALES,
@@ -339,34 +320,25 @@ def main() -> None:
         "stream": stream,
         "request_scan": request,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "governance.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    md = render(result)
-    (args.out / "governance.md").write_text(md)
-    print(md)
+    write_results(args.out, "governance", result, render(result))
 
 
 def render(r: dict[str, Any]) -> str:
     m, c, q = r["machine"], r["corpus"], r["quality"]
-    lines = [
-        "# Governance benchmark: PII detection quality and speed",
-        "",
-        f"Run {r['date']} with bench/governance/run.py (`make bench-governance`) on {m['cores']} cores "
-        f"({m['cpu']}), Python {m['python']}. Load average (1/5/15 min) at start "
-        f"{m['load_average_at_start']}, "
-        f"at end {m['load_average_at_end']}: the machine is shared, and other work on it slows every timing.",
-        *(
-            [
-                "",
-                f"**The load average exceeded the {m['cores']} cores during this run: every timing below is "
-                "inflated by the other work on the machine** (recall and precision are not affected). "
-                "Compare a prompt's *median* with its *raw* column, timed interleaved under the same load, "
-                "for what the normalised view itself costs.",
-            ]
-            if max(m["load_average_at_start"][0], m["load_average_at_end"][0]) > (m["cores"] or 1)
-            else []
-        ),
-        "",
+    lines = page_header(
+        "Governance benchmark: PII detection quality and speed",
+        f"{r['date']} with bench/governance/run.py (`make bench-governance`)",
+        m,
+    )
+    if max(m["load_average_at_start"][0], m["load_average_at_end"][0]) > (m["cores"] or 1):
+        lines += [
+            f"**The load average exceeded the {m['cores']} cores during this run: every timing below is "
+            "inflated by the other work on the machine** (recall and precision are not affected). "
+            "Compare a prompt's *median* with its *raw* column, timed interleaved under the same load, "
+            "for what the normalised view itself costs.",
+            "",
+        ]
+    lines += [
         f"Corpus: {c['positives']} labelled positives ({c['positives'] // len(pii.TYPES)} per type) in "
         f"{len(c['locales'])} locales ({', '.join(c['locales'])}) and {c['negatives']} hard negatives in "
         f"{c['negative_groups']} look-alike groups, generated with Faker from seed {c['seed']} "

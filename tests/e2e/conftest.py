@@ -13,44 +13,23 @@ never silently skipped.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent / "controlplane"))
-import bed  # noqa: E402
-import build  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
-import gateway_harness as gh  # noqa: E402
+from llmplatform_testing import ROOT
+from llmplatform_testing.controlplane import Cluster, bed, build
+from llmplatform_testing.operator_process import OperatorProcess
 
 _RUNNING: bed.ControlPlane | None = None
+_OPERATORS = OperatorProcess.running
+"""Operators started and not yet closed; a failing test's report gets their logs."""
 
-
-@dataclass
-class Cluster:
-    """What a test gets: a kubeconfig, API clients, and the local bed when there is one."""
-
-    kubeconfig: Path
-    local: bed.ControlPlane | None
-
-    def api(self) -> client.ApiClient:
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
-
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        """The bed's own kubectl, or the one on PATH for an external cluster."""
-        if self.local is None:
-            return bed.run_kubectl("kubectl", self.kubeconfig, *args, input=input, check=check)
-        return self.local.kubectl(*args, input=input, check=check)
+__all__ = ["ROOT", "Cluster", "OperatorProcess"]  # what test modules used to import from here
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -106,67 +85,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             rep.sections.append((f"operator log {op.log_path.name}", op.log()[-8000:]))
 
 
-class OperatorProcess:
-    """`llmplatform operator` as a real subprocess against the test cluster, watching only
-    the given namespaces, with its metrics on a free port and its log kept for the report."""
-
-    def __init__(self, cluster: Cluster, platform: str, namespaces: list[str], log_path: Path) -> None:
-        self.cluster, self.platform, self.namespaces, self.log_path = cluster, platform, namespaces, log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.metrics_port = 0
-
-    def start(self, *extra: str) -> OperatorProcess:
-        self.metrics_port = bed.free_port()
-        args = [sys.executable, "-m", "llmplatform.cli", "operator", "--platform-namespace", self.platform]
-        for ns in self.namespaces:
-            args += ["--namespace", ns]
-        args += ["--metrics-port", str(self.metrics_port), "--lease-seconds", "6", "--verbose", *extra]
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "PYTHONUNBUFFERED": "1"}
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-        _OPERATORS.append(self)
-        return self
-
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of a Prometheus sample over the series matching `labels`."""
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            return gh.metric_value(r.read().decode(), name, **labels)
-
-    def wait_passes(self, n: int, timeout: float = 60) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None and self.proc.poll() is None, f"operator exited:\n{self.log()}"
-            try:
-                if self.metric("llmplatform_operator_passes_total") >= n:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"operator did not complete {n} passes in {timeout}s:\n{self.log()[-4000:]}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-_OPERATORS: list[OperatorProcess] = []
-
-
 @pytest.fixture()
 def operator_env(cluster: Cluster, crds: None, tmp_path: Path) -> Iterator[Any]:
     """Fresh platform and tenant namespaces and a factory for operator processes watching them;
@@ -186,8 +104,6 @@ def operator_env(cluster: Cluster, crds: None, tmp_path: Path) -> Iterator[Any]:
     make.platform, make.tenant = platform, tenant  # type: ignore[attr-defined]
     yield make
     for op in started:
-        op.stop()
-        if op in _OPERATORS:
-            _OPERATORS.remove(op)
+        op.close()
     for ns in (platform, tenant):
         core.delete_namespace(ns)

@@ -13,7 +13,6 @@ Argo CD itself cannot run here, so this proves the two things it would rely on:
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,14 +23,12 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-import conftest
-from conftest import ROOT, Cluster, OperatorProcess
-from test_operator import Api, model, policy, quota, wait_for
+from llmplatform_testing import ROOT, scripts
+from llmplatform_testing.controlplane import Cluster
+from llmplatform_testing.kube import Api, model, policy, quota, wait_for
+from llmplatform_testing.operator_process import OperatorProcess
 
-_spec = importlib.util.spec_from_file_location("argocd_health_e2e", ROOT / "deploy/argocd/health.py")
-assert _spec and _spec.loader
-health = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(health)
+health = scripts.argocd_health()
 
 EXAMPLES = ROOT / "examples"
 EXAMPLE_NAMESPACES = ("llm-platform", "team-a", "team-b")
@@ -164,9 +161,7 @@ def examples_operator(cluster: Cluster, crds: None, tmp_path: Path) -> Iterator[
     delete_example_namespaces(cluster)
     op = OperatorProcess(cluster, "llm-platform", list(EXAMPLE_NAMESPACES), tmp_path / "operator.log")
     yield op
-    op.stop()
-    if op in conftest._OPERATORS:
-        conftest._OPERATORS.remove(op)
+    op.close()
     delete_example_namespaces(cluster)
 
 

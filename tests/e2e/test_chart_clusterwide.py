@@ -15,13 +15,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-import conftest
-from conftest import Cluster, OperatorProcess
-from test_chart import (
+from llmplatform_testing.chart import (
     CHART,
-    GROUP,
     RESTRICTED,
-    VERSION,
     Release,
     assert_examples_reconciled,
     assert_never_refused,
@@ -32,7 +28,9 @@ from test_chart import (
     template,
     token_kubeconfig,
 )
-from test_operator import wait_for
+from llmplatform_testing.controlplane import Cluster
+from llmplatform_testing.kube import GROUP, VERSION, wait_for
+from llmplatform_testing.operator_process import OperatorProcess
 
 
 def foreign_objects(cluster: Cluster, own: set[str]) -> list[str]:
@@ -77,9 +75,7 @@ def clusterwide(cluster: Cluster, crds: None, tmp_path: Path) -> Iterator[tuple[
         yield release, op
     finally:
         if op is not None:
-            op.stop()
-            if op in conftest._OPERATORS:
-                conftest._OPERATORS.remove(op)
+            op.close()
         helm("uninstall", "cw", "-n", ns, "--wait", kubeconfig=cluster.kubeconfig, check=False)
         delete_namespaces(core, [ns, *tenants])
 

@@ -15,27 +15,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from build import KUBERNETES_VERSION
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from conftest import Cluster
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from llmplatform_testing.controlplane import Cluster, build
+from llmplatform_testing.kube import wait_for
 
 
 def test_version_is_the_pinned_release(cluster: Cluster) -> None:
     info = client.VersionApi(cluster.api()).get_code()
     if cluster.local is not None:
-        assert info.git_version == KUBERNETES_VERSION
+        assert info.git_version == build.KUBERNETES_VERSION
     assert info.major == "1"
 
 

@@ -17,7 +17,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from conftest import ROOT, Cluster
+from llmplatform_testing import ROOT
+from llmplatform_testing.controlplane import Cluster
 
 CASES = ROOT / "tests/unit/schema_cases"
 PLURALS = {"LLMModel": "llmmodels", "RoutingPolicy": "routingpolicies", "TenantQuota": "tenantquotas"}

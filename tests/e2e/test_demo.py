@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from llmplatform_testing import ROOT
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("LLMPLATFORM_E2E_KUBECONFIG")),

@@ -12,111 +12,24 @@ import hashlib
 import json
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from conftest import Cluster
-
-GROUP, VERSION = "llmplatform.io", "v1alpha1"
-PLURAL = {"LLMModel": "llmmodels", "RoutingPolicy": "routingpolicies", "TenantQuota": "tenantquotas"}
-CM_NAME = "llmplatform-gateway-config"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            last = None
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-class Api:
-    def __init__(self, cluster: Cluster) -> None:
-        api = cluster.api()
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
-        self.apps = client.AppsV1Api(api)
-        self.autoscaling = client.AutoscalingV2Api(api)
-        self.net = client.NetworkingV1Api(api)
-        self.coord = client.CoordinationV1Api(api)
-
-    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        ns = obj["metadata"]["namespace"]
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL[obj["kind"]], obj)
-
-    def get(self, kind: str, ns: str, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL[kind], name)
-
-    def patch(self, kind: str, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL[kind], name, patch)
-
-    def delete(self, kind: str, ns: str, name: str) -> None:
-        self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL[kind], name)
-
-    def condition(self, kind: str, ns: str, name: str, ctype: str) -> dict[str, Any] | None:
-        status = self.get(kind, ns, name).get("status") or {}
-        return next((c for c in status.get("conditions") or [] if c["type"] == ctype), None)
-
-    def config(self, ns: str) -> dict[str, Any]:
-        cm = self.core.read_namespaced_config_map(CM_NAME, ns)
-        if cm.data and "config.json" in cm.data:
-            return json.loads(cm.data["config.json"])
-        import gzip
-
-        return json.loads(gzip.decompress(base64.b64decode(cm.binary_data["config.json.gz"])))
-
-    def secret_value(self, ns: str, name: str, key: str = "api-key") -> str:
-        return base64.b64decode(self.core.read_namespaced_secret(name, ns).data[key]).decode()
-
-
-def model(
-    name: str, ns: str, *, serving: bool = False, tier: str = "standard", **spec: Any
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"tier": tier, "contextWindow": 8192, **spec}
-    if serving:
-        body["serving"] = {"image": "vllm/vllm-openai:v0.6.3", "replicas": {"min": 1, "max": 3}}
-    else:
-        body["endpoint"] = {"url": f"https://{name}.example.com/v1"}
-    meta = {"name": name, "namespace": ns, "labels": {"team": "ml", "argocd.argoproj.io/instance": "models"}}
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMModel", "metadata": meta, "spec": body}
-
-
-def policy(
-    name: str, ns: str, tiers: dict[str, list[str]], *, default: bool = True, **spec: Any
-) -> dict[str, Any]:
-    body = {"default": default, "tiers": [{"name": t, "models": m} for t, m in tiers.items()], **spec}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "RoutingPolicy",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": body,
-    }
-
-
-def quota(name: str, ns: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "TenantQuota",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": spec,
-    }
-
-
-def is_true(cond: dict[str, Any] | None) -> bool:
-    return bool(cond and cond["status"] == "True")
-
+from llmplatform_testing.controlplane import Cluster
+from llmplatform_testing.kube import (
+    CM_NAME,
+    GROUP,
+    PLURAL,
+    VERSION,
+    Api,
+    is_true,
+    model,
+    policy,
+    quota,
+    wait_for,
+)
 
 # --------------------------------------------------------------------------- workloads
 
@@ -326,8 +239,13 @@ def test_keys_are_generated_rotated_and_never_leak(cluster: Cluster, operator_en
     wait_for(
         lambda: config_hashes() == [hashlib.sha256(key.encode()).hexdigest()], 30, "the key hash in config"
     )
-    status = api.get("TenantQuota", t, "team")["status"]
-    assert status["apiKeySecrets"] == [{"name": "app", "secretName": "team-app", "key": "api-key"}]
+    # the status is written after the config: wait for it rather than race it
+    secrets = wait_for(
+        lambda: (api.get("TenantQuota", t, "team").get("status") or {}).get("apiKeySecrets"),
+        30,
+        "status.apiKeySecrets",
+    )
+    assert secrets == [{"name": "app", "secretName": "team-app", "key": "api-key"}]
 
     # Deleting the Secret rotates the key.
     api.core.delete_namespaced_secret("team-app", t)
@@ -632,10 +550,9 @@ def test_one_active_replica_and_failover(cluster: Cluster, operator_env: Any) ->
     leader = operator_env()
     leader.wait_passes(1)
     standby = operator_env()
-    # Python start-up alone can take seconds on a loaded machine: wait for the standby to be
-    # up, then give it a few seconds in which it could (wrongly) take the Lease.
-    wait_for(lambda: "waiting for the leader Lease" in standby.log(), 60, "the standby to start")
-    time.sleep(4)
+    # its imports alone take seconds on a loaded machine: wait for it to reach the Lease
+    wait_for(lambda: "waiting for the leader Lease" in standby.log(), 60, "the standby to wait for the Lease")
+    time.sleep(2)  # a standby that would wrongly take the Lease does so at once
     assert "became the leader" not in standby.log()
     lease = api.coord.read_namespaced_lease("llmplatform-operator", p)
     assert lease.spec.holder_identity and lease.spec.holder_identity in leader.log()

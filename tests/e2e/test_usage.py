@@ -9,17 +9,14 @@ was told it used against what status reports.
 from __future__ import annotations
 
 import base64
-import sys
 from pathlib import Path
 from typing import Any
 
 import openai
 
-from conftest import ROOT, Cluster
-from test_operator import Api, is_true, model, policy, quota, wait_for
-
-sys.path.insert(0, str(ROOT / "tests/gateway"))
-import gateway_harness as gh
+from llmplatform_testing import gateway as gh
+from llmplatform_testing.controlplane import Cluster
+from llmplatform_testing.kube import Api, is_true, model, policy, quota, wait_for
 
 
 def test_gateway_usage_reaches_tenantquota_status(

@@ -1,6 +1,6 @@
 """`provider: anthropic` models through the gateway, driven by the official `openai` client.
 
-The upstream is tests/gateway/anthropic_server.py, a real process that validates every request
+The upstream is llmplatform_testing.anthropic_server, a real process that validates every request
 with the official `anthropic` package's types and answers with its models; after each test the
 `anthropic` fixture checks that every request the gateway sent it was valid. An OpenAI-style
 mock upstream shares the tier so fallback from an overloaded Anthropic model can be seen.
@@ -10,72 +10,51 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import gateway_harness as h
 import httpx
 import openai
 import pytest
 
+from llmplatform_testing import gateway as h
+
 KEY = "llmp-test-anthropic-key"
 COST_KEY = "llmp-test-anthropic-cost-key"
-SERVER = Path(__file__).with_name("anthropic_server.py")
 DEFAULT_TEXT = "Hello from the Anthropic test server."
 
 
-def start_anthropic(tmp: Path) -> tuple[h.Proc, str]:
-    port = h.free_port()
-    proc = h.Proc(
-        [sys.executable, str(SERVER), "--port", str(port)],
-        tmp / "anthropic-server.log",
-        f"http://127.0.0.1:{port}/healthz",
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("anthropic")
-    procs: list[h.Proc] = []
-    try:
-        anth, anth_url = start_anthropic(tmp)
-        alpha, alpha_url = h.start_mock(tmp, "alpha-for-anthropic")
-        procs += [anth, alpha]
-        secret = {"name": "upstream", "key": "api-key"}
-        docs = [
-            # the endpoint as the server root, as for https://api.anthropic.com
-            h.model(
-                "claude",
-                anth_url,
-                tier="premium",
-                provider="anthropic",
-                upstreamModel="claude-test-1",
-                maxOutputTokens=1000,
-                capabilities=["chat", "completions"],
-                pricing={"inputPerMillionTokens": 3, "outputPerMillionTokens": 15},
-                endpoint={"url": anth_url, "apiKeySecretRef": secret},
-            ),
-            # given with /v1, and no maxOutputTokens: max_tokens defaults to the documented 4096
-            h.model("haiku", anth_url, tier="efficient", provider="anthropic", upstreamModel="claude-test-2"),
-            h.model("alpha", alpha_url, tier="premium"),
-            h.policy(
-                {"premium": ["claude", "alpha"], "efficient": ["haiku"]},
-                dataGovernance={"piiRedaction": True, "outputScanning": True},
-                cache={"enabled": True, "ttlSeconds": 60},
-            ),
-            *h.tenant("team-a", {"alice": KEY}, ["premium", "efficient"]),
-            *h.tenant("team-cost", {"carol": COST_KEY}, ["premium"]),
-        ]
-        manifests = h.write_manifests(tmp / "manifests", docs)
-        gw, base = h.start_gateway(tmp, ["--manifests", str(manifests)], name="gw-anthropic")
-        procs.append(gw)
-        yield {"base": base, "anthropic": anth_url, "alpha": alpha_url, "gateway_log": gw.log}
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    anth_url = gateway_world.anthropic()
+    alpha_url = gateway_world.mock("alpha")
+    secret = {"name": "upstream", "key": "api-key"}
+    docs = [
+        # the endpoint as the server root, as for https://api.anthropic.com
+        h.model(
+            "claude",
+            anth_url,
+            tier="premium",
+            provider="anthropic",
+            upstreamModel="claude-test-1",
+            maxOutputTokens=1000,
+            capabilities=["chat", "completions"],
+            pricing={"inputPerMillionTokens": 3, "outputPerMillionTokens": 15},
+            endpoint={"url": anth_url, "apiKeySecretRef": secret},
+        ),
+        # given with /v1, and no maxOutputTokens: max_tokens defaults to the documented 4096
+        h.model("haiku", anth_url, tier="efficient", provider="anthropic", upstreamModel="claude-test-2"),
+        h.model("alpha", alpha_url, tier="premium"),
+        h.policy(
+            {"premium": ["claude", "alpha"], "efficient": ["haiku"]},
+            dataGovernance={"piiRedaction": True, "outputScanning": True},
+            cache={"enabled": True, "ttlSeconds": 60},
+        ),
+        *h.tenant("team-a", {"alice": KEY}, ["premium", "efficient"]),
+        *h.tenant("team-cost", {"carol": COST_KEY}, ["premium"]),
+    ]
+    gateway_world.gateway(docs)
+    return gateway_world
 
 
 @pytest.fixture()
@@ -355,7 +334,7 @@ def test_a_refused_provider_key_is_a_502_not_the_callers_401(world: dict[str, An
             c.chat.completions.create(model="claude", messages=hello)
         assert exc.value.status_code == 502 and exc.value.code == "upstream_auth_failed"
         assert "'claude'" in exc.value.message and "provider credentials" in exc.value.message
-    assert "upstream claude refused the provider credentials (HTTP 403)" in world["gateway_log"].read_text()
+    assert "upstream claude refused the provider credentials (HTTP 403)" in world["gw"].log.read_text()
 
 
 def test_overloaded_anthropic_falls_back_to_openai_model(world: dict[str, Any], anthropic: str) -> None:

@@ -13,14 +13,16 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import gateway_harness as h
 import httpx
 import openai
 import pytest
+
+from llmplatform_testing import gateway as h
+from llmplatform_testing.procs import cli, wait_for
 
 KEY = "llmp-test-audit-key"
 KEY_LIMITED = "llmp-test-audit-limited-key"
@@ -31,27 +33,18 @@ MESSAGES: list[Any] = [{"role": "user", "content": f"hello {SECRET_WORD}"}]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("audit")
-    procs = []
-    try:
-        mock, url = h.start_mock(tmp, "up")
-        procs.append(mock)
-        docs = [
-            h.model("alpha", url),
-            h.model("dead", "http://127.0.0.1:9", tier="premium"),  # nothing listens on port 9
-            h.policy({"standard": ["alpha"], "premium": ["dead"]}),
-            *h.tenant("team-a", {"alice": KEY}, ["standard", "premium"]),
-            *h.tenant("team-l", {"lim": KEY_LIMITED}, ["standard"], limits={"requestsPerMinute": 1}),
-            *h.tenant("team-b", {"bob": KEY_B}, ["premium"]),
-        ]
-        manifests = h.write_manifests(tmp / "manifests", docs)
-        gw, base = h.start_gateway(tmp, ["--manifests", str(manifests)], "--max-body-bytes", "100000")
-        procs.append(gw)
-        yield {"base": base, "tmp": tmp, "manifests": manifests, "log": tmp / "gw-audit.jsonl"}
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    url = gateway_world.mock("up")
+    docs = [
+        h.model("alpha", url),
+        h.model("dead", "http://127.0.0.1:9", tier="premium"),  # nothing listens on port 9
+        h.policy({"standard": ["alpha"], "premium": ["dead"]}),
+        *h.tenant("team-a", {"alice": KEY}, ["standard", "premium"]),
+        *h.tenant("team-l", {"lim": KEY_LIMITED}, ["standard"], limits={"requestsPerMinute": 1}),
+        *h.tenant("team-b", {"bob": KEY_B}, ["premium"]),
+    ]
+    gateway_world.gateway(docs, "--max-body-bytes", "100000")
+    return gateway_world
 
 
 class Wire:
@@ -74,16 +67,9 @@ def records(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def audited(log: Path, rid: str) -> dict[str, Any]:
     """The one record of request `rid` (the sink writes every 0.1 s)."""
-    wait_for(lambda: any(r.get("request_id") == rid for r in records(log)))
+    wait_for(lambda: any(r.get("request_id") == rid for r in records(log)), 5, f"the record of {rid}")
     time.sleep(0.15)  # a second record would have been written by now
     found = [r for r in records(log) if r.get("request_id") == rid]
     assert len(found) == 1, found
@@ -211,7 +197,7 @@ def test_the_running_log_verifies(world: dict[str, Any]) -> None:
 
 
 def verify_cli(*files: Path, partial: bool = False) -> subprocess.CompletedProcess[str]:
-    args = h.cli("audit", "verify", *map(str, files), *(["--partial"] if partial else []))
+    args = cli("audit", "verify", *map(str, files), *(["--partial"] if partial else []))
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
 
 
@@ -268,18 +254,6 @@ def test_rotation_under_load_keeps_the_chain(world: dict[str, Any], tmp_path: Pa
     assert done.returncode == 1 and done.stdout.startswith(f"FAILED: {victim}:4:"), done.stdout
 
 
-def children(pid: int) -> set[int]:
-    """The gateway's worker processes (not multiprocessing's resource tracker)."""
-    found = set()
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.add(int(child))
-        except OSError:
-            continue
-    return found
-
-
 def test_two_workers_each_keep_a_chain_that_survives_a_killed_worker(
     world: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -288,13 +262,12 @@ def test_two_workers_each_keep_a_chain_that_survives_a_killed_worker(
         tmp_path, ["--manifests", str(world["manifests"])], "--audit-log", str(log), "--workers", "2"
     )
     try:
-        listening = lambda: gw.log.read_text().count('"gateway listening"')  # noqa: E731
-        wait_for(lambda: len(children(gw.popen.pid)) == 2 and listening() == 2, timeout=15)
+        wait_for(lambda: len(h.workers(gw)) == 2 and h.listening(gw) == 2, 15, "two workers listening")
         first = asyncio.run(burst(base, 100))
         time.sleep(0.3)  # both workers' buffers written before one of them dies
-        victim = min(children(gw.popen.pid))
+        victim = min(h.workers(gw))
         os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: listening() == 3, timeout=15)
+        wait_for(lambda: h.listening(gw) == 3, 15, "a new worker listening")
         second = asyncio.run(burst(base, 100))
     finally:
         gw.stop()

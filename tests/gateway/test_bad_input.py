@@ -9,37 +9,28 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import gateway_harness as h
 import httpx
 import openai
 import pytest
+
+from llmplatform_testing import gateway as h
 
 KEY = "llmp-test-bad-input-key"
 MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("badinput")
-    procs = []
-    try:
-        mock, url = h.start_mock(tmp, "up")
-        procs.append(mock)
-        docs = [
-            h.model("alpha", url),
-            h.policy({"standard": ["alpha"]}),
-            *h.tenant("t", {"k": KEY}, ["standard"]),
-        ]
-        manifests = h.write_manifests(tmp / "manifests", docs)
-        gw, base = h.start_gateway(tmp, ["--manifests", str(manifests)], "--max-body-bytes", "300000")
-        procs.append(gw)
-        yield {"base": base, "upstream": url, "log": tmp / "gw-audit.jsonl"}
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    url = gateway_world.mock("upstream")
+    docs = [
+        h.model("alpha", url),
+        h.policy({"standard": ["alpha"]}),
+        *h.tenant("t", {"k": KEY}, ["standard"]),
+    ]
+    gateway_world.gateway(docs, "--max-body-bytes", "300000")
+    return gateway_world
 
 
 def post(

@@ -8,13 +8,14 @@ that never happened cannot pass.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import gateway_harness as h
 import httpx
 import openai
 import pytest
+
+from llmplatform_testing import gateway as h
+from llmplatform_testing.procs import free_port
 
 KEY = "llmp-test-faults-key"
 MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
@@ -22,45 +23,34 @@ NAMES = ("alpha", "beta", "gamma", "delta")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("faults")
-    procs = []
-    try:
-        urls = {}
-        for name in NAMES:
-            proc, urls[name] = h.start_mock(tmp, name, hang_seconds=5)
-            procs.append(proc)
-        closed_port = h.free_port()
-        docs = [
-            h.model("alpha", urls["alpha"]),
-            h.model("beta", urls["beta"]),
-            h.model("gamma", urls["gamma"], tier="efficient"),
-            h.model("delta", urls["delta"], tier="premium"),
-            h.model("omega", f"http://127.0.0.1:{closed_port}", tier="specialized"),
-            h.policy(
-                {
-                    "standard": ["alpha", "beta"],
-                    "efficient": ["gamma"],
-                    "premium": ["delta"],
-                    "specialized": ["omega"],
-                },
-                fallback={
-                    "maxAttempts": 3,
-                    "retryOn": [429, 500, 502, 503, 504, "timeout", "connect"],
-                    "acrossTiers": ["efficient"],
-                },
-                timeouts={"connectSeconds": 0.5, "requestSeconds": 0.5, "streamIdleSeconds": 0.3},
-                circuitBreaker={"consecutiveFailures": 3, "openSeconds": 1},
-            ),
-            *h.tenant("team-f", {"ci": KEY}, ["standard", "efficient", "premium", "specialized"]),
-        ]
-        manifests = h.write_manifests(tmp / "manifests", docs)
-        gw, base = h.start_gateway(tmp, ["--manifests", str(manifests)])
-        procs.append(gw)
-        yield {"base": base, **urls}
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    urls = {name: gateway_world.mock(name, hang_seconds=5) for name in NAMES}
+    closed_port = free_port()
+    docs = [
+        h.model("alpha", urls["alpha"]),
+        h.model("beta", urls["beta"]),
+        h.model("gamma", urls["gamma"], tier="efficient"),
+        h.model("delta", urls["delta"], tier="premium"),
+        h.model("omega", f"http://127.0.0.1:{closed_port}", tier="specialized"),
+        h.policy(
+            {
+                "standard": ["alpha", "beta"],
+                "efficient": ["gamma"],
+                "premium": ["delta"],
+                "specialized": ["omega"],
+            },
+            fallback={
+                "maxAttempts": 3,
+                "retryOn": [429, 500, 502, 503, 504, "timeout", "connect"],
+                "acrossTiers": ["efficient"],
+            },
+            timeouts={"connectSeconds": 0.5, "requestSeconds": 0.5, "streamIdleSeconds": 0.3},
+            circuitBreaker={"consecutiveFailures": 3, "openSeconds": 1},
+        ),
+        *h.tenant("team-f", {"ci": KEY}, ["standard", "efficient", "premium", "specialized"]),
+    ]
+    gateway_world.gateway(docs)
+    return gateway_world
 
 
 @pytest.fixture

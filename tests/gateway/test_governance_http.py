@@ -9,14 +9,14 @@ restricted, region EU); `open` comes first in the standard tier.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gateway_harness as h
 import httpx
 import openai
 import pytest
+
+from llmplatform_testing import gateway as h
 
 ADMIN = "llmp-gov-admin-key"
 BUSINESS = "llmp-gov-business-key"
@@ -55,58 +55,44 @@ def _tenant(name: str, keys: dict[str, tuple[str, str]], policy: str, **spec: An
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("gov")
-    procs = []
-    try:
-        mocks = {}
-        for name in ("open", "conf", "vault"):
-            proc, url = h.start_mock(tmp, name)
-            procs.append(proc)
-            mocks[name] = url
-        tiers = {"standard": ["open", "conf"], "premium": ["vault"]}
-        docs = [
-            h.model("open", mocks["open"], maxDataClassification="internal"),
-            h.model("conf", mocks["conf"], maxDataClassification="confidential"),
-            h.model("vault", mocks["vault"], tier="premium", maxDataClassification="restricted", region="EU"),
-            _policy("default", tiers),
-            _policy("strict", tiers, dataGovernance={"piiRedaction": False}),
-            _policy(
-                "rules",
-                tiers,
-                dataGovernance={
-                    "piiRedaction": False,
-                    "rules": [
-                        {"classification": "restricted", "piiRedaction": True},
-                        {"classification": "confidential", "allowedRegions": ["EU"]},
-                    ],
-                },
-            ),
-            _policy("scanned", tiers, dataGovernance={"piiRedaction": True, "outputScanning": True}),
-            *_tenant(
-                "gov-a",
-                {"admin": (ADMIN, "admin"), "biz": (BUSINESS, "business_user"), "ro": (READONLY, "readonly")},
-                "default",
-            ),
-            *_tenant(
-                "gov-strict",
-                {"admin": (STRICT, "admin"), "biz": (STRICT_BUSINESS, "business_user")},
-                "strict",
-            ),
-            *_tenant("gov-gdpr", {"admin": (GDPR, "admin")}, "default", compliance={"frameworks": ["gdpr"]}),
-            *_tenant("gov-rules", {"admin": (RULES, "admin")}, "rules"),
-            *_tenant("gov-scanned", {"admin": (SCANNED, "admin")}, "scanned"),
-            *_tenant(
-                "gov-hipaa", {"admin": (HIPAA, "admin")}, "default", compliance={"frameworks": ["hipaa"]}
-            ),
-        ]
-        manifests = h.write_manifests(tmp / "manifests", docs)
-        gw, base = h.start_gateway(tmp, ["--manifests", str(manifests)])
-        procs.append(gw)
-        yield {"base": base, **mocks}
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    mocks = {name: gateway_world.mock(name) for name in ("open", "conf", "vault")}
+    tiers = {"standard": ["open", "conf"], "premium": ["vault"]}
+    docs = [
+        h.model("open", mocks["open"], maxDataClassification="internal"),
+        h.model("conf", mocks["conf"], maxDataClassification="confidential"),
+        h.model("vault", mocks["vault"], tier="premium", maxDataClassification="restricted", region="EU"),
+        _policy("default", tiers),
+        _policy("strict", tiers, dataGovernance={"piiRedaction": False}),
+        _policy(
+            "rules",
+            tiers,
+            dataGovernance={
+                "piiRedaction": False,
+                "rules": [
+                    {"classification": "restricted", "piiRedaction": True},
+                    {"classification": "confidential", "allowedRegions": ["EU"]},
+                ],
+            },
+        ),
+        _policy("scanned", tiers, dataGovernance={"piiRedaction": True, "outputScanning": True}),
+        *_tenant(
+            "gov-a",
+            {"admin": (ADMIN, "admin"), "biz": (BUSINESS, "business_user"), "ro": (READONLY, "readonly")},
+            "default",
+        ),
+        *_tenant(
+            "gov-strict",
+            {"admin": (STRICT, "admin"), "biz": (STRICT_BUSINESS, "business_user")},
+            "strict",
+        ),
+        *_tenant("gov-gdpr", {"admin": (GDPR, "admin")}, "default", compliance={"frameworks": ["gdpr"]}),
+        *_tenant("gov-rules", {"admin": (RULES, "admin")}, "rules"),
+        *_tenant("gov-scanned", {"admin": (SCANNED, "admin")}, "scanned"),
+        *_tenant("gov-hipaa", {"admin": (HIPAA, "admin")}, "default", compliance={"frameworks": ["hipaa"]}),
+    ]
+    gateway_world.gateway(docs)
+    return gateway_world
 
 
 @pytest.fixture(autouse=True)

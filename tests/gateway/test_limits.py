@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gateway_harness as h
 import httpx
 import openai
 import pytest
+
+from llmplatform_testing import gateway as h
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
 KEYS = {
@@ -69,18 +70,10 @@ def manifests(directory: Path, upstream: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("limits")
-    procs = []
-    try:
-        mock, url = h.start_mock(tmp, "up")
-        procs.append(mock)
-        gw, base = h.start_gateway(tmp, ["--manifests", str(manifests(tmp / "m", url))])
-        procs.append(gw)
-        yield {"base": base, "upstream": url, "tmp": tmp}
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    url = gateway_world.mock("upstream")
+    gateway_world.serve(["--manifests", str(manifests(gateway_world.tmp / "m", url))])
+    return gateway_world
 
 
 def client(base: str, key: str) -> openai.OpenAI:
@@ -179,22 +172,15 @@ def test_user_limits_apply_per_end_user(world: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def redis_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("redis")
-    procs = []
-    try:
-        redis, redis_url = h.start_redis(tmp)
-        procs.append(redis)
-        mock, url = h.start_mock(tmp, "up")
-        procs.append(mock)
-        source = ["--manifests", str(manifests(tmp / "m", url))]
-        gw1, base1 = h.start_gateway(tmp, source, "--redis-url", redis_url, name="gw1")
-        gw2, base2 = h.start_gateway(tmp, source, "--redis-url", redis_url, "--workers", "2", name="gw2")
-        procs += [gw1, gw2]
-        yield {"bases": [base1, base2], "redis": redis, "redis_url": redis_url, "tmp": tmp, "source": source}
-    finally:
-        for p in procs:
-            p.stop()
+def redis_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[h.World]:
+    """Two gateways (the second with two workers) sharing one Redis."""
+    with h.world(tmp_path_factory.mktemp("redis")) as w:
+        redis_url = w.redis()
+        source = ["--manifests", str(manifests(w.tmp / "m", w.mock("upstream")))]
+        base1 = w.serve(source, "--redis-url", redis_url, name="gw1")
+        base2 = w.serve(source, "--redis-url", redis_url, "--workers", "2", name="gw2")
+        w.update(bases=[base1, base2], redis_url=redis_url, source=source)
+        yield w
 
 
 def test_two_gateways_sharing_redis_admit_exactly_the_limit(redis_world: dict[str, Any]) -> None:

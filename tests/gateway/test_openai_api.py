@@ -1,6 +1,6 @@
 """The official `openai` client, sync and async, against a real gateway and mock upstreams.
 
-Every endpoint in SPEC, streaming and not, and every error status the client maps to an
+Every endpoint in docs/spec.md, streaming and not, and every error status the client maps to an
 exception class, so "drop-in OpenAI endpoint" is checked by the client users actually run.
 """
 
@@ -8,44 +8,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gateway_harness as h
 import httpx
 import openai
 import pytest
+
+from llmplatform_testing import gateway as h
+from llmplatform_testing.procs import wait_for
 
 KEY_A = "llmp-test-team-a-key"
 KEY_B = "llmp-test-team-b-key"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("api")
-    procs = []
-    try:
-        alpha, alpha_url = h.start_mock(tmp, "alpha")
-        gamma, gamma_url = h.start_mock(tmp, "gamma")
-        procs += [alpha, gamma]
-        docs = [
-            h.model("alpha", alpha_url, pricing={"inputPerMillionTokens": 1, "outputPerMillionTokens": 2}),
-            h.model("gamma", gamma_url, tier="efficient", contextWindow=100, capabilities=["chat"]),
-            h.policy({"standard": ["alpha"], "efficient": ["gamma"]}),
-            *h.tenant(
-                "team-a", {"alice": KEY_A}, ["standard", "efficient"], userLimits={"requestsPerMinute": 1000}
-            ),
-            *h.tenant("team-b", {"bob": KEY_B}, ["efficient"]),
-        ]
-        manifests = h.write_manifests(tmp / "manifests", docs)
-        gw, base = h.start_gateway(tmp, ["--manifests", str(manifests)], "--max-body-bytes", "100000")
-        procs.append(gw)
-        yield {"base": base, "alpha": alpha_url, "gamma": gamma_url, "tmp": tmp, "gw": gw}
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    alpha_url = gateway_world.mock("alpha")
+    gamma_url = gateway_world.mock("gamma")
+    docs = [
+        h.model("alpha", alpha_url, pricing={"inputPerMillionTokens": 1, "outputPerMillionTokens": 2}),
+        h.model("gamma", gamma_url, tier="efficient", contextWindow=100, capabilities=["chat"]),
+        h.policy({"standard": ["alpha"], "efficient": ["gamma"]}),
+        *h.tenant(
+            "team-a", {"alice": KEY_A}, ["standard", "efficient"], userLimits={"requestsPerMinute": 1000}
+        ),
+        *h.tenant("team-b", {"bob": KEY_B}, ["efficient"]),
+    ]
+    gateway_world.gateway(docs, "--max-body-bytes", "100000")
+    return gateway_world
 
 
 def client(world: dict[str, Any], key: str = KEY_A) -> openai.OpenAI:
@@ -87,16 +78,12 @@ def test_unknown_fields_pass_through_and_request_id_propagates(world: dict[str, 
     assert seen["last_body"]["vendor_knob"] == {"x": 1}
     assert seen["last_body"]["logit_bias"] == {"1": 2}
     assert seen["last_headers"]["x-request-id"] == "req-fixed-123"
-    audit_log = world["tmp"] / "gw-audit.jsonl"
 
     def audited() -> bool:  # the sink flushes every 0.1 s
-        lines = audit_log.read_text().splitlines()
+        lines = world["log"].read_text().splitlines()
         return any(json.loads(line).get("request_id") == "req-fixed-123" for line in lines)
 
-    deadline = time.monotonic() + 3
-    while not audited():
-        assert time.monotonic() < deadline, "no audit record for the request"
-        time.sleep(0.05)
+    wait_for(audited, 3, "the audit record of the request")
 
 
 def test_chat_stream_with_usage(world: dict[str, Any]) -> None:

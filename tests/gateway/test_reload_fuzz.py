@@ -14,17 +14,17 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gateway_harness as h
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmplatform.render import load_manifests, render
+from llmplatform_testing import gateway as h
+from llmplatform_testing.procs import wait_for
 
 KEY = "llmp-test-reload-key"
 NEW_KEY = "llmp-test-reload-new-key"
@@ -51,23 +51,17 @@ def replace(path: Path, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("reload")
-    procs = []
-    try:
-        mock, url = h.start_mock(tmp, "up")
-        procs.append(mock)
-        secret = tmp / "secrets" / h.PLATFORM / "upstream" / "api-key"
-        secret.parent.mkdir(parents=True)
-        secret.write_text(h.UPSTREAM_KEY + "\n")
-        config = tmp / "config.json"
-        replace(config, rendered(tmp / "m1", url, extra_tenant=False))
-        gw, base = h.start_gateway(tmp, ["--config", str(config)], "--secrets-dir", str(tmp / "secrets"))
-        procs.append(gw)
-        yield {"base": base, "config": config, "upstream": url, "tmp": tmp, "gw": gw}
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    tmp = gateway_world.tmp
+    url = gateway_world.mock("upstream")
+    secret = tmp / "secrets" / h.PLATFORM / "upstream" / "api-key"
+    secret.parent.mkdir(parents=True)
+    secret.write_text(h.UPSTREAM_KEY + "\n")
+    config = tmp / "config.json"
+    replace(config, rendered(tmp / "m1", url, extra_tenant=False))
+    gateway_world.serve(["--config", str(config)], "--secrets-dir", str(tmp / "secrets"))
+    gateway_world["config"] = config
+    return gateway_world
 
 
 async def load(base: str, stop: threading.Event) -> list[int]:
@@ -85,13 +79,6 @@ async def load(base: str, stop: threading.Event) -> list[int]:
 
         await asyncio.gather(*(worker() for _ in range(8)))
     return codes
-
-
-def wait_for(predicate: Any, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_reload_under_load_drops_nothing_and_rejects_bad_configs(world: dict[str, Any]) -> None:
@@ -242,21 +229,9 @@ def test_start_without_a_valid_config_is_not_ready_until_one_arrives(
 ) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"schemaVersion": 2}))
-    port = h.free_port()
-    base = f"http://127.0.0.1:{port}"
-    args = [
-        "gateway",
-        "--config",
-        str(config),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--reload-interval",
-        "0.2",
-    ]
-    args += ["--secrets-dir", str(world["tmp"] / "secrets"), "--audit-log", str(tmp_path / "audit.jsonl")]
-    gw = h.Proc(h.cli(*args), tmp_path / "gw.log", base + "/healthz")
+    gw, base = h.start_gateway(
+        tmp_path, ["--config", str(config)], "--secrets-dir", str(world["tmp"] / "secrets"), ready="/healthz"
+    )
     try:
         assert httpx.get(base + "/readyz").status_code == 503
         r = httpx.post(base + "/v1/chat/completions", json={}, headers={"Authorization": f"Bearer {KEY}"})
@@ -333,18 +308,6 @@ def test_manifest_folder_changes_are_rendered_and_served(world: dict[str, Any], 
         gw.stop()
 
 
-def children(pid: int) -> set[int]:
-    """The gateway workers under `pid` (not multiprocessing's resource tracker)."""
-    found = set()
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.add(int(child))
-        except OSError:
-            continue
-    return found
-
-
 def test_a_dead_worker_is_replaced(world: dict[str, Any], tmp_path: Path) -> None:
     gw, base = h.start_gateway(
         tmp_path,
@@ -355,14 +318,13 @@ def test_a_dead_worker_is_replaced(world: dict[str, Any], tmp_path: Path) -> Non
         "2",
     )
     try:
-        listening = lambda: gw.log.read_text().count('"gateway listening"')  # noqa: E731
-        wait_for(lambda: len(children(gw.popen.pid)) == 2 and listening() == 2, timeout=10)
-        before = children(gw.popen.pid)
+        wait_for(lambda: len(h.workers(gw)) == 2 and h.listening(gw) == 2, 10, "two workers listening")
+        before = h.workers(gw)
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: len(children(gw.popen.pid) - before) == 1, timeout=10)
-        assert victim not in children(gw.popen.pid)
-        wait_for(lambda: listening() == 3, timeout=10)
+        wait_for(lambda: len(h.workers(gw) - before) == 1, 10, "a new worker")
+        assert victim not in h.workers(gw)
+        wait_for(lambda: h.listening(gw) == 3, 10, "the new worker listening")
         headers = {"Authorization": f"Bearer {KEY}"}
         for _ in range(10):  # whichever worker the kernel picks answers
             r = httpx.post(

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gateway_harness as h
 import openai
 import pytest
+
+from llmplatform_testing import gateway as h
 
 KEY_A = "llmp-cache-a-key"
 KEY_A2 = "llmp-cache-a2-key"
@@ -24,35 +24,23 @@ TTL = 2
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("cache")
-    procs = []
-    try:
-        mock, url = h.start_mock(tmp, "m")
-        redis, redis_url = h.start_redis(tmp)
-        procs += [mock, redis]
-        docs = [
-            h.model("alpha", url),
-            h.policy({"standard": ["alpha"]}, cache={"enabled": True, "ttlSeconds": TTL}),
-            *h.tenant(
-                "cache-a", {"a": KEY_A, "a2": KEY_A2}, ["standard"], userLimits={"requestsPerMinute": 1000}
-            ),
-            *h.tenant("cache-b", {"b": KEY_B}, ["standard"]),
-        ]
-        manifests = h.write_manifests(tmp / "manifests", docs)
-        gw, base = h.start_gateway(tmp, ["--manifests", str(manifests)])
-        procs.append(gw)
-        shared = []
-        for name in ("r1", "r2"):
-            proc, shared_base = h.start_gateway(
-                tmp, ["--manifests", str(manifests)], "--redis-url", redis_url, name=name
-            )
-            procs.append(proc)
-            shared.append(shared_base)
-        yield {"base": base, "mock": url, "shared": shared}
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    url = gateway_world.mock("mock")
+    redis_url = gateway_world.redis()
+    docs = [
+        h.model("alpha", url),
+        h.policy({"standard": ["alpha"]}, cache={"enabled": True, "ttlSeconds": TTL}),
+        *h.tenant(
+            "cache-a", {"a": KEY_A, "a2": KEY_A2}, ["standard"], userLimits={"requestsPerMinute": 1000}
+        ),
+        *h.tenant("cache-b", {"b": KEY_B}, ["standard"]),
+    ]
+    gateway_world.gateway(docs)
+    source = ["--manifests", str(gateway_world["manifests"])]
+    gateway_world["shared"] = [
+        gateway_world.serve(source, "--redis-url", redis_url, name=name) for name in ("r1", "r2")
+    ]
+    return gateway_world
 
 
 def client(base: str, key: str = KEY_A) -> openai.OpenAI:
@@ -143,14 +131,7 @@ def test_streamed_request_is_answered_from_the_cache(world: dict[str, Any]) -> N
     prompt = fresh()
     text = ask(world["base"], prompt).parse().choices[0].message.content
     before = upstream_requests(world)
-    raw = client(world["base"]).chat.completions.with_raw_response.create(
-        model="auto",
-        messages=[{"role": "user", "content": prompt}],
-        max_tokens=4,
-        temperature=0,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
+    raw = ask(world["base"], prompt, stream=True, stream_options={"include_usage": True})
     assert raw.headers["x-llmplatform-cache"] == "hit"
     chunks = list(raw.parse())
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
@@ -162,13 +143,7 @@ def test_a_stream_fills_the_cache(world: dict[str, Any]) -> None:
     prompt = fresh()
 
     def stream() -> tuple[str, str]:
-        raw = client(world["base"]).chat.completions.with_raw_response.create(
-            model="auto",
-            messages=[{"role": "user", "content": prompt}],
-            max_tokens=4,
-            temperature=0,
-            stream=True,
-        )
+        raw = ask(world["base"], prompt, stream=True)
         chunks = list(raw.parse())
         assert all(c.usage is None for c in chunks)  # no include_usage: no usage chunk
         return raw.headers["x-llmplatform-cache"], "".join(c.choices[0].delta.content or "" for c in chunks)

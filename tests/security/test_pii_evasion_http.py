@@ -10,14 +10,13 @@ string), and the obfuscated value itself must not appear in it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import gateway_harness as h
 import openai
 import pytest
 
 from llmplatform.gateway import governance as gv
+from llmplatform_testing import gateway as h
 
 KEY = "llmp-evasion-admin-key"
 CARD = "4111 1111 1111 1111"
@@ -27,23 +26,15 @@ ZW = "\u200b"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("evasion")
-    procs = []
-    try:
-        proc, url = h.start_mock(tmp, "pub")
-        procs.append(proc)
-        docs = [
-            h.model("pub", url, maxDataClassification="public"),
-            h.policy({"standard": ["pub"]}, dataGovernance={"piiRedaction": True}),
-            *h.tenant("evader", {"admin": KEY}, ["standard"]),
-        ]
-        gw, base = h.start_gateway(tmp, ["--manifests", str(h.write_manifests(tmp / "manifests", docs))])
-        procs.append(gw)
-        yield {"base": base, "pub": url}
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    url = gateway_world.mock("pub")
+    docs = [
+        h.model("pub", url, maxDataClassification="public"),
+        h.policy({"standard": ["pub"]}, dataGovernance={"piiRedaction": True}),
+        *h.tenant("evader", {"admin": KEY}, ["standard"]),
+    ]
+    gateway_world.gateway(docs)
+    return gateway_world
 
 
 @pytest.fixture

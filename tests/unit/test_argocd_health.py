@@ -9,20 +9,16 @@ guard that every condition reason the rendering core can write has a verdict bel
 from __future__ import annotations
 
 import ast
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from llmplatform_testing import scripts
+
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("argocd_health", REPO / "deploy/argocd/health.py")
-assert _spec and _spec.loader
-health = importlib.util.module_from_spec(_spec)
-sys.modules["argocd_health"] = health
-_spec.loader.exec_module(health)
+health = scripts.argocd_health()
 
 KEYS = {
     "LLMModel": "llmplatform.io_LLMModel",

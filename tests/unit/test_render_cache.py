@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from render_factories import endpoint_model
-
 from llmplatform.render.inputs import parse_resources
+from render_factories import endpoint_model
 
 
 def test_same_uid_and_resource_version_reuse_the_parsed_object() -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from render_factories import endpoint_model, serving_model
-
 from llmplatform.render import ConditionVerdict, merge_conditions, model_ready_condition, render
+from render_factories import endpoint_model, serving_model
 
 T0, T1 = "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"
 

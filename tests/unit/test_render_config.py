@@ -6,7 +6,6 @@ import hashlib
 import json
 
 import pytest
-from render_factories import PLATFORM, endpoint_model, policy, quota, secret, serving_model
 
 from llmplatform.render import (
     CONFIG_KEY,
@@ -17,6 +16,7 @@ from llmplatform.render import (
     load_config,
     render,
 )
+from render_factories import PLATFORM, endpoint_model, policy, quota, secret, serving_model
 
 PROVIDER_KEY = "sk-provider-SECRET-value-123"
 TENANT_KEY = "tenant-key-SECRET-456"

@@ -8,8 +8,6 @@ import base64
 import hashlib
 from typing import Any
 
-from render_factories import PLATFORM, endpoint_model, policy, quota, secret
-
 from llmplatform.render import (
     QUOTA_LABEL,
     GeneratedKey,
@@ -17,6 +15,7 @@ from llmplatform.render import (
     config_map,
     render,
 )
+from render_factories import PLATFORM, endpoint_model, policy, quota, secret
 
 CEILINGS = {"requestsPerMinute": 100}
 PROVIDER_KEY = "sk-provider-credential-0123456789"

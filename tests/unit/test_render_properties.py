@@ -12,9 +12,9 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from render_factories import PLATFORM, endpoint_model, policy, quota, secret, serving_model
 
 from llmplatform.render import RenderResult, dump_objects, render
+from render_factories import PLATFORM, endpoint_model, policy, quota, secret, serving_model
 
 MODEL_NAMES = ["m1", "m2", "m3", "m4"]
 TIER_NAMES = ["premium", "standard", "efficient", "specialized"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from render_factories import PLATFORM, endpoint_model, policy, quota, secret, serving_model
-
 from llmplatform.render import generated_secret_name, render
+from render_factories import PLATFORM, endpoint_model, policy, quota, secret, serving_model
 
 CEILINGS = {"requestsPerMinute": 100, "tokensPerDay": 1_000_000, "costPerMonthUSD": 50.0}
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from render_factories import PLATFORM, endpoint_model, serving_model
-
 from llmplatform.render import child_labels, render
+from render_factories import PLATFORM, endpoint_model, serving_model
 
 
 def kinds(objects: list[dict[str, Any]]) -> list[str]:

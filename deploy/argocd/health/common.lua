@@ -58,3 +58,17 @@ local function verdict(c, waiting)
   end
   return { status = "Progressing", message = describe(c) }
 end
+
+-- The health of a kind that is healthy when its Ready condition is True (see `verdict` for
+-- `waiting`): Progressing while the status is stale or has no Ready condition yet.
+local function ready_verdict(obj, waiting)
+  local hs = stale(obj)
+  if hs ~= nil then
+    return hs
+  end
+  local ready = condition(obj, "Ready")
+  if ready == nil then
+    return { status = "Progressing", message = "Waiting for the Ready condition" }
+  end
+  return verdict(ready, waiting)
+end

@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,13 @@ def write_log(path: Path, n: int, **sink_args: int) -> AuditSink:
 
 def lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True)
+
+
+def edit_line(path: Path, index: int, edit: Callable[[bytes], bytes]) -> None:
+    """Rewrite line `index` (0-based) of the log with `edit`, as an attacker with the file would."""
+    raw = lines(path)
+    raw[index] = edit(raw[index])
+    path.write_bytes(b"".join(raw))
 
 
 def failure(paths: list[Path], partial: bool = False) -> Problem:
@@ -60,9 +68,7 @@ def test_intact_log_verifies_and_each_line_hashes_without_reserialising(tmp_path
 def test_edited_record_fails_at_that_line(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     write_log(log, 5)
-    raw = lines(log)
-    raw[2] = raw[2].replace(b'"status":200', b'"status":201')
-    log.write_bytes(b"".join(raw))
+    edit_line(log, 2, lambda line: line.replace(b'"status":200', b'"status":201'))
     problem = failure([log])
     assert where(problem) == f"{log}:3" and "the record was edited" in problem.reason
 
@@ -70,13 +76,15 @@ def test_edited_record_fails_at_that_line(tmp_path: Path) -> None:
 def test_edited_and_resealed_record_breaks_the_next_link(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     write_log(log, 5)
-    raw = lines(log)
-    record = json.loads(raw[2])
-    del record["hash"]
-    record["status"] = 201
-    body = canonical(record)
-    raw[2] = body[:-1] + b',"hash":"' + hashlib.sha256(body).hexdigest().encode() + b'"}\n'
-    log.write_bytes(b"".join(raw))
+
+    def reseal(line: bytes) -> bytes:
+        record = json.loads(line)
+        del record["hash"]
+        record["status"] = 201
+        body = canonical(record)
+        return body[:-1] + b',"hash":"' + hashlib.sha256(body).hexdigest().encode() + b'"}\n'
+
+    edit_line(log, 2, reseal)
     problem = failure([log])
     assert where(problem) == f"{log}:4" and problem.seq == 4
     assert "prev is not the previous record's hash" in problem.reason
@@ -85,9 +93,7 @@ def test_edited_and_resealed_record_breaks_the_next_link(tmp_path: Path) -> None
 def test_whitespace_change_is_not_canonical(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     write_log(log, 3)
-    raw = lines(log)
-    raw[1] = raw[1].replace(b'"status":200', b'"status": 200')
-    log.write_bytes(b"".join(raw))
+    edit_line(log, 1, lambda line: line.replace(b'"status":200', b'"status": 200'))
     assert "not in canonical form" in failure([log]).reason
 
 

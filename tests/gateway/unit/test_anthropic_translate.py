@@ -8,10 +8,8 @@ depth), including for generated conversations (hypothesis).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import itertools
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,18 +20,13 @@ from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.errors import GatewayError
 from llmplatform.gateway.providers import anthropic as a
 from llmplatform.gateway.router import worst_case_output
+from llmplatform_testing import anthropic_server as server
 
-_spec = importlib.util.spec_from_file_location(
-    "anthropic_test_server", Path(__file__).parents[1] / "gateway" / "anthropic_server.py"
-)
-assert _spec is not None and _spec.loader is not None
-server = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(server)
-STRICT = server._strict_adapter()
+STRICT = server.strict_adapter()
 
 
 def valid(body: dict[str, Any]) -> dict[str, Any]:
-    server._force(STRICT.validate_python(body))
+    server.force(STRICT.validate_python(body))
     return body
 
 

@@ -37,7 +37,7 @@ API_VERSION = "2023-06-01"
 DEFAULT_TEXT = "Hello from the Anthropic test server."
 
 
-def _strict_adapter() -> TypeAdapter[Any]:
+def strict_adapter() -> TypeAdapter[Any]:
     """MessageCreateParams with `extra="forbid"` on every TypedDict of anthropic.types, so a key
     the API does not define (an OpenAI field leaking through) is an error, as it is upstream."""
     for info in pkgutil.iter_modules(at.__path__):
@@ -50,12 +50,12 @@ def _strict_adapter() -> TypeAdapter[Any]:
     return TypeAdapter(at.MessageCreateParams)
 
 
-def _force(value: Any) -> Any:
+def force(value: Any) -> Any:
     """Consume pydantic's lazy `Iterable` validators so nested errors surface now."""
     if isinstance(value, dict):
-        return {k: _force(v) for k, v in value.items()}
+        return {k: force(v) for k, v in value.items()}
     if isinstance(value, list | tuple) or type(value).__name__ == "ValidatorIterator":
-        return [_force(v) for v in value]
+        return [force(v) for v in value]
     return value
 
 
@@ -71,7 +71,7 @@ def _tokens(text: str) -> int:
 
 class Server:
     def __init__(self) -> None:
-        self.adapter = _strict_adapter()
+        self.adapter = strict_adapter()
         self.replies: list[dict[str, Any]] = []
         self.received: list[dict[str, Any]] = []
         self.count = 0
@@ -117,13 +117,13 @@ class Server:
         try:
             body = json.loads(raw)
             record["body"] = body
-            _force(self.adapter.validate_python(body))
+            force(self.adapter.validate_python(body))
         except (ValueError, ValidationError) as exc:
             record["error"] = str(exc)
             return web.json_response(error_json("invalid_request_error", str(exc)[:2000]), status=400)
         record["valid"] = True
         self.count += 1
-        reply = self.replies.pop(0) if self.replies else {"text": DEFAULT_TEXT}
+        reply: dict[str, Any] = self.replies.pop(0) if self.replies else {"text": DEFAULT_TEXT}
         if "error" in reply:
             err = reply["error"]
             return web.json_response(
@@ -143,9 +143,12 @@ class Server:
         if reply.get("tool_use"):
             content.append(at.ToolUseBlock(type="tool_use", **reply["tool_use"]))
         out_tokens = sum(_tokens(b.text) if b.type == "text" else 5 for b in content)
-        usage = {"input_tokens": _tokens(json.dumps(body["messages"])), "output_tokens": out_tokens}
+        usage: dict[str, Any] = {
+            "input_tokens": _tokens(json.dumps(body["messages"])),
+            "output_tokens": out_tokens,
+        }
         usage.update(reply.get("usage") or {})
-        stop = reply.get("stop_reason") or ("tool_use" if reply.get("tool_use") else "end_turn")
+        stop: Any = reply.get("stop_reason") or ("tool_use" if reply.get("tool_use") else "end_turn")
         return at.Message(
             id=f"msg_test_{self.count:06d}",
             type="message",
@@ -154,7 +157,7 @@ class Server:
             content=content,
             stop_reason=stop,
             stop_sequence=reply.get("stop_sequence"),
-            usage=at.Usage(**usage),
+            usage=at.Usage.model_validate(usage),
         )
 
     async def _stream(

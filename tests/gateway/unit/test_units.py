@@ -7,7 +7,6 @@ import asyncio
 import json
 from typing import Any
 
-import gateway_harness as h
 import pytest
 
 from llmplatform.contract.config import Limits
@@ -19,6 +18,7 @@ from llmplatform.gateway.limits import LocalLimiter, plan, window_id
 from llmplatform.gateway.router import candidates
 from llmplatform.gateway.tokens import chat_prompt_tokens, prompt_tokens, text_tokens
 from llmplatform.render import render
+from llmplatform_testing import gateway as h
 
 
 def compiled(docs: list[dict[str, Any]]) -> Compiled:
