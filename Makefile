@@ -72,8 +72,8 @@ bench-controlplane: install controlplane ## cold build / warm start / memory num
 bench-operator: install controlplane ## operator at fleet scale on the real control plane into bench/results
 	$(PY) bench/operator_bench.py
 
-bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results
-	$(PY) bench/gateway.py
+bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results; ARGS="--baseline REV" adds a before/after row
+	$(PY) bench/gateway.py $(ARGS)
 
 bench-governance: install ## PII detection precision/recall (Faker corpus, 7 locales) and 4 KB scan speed into bench/results
 	$(PY) bench/governance/run.py

@@ -439,6 +439,46 @@ def measure(
     return result
 
 
+def baseline_rounds(
+    args: argparse.Namespace, tmp: Path, upstream: str, targets: dict[str, Any]
+) -> dict[str, Any]:
+    """The gateway of another revision beside this tree's, alternated (baseline, current,
+    baseline) so the machine's noise hits both; each side's best round is its row. The old
+    revision is checked out as a detached worktree and put first on PYTHONPATH, so it runs on
+    this virtualenv's packages (`llmplatform` is a namespace package: the worktree's portions
+    shadow the editable install's)."""
+    src = tmp / "baseline-src"
+    git = ["git", "-C", str(ROOT), "worktree"]
+    subprocess.run([*git, "add", "--detach", str(src), args.baseline], check=True)
+    rev = subprocess.run(
+        ["git", "-C", str(src), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(src / d) for d in ("core", "operator", "gateway"))}
+    rounds: dict[str, list[dict[str, Any]]] = {"current": [targets["c_gateway_1_worker"]], "baseline": []}
+    try:
+        for who in ("baseline", "current", "baseline"):
+            port = free_port()
+            g_args = ["gateway", "--manifests", str(manifests(tmp / f"m-{who}", upstream))]
+            g_args += ["--host", "127.0.0.1", "--port", str(port), "--audit-log", str(tmp / f"audit-{who}.jsonl")]
+            g = Proc(cli(*g_args), tmp / f"gateway-{who}.log", env=env if who == "baseline" else None)
+            try:
+                g.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+                rounds[who].append(measure(f"gateway ({who})", f"http://127.0.0.1:{port}", KEY, args, tmp))
+            finally:
+                g.stop()
+    finally:
+        subprocess.run([*git, "remove", "--force", str(src)], check=False)
+    for who, name in (("current", "c_gateway_1_worker"), ("baseline", f"c0_gateway_baseline_{rev}")):
+        best = max(rounds[who], key=lambda x: x["throughput_16c"]["requests_per_s"])
+        kept = {k: v for k, v in rounds[who][0].items() if k in ("rss_mb_after", "audit_records")}
+        targets[name] = {
+            **kept,
+            **best,
+            "rounds_rps_16c": [x["throughput_16c"]["requests_per_s"] for x in rounds[who]],
+        }
+    return {"rev": rev, "target": f"c0_gateway_baseline_{rev}"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -447,6 +487,12 @@ def main() -> int:
     parser.add_argument("--stream-requests", type=int, default=300)
     parser.add_argument(
         "--litellm", default=str(DEFAULT_LITELLM), help="litellm executable (skipped if absent)"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure the gateway of git revision REV (a detached worktree, run on this venv), "
+        "alternated with this tree's, for before/after comparisons in one run",
     )
     parser.add_argument("--bare-proxy", nargs=3, metavar=("PORT", "UPSTREAM", "LOOP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -497,6 +543,8 @@ def main() -> int:
         audit_lines = sum('"kind":"request"' in line for line in (tmp / "audit.jsonl").open())
         targets["c_gateway_1_worker"]["audit_records"] = audit_lines
         gw.stop()
+        if args.baseline:
+            results["baseline"] = baseline_rounds(args, tmp, upstream, targets)
 
         prompts = realistic_prompts()
         results["governance_scan_in_process"] = scan_cost(prompts)
@@ -631,6 +679,14 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         ),
         "gateway_rss_mb_10k_tenants_1k_models": r["memory"]["rss_mb_after_traffic"],
     }
+    if r.get("baseline"):
+        base = t[r["baseline"]["target"]]
+        s["baseline_rev"] = r["baseline"]["rev"]
+        s["baseline_rps_16c"] = base["throughput_16c"]["requests_per_s"]
+        s["gateway_over_baseline"] = round(
+            gw["throughput_16c"]["requests_per_s"] / base["throughput_16c"]["requests_per_s"], 3
+        )
+        s["baseline_added_p50_ms"] = added(base, "p50_ms")
     gov_off, gov_on = t.get("e_gateway_governance_off"), t.get("e_gateway_governance_on")
     if gov_off and gov_on:
         s["governance_off_rps_16c"] = gov_off["throughput_16c"]["requests_per_s"]
