@@ -459,7 +459,8 @@ def baseline_rounds(
         for who in ("baseline", "current", "baseline"):
             port = free_port()
             g_args = ["gateway", "--manifests", str(manifests(tmp / f"m-{who}", upstream))]
-            g_args += ["--host", "127.0.0.1", "--port", str(port), "--audit-log", str(tmp / f"audit-{who}.jsonl")]
+            audit = str(tmp / f"audit-{who}.jsonl")
+            g_args += ["--host", "127.0.0.1", "--port", str(port), "--audit-log", audit]
             g = Proc(cli(*g_args), tmp / f"gateway-{who}.log", env=env if who == "baseline" else None)
             try:
                 g.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
