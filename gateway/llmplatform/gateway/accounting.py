@@ -65,6 +65,8 @@ def take_usage(ctx: Ctx, model: Model, usage: Any) -> None:
     it is believable (`valid_usage`); otherwise log it (no content, no values: they are the
     upstream's) and leave the request to the gateway's own count at settlement."""
     found = valid_usage(ctx, model, usage)
+    if found is None and usage is None:  # an upstream that reports none: counted quietly
+        return
     if found is None:
         ctx.usage_rejected = True
         m.USAGE_REJECTED.labels(model.name, model.tier).inc()

@@ -158,7 +158,9 @@ class Admission:
         leaves the worst case reserved, which over-charges and never under-charges."""
         try:
             if ctx.served is not None and not ctx.usage_reported:
-                ctx.tokens_in, ctx.tokens_out = ctx.prompt, ctx.relayed_out
+                # the estimate over-counts on purpose; never past the output reserved, which
+                # the upstream cannot exceed (max_tokens per choice, times the choices)
+                ctx.tokens_in, ctx.tokens_out = ctx.prompt, min(ctx.relayed_out, ctx.worst_out)
                 ctx.cost = ctx.served.cost(ctx.tokens_in, ctx.tokens_out)
             used = {"req": 1, "tok": ctx.tokens_in + ctx.tokens_out, "usd": math.ceil(ctx.cost * MICRO)}
             deltas = [used[c.metric] - c.amount for c in charges]
