@@ -348,13 +348,22 @@ class Gateway:
         worst_cost = max(model.cost(prompt, out) for model, out in outputs)
         limiter, charges = await self.admission.reserve(tenant, ctx.user, worst_tokens, worst_cost, ctx.extra)
         try:
-            cached = await responsecache.lookup(
-                ctx, requested, tier_header, cands, self.cache, compiled.models
-            )
+            try:
+                cached = await responsecache.lookup(
+                    ctx, requested, tier_header, cands, self.cache, compiled.models
+                )
+            except Exception:  # the cache is an optimisation: a failing one is a miss
+                if ctx.out is not None:
+                    raise
+                log.exception("response cache lookup failed", extra={"request_id": ctx.request_id})
+                cached, ctx.cache, ctx.cache_key = None, None, None
             if cached is not None:
                 return cached
             response = await self.upstream.attempts(ctx, cands)
-            await responsecache.store(ctx, response, self.cache)
+            try:
+                await responsecache.store(ctx, response, self.cache)
+            except Exception:
+                log.exception("response cache store failed", extra={"request_id": ctx.request_id})
             return response
         finally:
             await self.admission.settle(limiter, charges, ctx)
