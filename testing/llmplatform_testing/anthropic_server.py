@@ -14,7 +14,10 @@ reply per request, else a default text reply. A reply is an object with any of:
   `chunks: [...]` (streams: the text deltas, joined they are the text; else one per word),
   `error: {status, type, message}` (an HTTP error answer),
   `stream_error: {type, message, after_text}` (streams only: an `error` event first, or after
-  the first text delta when after_text is true).
+  the first text delta when after_text is true),
+  `start_delay_ms` (streams: a pause before the first event), `delay_ms` (streams: a pause
+  before each text delta), `stop_delay_ms` (streams: a pause
+  after the last content block, before `message_delta` and `message_stop`).
 `GET /_received` lists every request (headers, body, whether it was valid, the validation
 error); `POST /_reset` clears both lists.
 """
@@ -22,6 +25,7 @@ error); `POST /_reset` clears both lists.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import pkgutil
@@ -177,6 +181,8 @@ class Server:
             await send("error", error_json(failure["type"], failure.get("message", "scripted")))
             await out.write_eof()
             return out
+        if reply.get("start_delay_ms"):
+            await asyncio.sleep(reply["start_delay_ms"] / 1000)
         start = message.model_copy(
             update={
                 "content": [],
@@ -200,6 +206,8 @@ class Server:
                 if not reply.get("chunks"):
                     pieces[-1] = pieces[-1][:-1]
                 for piece in pieces:
+                    if reply.get("delay_ms"):
+                        await asyncio.sleep(reply["delay_ms"] / 1000)
                     delta = at.TextDelta(type="text_delta", text=piece)
                     await emit(
                         at.RawContentBlockDeltaEvent(type="content_block_delta", index=index, delta=delta)
@@ -227,6 +235,8 @@ class Server:
                         )
                     )
             await emit(at.RawContentBlockStopEvent(type="content_block_stop", index=index))
+        if reply.get("stop_delay_ms"):
+            await asyncio.sleep(reply["stop_delay_ms"] / 1000)
         await emit(
             at.RawMessageDeltaEvent.model_validate(
                 {

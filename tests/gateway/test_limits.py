@@ -37,7 +37,7 @@ def avoid_minute_edge(margin: float = 8.0) -> None:
 
 
 def tenants() -> list[dict[str, Any]]:
-    return [
+    docs = [
         h.model("alpha", "URL"),
         h.model(
             "pricey",
@@ -59,6 +59,10 @@ def tenants() -> list[dict[str, Any]]:
         ),
         *h.tenant("shared", {"k": KEYS["shared"]}, ["standard"], limits={"requestsPerMinute": 15}),
     ]
+    for doc in docs:  # a service key fronting end users: userLimits key on the request's `user`
+        if doc["kind"] == "TenantQuota" and doc["metadata"]["name"] == "users":
+            doc["spec"]["apiKeys"][0]["trustClientUser"] = True
+    return docs
 
 
 def manifests(directory: Path, upstream: str) -> Path:

@@ -47,6 +47,10 @@ class ApiKey(K8sModel):
     """Key name, unique in the quota; a generated key is stored in the Secret <quota>-<name>."""
     user: Annotated[str, StringConstraints(min_length=1, max_length=253)]
     """End user the key belongs to (per-user limits and audit)."""
+    trust_client_user: bool | None = None
+    """Key per-user limits (userLimits) and the audit's user on the request's `user` field
+    instead of this key's user: for a service key that fronts many end users. Off by default,
+    because a caller can put anything in `user`; the tenant's own limits apply either way."""
     role: Role
     """What the key may do: admin, data_scientist, business_user, readonly."""
     secret_ref: SecretKeyRef | None = None
@@ -66,7 +70,8 @@ class TenantQuotaSpec(K8sModel):
     limits: Limits | None = None
     """Requested limits for the whole tenant; absent fields mean "up to the policy's ceiling"."""
     user_limits: Limits | None = None
-    """Limits applied to each end user (the request's user, or the key's user)."""
+    """Limits applied to each end user: the key's user, or the request's `user` field for a key
+    with trustClientUser."""
     compliance: Compliance | None = None
     """Compliance frameworks and residency."""
     api_keys: list[ApiKey] | None = Field(None, max_length=32, json_schema_extra=list_map("name"))

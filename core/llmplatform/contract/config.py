@@ -176,6 +176,9 @@ class KeyEntry(ConfigModel):
     role: str
     sha256: str
     """Hex SHA-256 of the key (see `llmplatform.contract.keys.hash_api_key`)."""
+    trust_client_user: bool = False
+    """Per-user limits key on the request's `user` field instead of `user` (a service key
+    fronting many end users); absent (older operators): False."""
 
 
 class TenantEntry(ConfigModel):

@@ -173,7 +173,13 @@ def _keys(
         )
         if value is not None and present:
             entries.append(
-                gc.KeyEntry(name=key.name, user=key.user, role=key.role, sha256=hash_api_key(value))
+                gc.KeyEntry(
+                    name=key.name,
+                    user=key.user,
+                    role=key.role,
+                    sha256=hash_api_key(value),
+                    trust_client_user=bool(key.trust_client_user),
+                )
             )
     return verdicts, entries
 

@@ -152,16 +152,25 @@ class Admission:
         return limiter, charges
 
     async def settle(self, limiter: LocalLimiter | RedisLimiter, charges: list[Charge], ctx: Ctx) -> None:
-        """Give back what was reserved but not used (upstream usage, else the estimate)."""
-        if ctx.served is not None and not ctx.usage_reported:
-            ctx.tokens_in, ctx.tokens_out = ctx.prompt, ctx.chunks  # no usage from upstream: our estimate
-            ctx.cost = ctx.served.cost(ctx.tokens_in, ctx.tokens_out)
-        used = {"req": 1, "tok": ctx.tokens_in + ctx.tokens_out, "usd": math.ceil(ctx.cost * MICRO)}
-        deltas = [used[c.metric] - c.amount for c in charges]
+        """Turn the reservation into what was used: believable upstream usage, else the
+        gateway's own count (the prompt estimate and the output it relayed, so a client that
+        leaves mid-stream pays for what it was sent). Never raises: a settlement that fails
+        leaves the worst case reserved, which over-charges and never under-charges."""
         try:
+            if ctx.served is not None and not ctx.usage_reported:
+                # the estimate over-counts on purpose; never past the output reserved, which
+                # the upstream cannot exceed (max_tokens per choice, times the choices)
+                ctx.tokens_in, ctx.tokens_out = ctx.prompt, min(ctx.relayed_out, ctx.worst_out)
+                ctx.cost = ctx.served.cost(ctx.tokens_in, ctx.tokens_out)
+            used = {"req": 1, "tok": ctx.tokens_in + ctx.tokens_out, "usd": math.ceil(ctx.cost * MICRO)}
+            deltas = [used[c.metric] - c.amount for c in charges]
             await limiter.settle(charges, deltas)
         except RedisUnavailable as exc:
             log.warning("could not settle usage in redis: %s", exc, extra={"request_id": ctx.request_id})
+        except Exception:
+            log.exception(
+                "settlement failed; the worst case stays reserved", extra={"request_id": ctx.request_id}
+            )
 
     async def usage(self, tenant: Tenant) -> dict[str, Any]:
         """The tenant's counters (requests this minute, tokens today, cost this month)."""

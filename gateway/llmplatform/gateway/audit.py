@@ -114,6 +114,23 @@ def request_record(ctx: Any, latency: float) -> dict[str, Any]:
     }
 
 
+def minimal_record(ctx: Any, latency: float) -> dict[str, Any]:
+    """The record written when `request_record` itself failed: the fields that cannot fail
+    (strings and numbers the gateway set), so a request is never left without its record."""
+    tokens_in, tokens_out = ctx.tokens_in, ctx.tokens_out
+    return {
+        "kind": "request",
+        "time": rfc3339(time.time() - latency),
+        "request_id": str(ctx.request_id),
+        "endpoint": str(ctx.endpoint),
+        "tenant": str(ctx.tenant),
+        "status": int(ctx.status),
+        "error_code": "audit_record_incomplete",
+        "tokens_in": tokens_in if isinstance(tokens_in, int) else None,
+        "tokens_out": tokens_out if isinstance(tokens_out, int) else None,
+    }
+
+
 STREAM_SHA256: web.ResponseKey[Any] = web.ResponseKey("llmplatform_stream_sha256")
 """On a streamed response: the SHA-256 of every byte written to its body so far."""
 

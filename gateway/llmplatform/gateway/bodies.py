@@ -141,11 +141,11 @@ def check_request(body: dict[str, Any], endpoint: str) -> tuple[str, int | None,
     value = body.get(required)
     if value is None or (endpoint == "chat" and not isinstance(value, list)):
         raise _bad(required, f"'{required}' is a required property")
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise _bad(name, f"{name} must be a positive integer")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (
-        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
-    ):
-        raise _bad("max_tokens", "max_tokens must be a positive integer")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _bad("stream", "stream must be a boolean")

@@ -92,6 +92,8 @@ class Key:
     user: str
     role: str
     tenant: Tenant
+    trust_client_user: bool = False
+    """Per-user limits key on the request's `user` field (see docs/gateway.md)."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,14 @@ def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
         )
         tenants[t.id] = tenant
         for k in t.keys:
-            keys[k.sha256] = Key(sha256=k.sha256, name=k.name, user=k.user, role=k.role, tenant=tenant)
+            keys[k.sha256] = Key(
+                sha256=k.sha256,
+                name=k.name,
+                user=k.user,
+                role=k.role,
+                tenant=tenant,
+                trust_client_user=k.trust_client_user,
+            )
     models: dict[str, Model] = dict(models_by_id)
     for m in models_by_id.values():
         models.setdefault(m.name, m)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from llmplatform.gateway.compiled import Model, Policy
+    from llmplatform.gateway.worstcase import Shape
 
 NO_BODY: dict[str, Any] = {}
 """Placeholder until the body is parsed (never mutated)."""
@@ -52,6 +53,11 @@ class Ctx:
     """Redacted request bodies by model id, for the candidates that get the copy."""
     prompt: int = 0
     """Estimated prompt tokens."""
+    shape: Shape | None = None
+    """What the request asks for (worstcase.py): output cap, choices billed."""
+    worst_out: int = 0
+    """Output tokens reserved (the worst case over the candidates): the ceiling against
+    which upstream-reported usage is checked."""
     tenant: str = "none"
     user: str | None = None
     key: str | None = None
@@ -64,7 +70,15 @@ class Ctx:
     tokens_in: int = 0
     tokens_out: int = 0
     usage_reported: bool = False
+    """Believable usage came from the upstream (accounting.valid_usage)."""
+    usage_rejected: bool = False
+    """The upstream reported usage that was not believable (the gateway's count is charged)."""
+    relayed_out: int = 0
+    """The gateway's own count of the output tokens sent to the client (accounting.output_tokens)."""
     cost: float = 0.0
+    out: web.StreamResponse | None = None
+    """The streamed response once its status line may have been sent: a later failure must
+    end it in-band, never answer a second time."""
     first_chunk: float | None = None
     first_chunk_at: float | None = None
     chunks: int = 0

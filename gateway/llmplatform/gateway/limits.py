@@ -6,11 +6,13 @@ Semantics (also in docs/gateway.md):
   set; each (tenant, user) has another when the tenant has `userLimits`.
 - Admission is all-or-nothing: a request is admitted only if, for every limited counter,
   `current + worst case <= limit`; then every counter is incremented at once. The worst case
-  is 1 request, prompt estimate + max output tokens, and that many tokens at the dearest
-  candidate's prices. Because admission and increment are one atomic step (one event-loop turn
-  in process, one Lua script in Redis), concurrent requests can never together pass a limit.
-- Settlement adds `actual - reserved` to the same window counters the reservation used, when
-  the upstream reports usage (streamed usage included). A request that failed everywhere keeps
+  is 1 request, prompt estimate + the request's worst-case output (worstcase.py: max tokens
+  per choice times the choices billed), and that many tokens at the dearest candidate's
+  prices. Because admission and increment are one atomic step (one event-loop turn in
+  process, one Lua script in Redis), concurrent requests can never together pass a limit.
+- Settlement adds `actual - reserved` to the same window counters the reservation used:
+  actual is the upstream's usage when it is believable (accounting.valid_usage), else the
+  gateway's own count of what it relayed. A request that failed everywhere keeps
   its request count and gives its tokens and cost back.
 - Redis keys: the scheme in `llmplatform.contract.usage` (shared with the operator, which
   reads the counters into TenantQuota status); they expire after their window.

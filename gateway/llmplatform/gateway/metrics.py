@@ -78,6 +78,11 @@ REDIS_UP = Gauge(
     "1 when the shared limit store answers, 0 when not, absent without Redis",
     multiprocess_mode="min",
 )
+USAGE_REJECTED = Counter(
+    "llmplatform_upstream_usage_rejected",
+    "Upstream answers whose reported usage was not believable (the gateway's own count was charged)",
+    ["model", "tier"],
+)
 LIMITER_DEGRADED = Counter(
     "llmplatform_limiter_fallback", "Requests limited per replica because Redis was unreachable", []
 )

@@ -29,6 +29,7 @@ from llmplatform.gateway import sse
 
 TEST_LABEL = "llmplatform-mock-upstream (TEST SERVER, not a model)"
 FAILURE_MODES = ("status", "timeout", "drop")
+USAGE_PLACEHOLDER = "__llmplatform_mock_usage__"
 WORDS = ("this", "is", "a", "test", "reply", "from", "the", "llmplatform", "mock", "upstream")
 
 
@@ -38,6 +39,9 @@ class MockSettings:
     """Delay before the response (before the first chunk when streaming)."""
     chunk_delay_ms: float = 0.0
     """Delay between streamed chunks."""
+    done_delay_ms: float = 0.0
+    """Delay after the last content chunk, before the usage chunk and `[DONE]` (tests: a
+    client that leaves between the two)."""
     failure_rate: float = 0.0
     """Probability in 0..1 that a request fails with `failure_mode`."""
     fail_next: int = 0
@@ -53,6 +57,10 @@ class MockSettings:
     """Fixed generated text instead of the test words (e.g. text with personal data, to test
     output scanning); streamed `reply_chunk_chars` characters per chunk."""
     reply_chunk_chars: int = 5
+    usage_json: str | None = None
+    """Hostile upstream (tests): this raw JSON text replaces the `usage` value of every answer
+    and usage chunk (e.g. `{"prompt_tokens": -5, "completion_tokens": 1e400}`), so tests can
+    send what a broken or malicious upstream would, including what Python cannot encode."""
     models: list[str] = field(default_factory=lambda: ["mock-model"])
     seed: int | None = None
 
@@ -167,6 +175,11 @@ class MockUpstream:
         return max(1, min(n, int(limit))) if isinstance(limit, int) and limit > 0 else n
 
     @staticmethod
+    def _choices(body: dict[str, Any], name: str) -> int:
+        value = body.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+    @staticmethod
     def _prompt_tokens(body: dict[str, Any]) -> int:
         text = json.dumps(body.get("messages", body.get("prompt", body.get("input", ""))))
         return max(1, len(text) // 4)
@@ -175,8 +188,17 @@ class MockUpstream:
     def _word(i: int) -> str:
         return WORDS[i % len(WORDS)] + " "
 
-    def _usage(self, prompt: int, completion: int) -> dict[str, int]:
+    def _usage(self, prompt: int, completion: int) -> Any:
+        if self.settings.usage_json is not None:
+            return USAGE_PLACEHOLDER
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def _encode(self, payload: dict[str, Any]) -> bytes:
+        """JSON of an answer or chunk, with `usage_json` spliced in raw when it is set."""
+        raw = json.dumps(payload, separators=(",", ":")).encode()
+        if self.settings.usage_json is not None:
+            raw = raw.replace(json.dumps(USAGE_PLACEHOLDER).encode(), self.settings.usage_json.encode())
+        return raw
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -213,15 +235,27 @@ class MockUpstream:
             reply = self.settings.reply
             pieces = [reply[i : i + size] for i in range(0, len(reply), size)]
             n_out = len(pieces)
+        # `n` choices are returned and `best_of` (completions) are generated and billed, as
+        # OpenAI does; a stream carries choice 0's text but bills every choice in its usage
+        returned = self._choices(body, "n")
+        billed = max(returned, self._choices(body, "best_of")) if not chat else returned
         if not body.get("stream"):
             text = "".join(pieces)
-            choice: dict[str, Any] = {"index": 0, "finish_reason": "length", "logprobs": None}
-            if chat:
-                choice["message"] = {"role": "assistant", "content": text, "refusal": None}
-            else:
-                choice["text"] = text
-            payload = {**base, "object": kind, "choices": [choice], "usage": self._usage(n_in, n_out)}
-            return web.json_response(payload, headers={"x-llmplatform-mock": "test-server"})
+            choices: list[dict[str, Any]] = []
+            for index in range(returned):
+                choice: dict[str, Any] = {"index": index, "finish_reason": "length", "logprobs": None}
+                if chat:
+                    choice["message"] = {"role": "assistant", "content": text, "refusal": None}
+                else:
+                    choice["text"] = text
+                choices.append(choice)
+            usage = self._usage(n_in, n_out * billed)
+            payload = {**base, "object": kind, "choices": choices, "usage": usage}
+            return web.Response(
+                body=self._encode(payload),
+                content_type="application/json",
+                headers={"x-llmplatform-mock": "test-server"},
+            )
         response = web.StreamResponse(
             headers={
                 "content-type": "text/event-stream",
@@ -237,7 +271,7 @@ class MockUpstream:
             self.stats.failures += 1
 
         async def send(payload: dict[str, Any]) -> None:
-            await response.write(sse.frame(payload))
+            await response.write(sse.data_event(self._encode(payload)) + sse.SEPARATOR)
 
         if chat:
             await send(
@@ -264,8 +298,11 @@ class MockUpstream:
         await send(
             {**base, "object": chunk_kind, "choices": [{"index": 0, **final, "finish_reason": "length"}]}
         )
+        if self.settings.done_delay_ms:
+            await asyncio.sleep(self.settings.done_delay_ms / 1000)
         if include_usage:
-            await send({**base, "object": chunk_kind, "choices": [], "usage": self._usage(n_in, n_out)})
+            usage = self._usage(n_in, n_out * billed)
+            await send({**base, "object": chunk_kind, "choices": [], "usage": usage})
         await response.write(sse.DONE + sse.SEPARATOR)
         await response.write_eof()
         return response

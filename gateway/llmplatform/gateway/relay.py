@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from llmplatform.gateway import cache as rc
 from llmplatform.gateway import governance as gv
 from llmplatform.gateway import metrics as m
 from llmplatform.gateway import sse
-from llmplatform.gateway.accounting import count_output, take_usage
+from llmplatform.gateway.accounting import count_output, output_tokens, take_usage
 from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.context import Ctx
 from llmplatform.gateway.errors import error_body
@@ -32,7 +31,6 @@ from llmplatform.gateway.health import HealthBook
 
 log = logging.getLogger("llmplatform.gateway")
 
-USAGE_RE = re.compile(rb'"usage":\s*\{')
 STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 
 
@@ -71,9 +69,11 @@ async def openai_events(
 
 
 def _filter(event: bytes, state: StreamState, ctx: Ctx, model: Model) -> bytes | None:
-    """Take usage from an event and decide whether the client sees it: the gateway always
-    asks upstream for usage (to settle budgets) but only forwards the usage-only chunk
-    when the client asked for it."""
+    """Read one event (one JSON parse): take its usage, count the output it carries towards
+    what the client was sent (charged when no believable usage comes, e.g. when the client
+    leaves mid-stream), feed the scanner and the cache collector, and decide whether the client
+    sees it: the gateway always asks upstream for usage (to settle budgets) but only forwards
+    the usage-only chunk when the client asked for it."""
     if sse.is_done(event):
         state.done = True
         if state.scanner is not None:
@@ -82,22 +82,8 @@ def _filter(event: bytes, state: StreamState, ctx: Ctx, model: Model) -> bytes |
                 return sse.frame(last) + event
         return event
     state.events += 1
-    if (state.scanner is not None or state.collector is not None) and event.startswith(b"data:"):
-        event = _inspect(event, state)
-    if USAGE_RE.search(event) and event.startswith(b"data:"):
-        try:
-            chunk = json.loads(event[5:])
-        except ValueError:
-            return event
-        take_usage(ctx, model, chunk.get("usage"))
-        if not state.client_usage and not chunk.get("choices"):
-            return None
-    return event
-
-
-def _inspect(event: bytes, state: StreamState) -> bytes:
-    """Feed a chunk to the cache collector and the output scanner (only when either is on:
-    it costs a JSON parse per chunk)."""
+    if not event.startswith(b"data:"):
+        return event
     try:
         chunk = json.loads(event[5:])
     except ValueError:
@@ -111,6 +97,12 @@ def _inspect(event: bytes, state: StreamState) -> bytes:
         event = sse.event(chunk)
     if state.collector is not None:
         state.collector.feed(chunk)
+    usage = chunk.get("usage")
+    if usage is not None:
+        take_usage(ctx, model, usage)
+        if not state.client_usage and not chunk.get("choices"):
+            return None
+    ctx.relayed_out += output_tokens(chunk)
     return event
 
 
@@ -127,8 +119,7 @@ async def relay(
     assert policy is not None
     request = ctx.http
     out = web.StreamResponse(status=200, headers={**headers, **STREAM_HEADERS})
-    await out.prepare(request)
-    ctx.served = model
+    ctx.served = model  # from here the upstream has answered: the request is charged
     ctx.first_chunk_at = time.perf_counter()
     ctx.first_chunk = ctx.first_chunk_at - ctx.start
     state = StreamState(client_usage=ctx.include_usage())
@@ -138,6 +129,8 @@ async def relay(
         state.collector = rc.Collector(ctx.endpoint)
     event: bytes | None = first
     try:
+        ctx.out = out
+        await out.prepare(request)
         while event is not None:
             forwarded = _filter(event, state, ctx, model)
             if forwarded is not None:
@@ -150,7 +143,8 @@ async def relay(
             raise aiohttp.ClientPayloadError("upstream closed the stream before [DONE]")
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         if request.transport is None or request.transport.is_closing():
-            ctx.status = 499  # the client went away; nothing to tell it
+            ctx.status = 499  # the client went away; nothing to tell it (charged: ctx.relayed_out)
+            ctx.chunks = state.events
             return out
         kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
         m.UPSTREAM_ERRORS.labels(model.name, model.tier, kind).inc()

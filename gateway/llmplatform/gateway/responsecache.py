@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from llmplatform.gateway import cache as rc
-from llmplatform.gateway.accounting import scan_json, take_usage, usage_of
+from llmplatform.gateway.accounting import answer_of, scan_json, take_usage
 from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.context import Ctx
 from llmplatform.gateway.relay import STREAM_HEADERS
@@ -53,7 +53,7 @@ async def lookup(
     raw = entry.body
     if ctx.scan_output:
         raw = scan_json(ctx, raw)
-    usage = usage_of(raw)
+    usage = answer_of(raw).get("usage")
     if usage is not None and ctx.served is not None:
         take_usage(ctx, ctx.served, usage)
     ctx.usage_reported = True  # the stored usage, or none: never an estimate that costs
@@ -69,7 +69,7 @@ async def lookup(
     }
     if not body.get("stream"):
         return web.Response(body=raw, content_type="application/json", headers=headers)
-    out = web.StreamResponse(status=200, headers={**headers, **STREAM_HEADERS})
+    out = ctx.out = web.StreamResponse(status=200, headers={**headers, **STREAM_HEADERS})
     await out.prepare(ctx.http)
     await out.write(rc.as_stream(raw, ctx.endpoint, ctx.include_usage()))
     await out.write_eof()

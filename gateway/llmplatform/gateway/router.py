@@ -23,6 +23,7 @@ from llmplatform.contract.names import TIERS
 from llmplatform.gateway.compiled import Model, Policy, Tenant
 from llmplatform.gateway.errors import GatewayError
 from llmplatform.gateway.health import HealthBook
+from llmplatform.gateway.worstcase import Shape
 
 TIER_NAMES = TIERS
 
@@ -176,16 +177,19 @@ def _too_long(model: Model, prompt_tokens: int, max_tokens: int | None) -> str:
     )
 
 
-def worst_case_output(model: Model, prompt_tokens: int, max_tokens: int | None, capability: str) -> int:
-    """Output tokens to reserve: max_tokens, else the model's maxOutputTokens, else what is
-    left of its context window (for a provider whose adapter always sends a maximum, such as
-    anthropic: that one)."""
+def worst_case_output(model: Model, prompt_tokens: int, shape: Shape, capability: str) -> int:
+    """Output tokens to reserve (worstcase.py): per choice max_tokens, else the model's
+    maxOutputTokens, else the adapter's default (a provider whose adapter always sends a
+    maximum, such as anthropic), else what is left of its context window; plus the output
+    billed on top per choice, times the choices generated."""
     if capability == "embeddings":
         return 0
-    if max_tokens is not None:
-        return max_tokens
-    if model.max_output_tokens is not None:
-        return model.max_output_tokens
-    if model.adapter.default_output_tokens is not None:
-        return model.adapter.default_output_tokens
-    return max(0, model.context_window - prompt_tokens)
+    if shape.max_tokens is not None:
+        per_choice = shape.max_tokens
+    elif model.max_output_tokens is not None:
+        per_choice = model.max_output_tokens
+    elif model.adapter.default_output_tokens is not None:
+        per_choice = model.adapter.default_output_tokens
+    else:
+        per_choice = max(0, model.context_window - prompt_tokens)
+    return (per_choice + shape.extra_per_choice) * shape.choices

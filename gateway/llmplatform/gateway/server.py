@@ -29,7 +29,7 @@ from llmplatform.contract.keys import hash_api_key
 from llmplatform.gateway import cache as rc
 from llmplatform.gateway import governance as gv
 from llmplatform.gateway import metrics as m
-from llmplatform.gateway import responsecache
+from llmplatform.gateway import responsecache, sse, worstcase
 from llmplatform.gateway.accounting import Recorder
 from llmplatform.gateway.admission import Admission
 from llmplatform.gateway.audit import AuditSink, hash_stream, response_sha256
@@ -249,18 +249,39 @@ class Gateway:
         except GatewayError as exc:
             ctx.status, ctx.error_code = exc.status, exc.code
             exc.headers.setdefault("x-request-id", ctx.request_id)
-            response = json_error(exc)
+            response = json_error(exc) if ctx.out is None else await self._end_stream(ctx, exc.body())
         except Exception:  # a bug: still one answer and one audit record that says so
             log.exception("unhandled error", extra={"request_id": ctx.request_id})
-            ctx.status, ctx.error_code = 500, "internal_error"
+            gone = request.transport is None or request.transport.is_closing()
+            ctx.status, ctx.error_code = (499, None) if gone else (500, "internal_error")
             body = error_body(500, "internal gateway error", code="internal_error")
-            response = web.json_response(body, status=500, headers={"x-request-id": ctx.request_id})
+            if ctx.out is not None:
+                response = await self._end_stream(ctx, body)
+            else:
+                response = web.json_response(body, status=500, headers={"x-request-id": ctx.request_id})
         finally:  # exactly one record per request, whatever happened (499: cancelled)
             if response is None:
                 ctx.status = 499
-            ctx.response_sha256 = response_sha256(response)
+            try:
+                ctx.response_sha256 = response_sha256(response)
+            except Exception:
+                log.exception("could not hash the response", extra={"request_id": ctx.request_id})
             self.recorder.record(ctx)
         return response
+
+    async def _end_stream(self, ctx: Ctx, body: dict[str, Any]) -> web.StreamResponse:
+        """A failure after the stream started: its status line is sent, so the error goes
+        in-band (an error event, then `[DONE]`) and the started response is the answer."""
+        out = ctx.out
+        assert out is not None
+        if ctx.status != 499:
+            ctx.status = 500 if ctx.status < 400 else ctx.status
+        try:
+            await out.write(sse.frame(body) + sse.DONE + sse.SEPARATOR)
+            await out.write_eof()
+        except Exception:  # the stream was already ended, or the client has gone
+            log.debug("could not end the stream in-band", extra={"request_id": ctx.request_id})
+        return out
 
     async def _read_body(self, ctx: Ctx) -> dict[str, Any]:
         request = ctx.http
@@ -287,7 +308,9 @@ class Gateway:
             gv.check_role(key.role)
         ctx.body = body = await self._read_body(ctx)
         requested, max_tokens, ctx.stream = check_request(body, ctx.endpoint)
-        if isinstance(body.get("user"), str) and body["user"]:
+        if key.trust_client_user and isinstance(body.get("user"), str) and body["user"]:
+            # only a key marked trustClientUser speaks for its end users; any other caller
+            # could pick a fresh `user` per request and step around userLimits
             ctx.user = body["user"]
         priority = 5
         if "x-llm-priority" in request.headers:
@@ -302,6 +325,9 @@ class Gateway:
         tier_header = request.headers.get("x-llm-tier")
         ctx.use_case = request.headers.get("x-llm-use-case", "")[:64] or None  # audited, not a label
         ctx.prompt = prompt = prompt_tokens(body, ctx.endpoint)
+        ctx.shape = shape = worstcase.shape(body, ctx.endpoint, prompt)
+        if shape.max_tokens:
+            max_tokens = shape.max_tokens
         cands = candidates(
             tenant,
             requested,
@@ -316,18 +342,28 @@ class Gateway:
         cands = self._govern(ctx, key, requested, cands)
         assert ctx.extra is not None
 
-        outputs = [(c.model, worst_case_output(c.model, prompt, max_tokens, ctx.endpoint)) for c in cands]
-        worst_tokens = prompt + max(out for _, out in outputs)
+        outputs = [(c.model, worst_case_output(c.model, prompt, shape, ctx.endpoint)) for c in cands]
+        ctx.worst_out = max(out for _, out in outputs)
+        worst_tokens = prompt + ctx.worst_out
         worst_cost = max(model.cost(prompt, out) for model, out in outputs)
         limiter, charges = await self.admission.reserve(tenant, ctx.user, worst_tokens, worst_cost, ctx.extra)
         try:
-            cached = await responsecache.lookup(
-                ctx, requested, tier_header, cands, self.cache, compiled.models
-            )
+            try:
+                cached = await responsecache.lookup(
+                    ctx, requested, tier_header, cands, self.cache, compiled.models
+                )
+            except Exception:  # the cache is an optimisation: a failing one is a miss
+                if ctx.out is not None:
+                    raise
+                log.exception("response cache lookup failed", extra={"request_id": ctx.request_id})
+                cached, ctx.cache, ctx.cache_key = None, None, None
             if cached is not None:
                 return cached
             response = await self.upstream.attempts(ctx, cands)
-            await responsecache.store(ctx, response, self.cache)
+            try:
+                await responsecache.store(ctx, response, self.cache)
+            except Exception:
+                log.exception("response cache store failed", extra={"request_id": ctx.request_id})
             return response
         finally:
             await self.admission.settle(limiter, charges, ctx)

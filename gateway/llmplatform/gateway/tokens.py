@@ -35,6 +35,8 @@ def _content_tokens(content: Any) -> int:
                     total += text_tokens(part["text"])
                 elif part.get("type") in ("image_url", "input_image"):
                     total += 765  # OpenAI's high-detail tile budget for one image
+                else:  # audio, files and parts to come: their encoded size, on the high side
+                    total += text_tokens(str(part))
             elif isinstance(part, str):
                 total += text_tokens(part)
         return total
@@ -62,8 +64,9 @@ def prompt_tokens(body: dict[str, Any], endpoint: str) -> int:
     """Estimated input tokens of a request body for the given endpoint kind."""
     if endpoint == "chat":
         total = chat_prompt_tokens(body.get("messages"))
-        if body.get("tools") is not None:
-            total += text_tokens(str(body["tools"]))
+        for name in ("tools", "functions", "response_format"):
+            if body.get(name) is not None:  # sent with the prompt, billed as input
+                total += text_tokens(str(body[name]))
         return total
     field = body.get("prompt") if endpoint == "completions" else body.get("input")
     if isinstance(field, str):

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from llmplatform.gateway import cache as rc
 from llmplatform.gateway import metrics as m
-from llmplatform.gateway.accounting import scan_json, take_usage, usage_of
+from llmplatform.gateway.accounting import answer_of, output_tokens, scan_json, take_usage
 from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.context import Ctx
 from llmplatform.gateway.errors import GatewayError, error_body
@@ -40,8 +40,11 @@ def client_timeout(connect: float, total: float | None) -> aiohttp.ClientTimeout
 def json_response(raw: bytes, ctx: Ctx, model: Model, headers: dict[str, str]) -> web.Response:
     """A complete OpenAI JSON answer to the client, its usage taken (and its PII redacted
     when output scanning is on)."""
-    take_usage(ctx, model, usage_of(raw))
     ctx.served = model
+    answer = answer_of(raw)
+    take_usage(ctx, model, answer.get("usage"))
+    if not ctx.usage_reported:  # settlement charges the gateway's own count instead
+        ctx.relayed_out = output_tokens(answer)
     if ctx.scan_output:
         raw = scan_json(ctx, raw)
     return web.Response(body=raw, content_type="application/json", headers=headers)

@@ -20,6 +20,7 @@ from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.errors import GatewayError
 from llmplatform.gateway.providers import anthropic as a
 from llmplatform.gateway.router import worst_case_output
+from llmplatform.gateway.worstcase import Shape
 from llmplatform_testing import anthropic_server as server
 
 STRICT = server.strict_adapter()
@@ -338,10 +339,10 @@ def test_reservation_is_the_max_tokens_sent() -> None:
         prior_latency_ms=1000.0,
         prior_availability=0.99,
     )
-    assert worst_case_output(model, 100, None, "chat") == a.DEFAULT_MAX_TOKENS
-    assert worst_case_output(model, 100, 50, "chat") == 50
+    assert worst_case_output(model, 100, Shape(), "chat") == a.DEFAULT_MAX_TOKENS
+    assert worst_case_output(model, 100, Shape(max_tokens=50), "chat") == 50
     openai_model = Model(**{**model.__dict__, "provider": "openai"})
-    assert worst_case_output(openai_model, 100, None, "chat") == 199_900
+    assert worst_case_output(openai_model, 100, Shape(), "chat") == 199_900
 
 
 def test_headers() -> None:

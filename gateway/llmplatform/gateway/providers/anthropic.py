@@ -307,9 +307,15 @@ def headers(api_key: str | None, request_id: str) -> dict[str, str]:
 
 def usage(raw: dict[str, Any]) -> dict[str, Any]:
     """OpenAI usage from Anthropic usage (cache reads and writes count as prompt tokens)."""
-    cached = int(raw.get("cache_read_input_tokens") or 0)
-    prompt = int(raw.get("input_tokens") or 0) + cached + int(raw.get("cache_creation_input_tokens") or 0)
-    completion = int(raw.get("output_tokens") or 0)
+    cached = raw.get("cache_read_input_tokens") or 0
+    parts = (raw.get("input_tokens"), cached, raw.get("cache_creation_input_tokens") or 0)
+    # A value that is not a count (a string, a float, a bool, missing) is passed on as it is,
+    # so accounting.valid_usage rejects it; adding it up here would crash or hide it.
+    bad = [p for p in parts if not isinstance(p, int) or isinstance(p, bool)]
+    prompt: Any = bad[0] if bad else sum(parts)
+    completion = raw.get("output_tokens")
+    if bad or not isinstance(completion, int) or isinstance(completion, bool):
+        return {"prompt_tokens": prompt, "completion_tokens": completion}
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
