@@ -189,6 +189,27 @@ def test_kept_alive_connection_may_idle_between_requests(world: dict[str, Any]) 
         assert c.get("/v1/models").status_code == 200
 
 
+def test_long_stream_with_a_body_sent_late_is_not_cut(world: dict[str, Any]) -> None:
+    """The head deadline covers the head only: a request whose body comes in a later packet,
+    answered by a stream that lasts longer than --header-read-timeout, runs to [DONE]."""
+    h.mock_config(world["good"], chunk_delay_ms=250, completion_tokens=12)  # about 3 s
+    body = json.dumps({"model": "good", "messages": pw.MESSAGES, "stream": True}).encode()
+    request = pw.raw_request("/v1/chat/completions", body)
+    head, _, payload = request.partition(b"\r\n\r\n")
+    try:
+        with socket.create_connection(("127.0.0.1", world["port"]), timeout=30) as s:
+            s.sendall(head + b"\r\n\r\n")
+            time.sleep(0.5)
+            s.sendall(payload)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+    finally:
+        h.mock_config(world["good"], chunk_delay_ms=0, completion_tokens=16)
+    assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+    assert b"data: [DONE]" in data and b'"error"' not in data
+
+
 # -- 7 (write half): clients that do not read --------------------------------------------------
 
 

@@ -76,9 +76,10 @@ class GuardedHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        receiving_head = self._payload_parser is None and not self._upgraded
-        if receiving_head and data:
-            self._arm()  # the first byte of a request head on a kept-alive connection
+        if data and not self._request_in_progress and not self._messages and not self._upgraded:
+            # between requests: the first byte of a request head on a kept-alive connection
+            # (body bytes of a request being handled never arm it: the body has its own limit)
+            self._arm()
         before = self._request_count
         super().data_received(data)
         if self._request_count != before:
