@@ -305,8 +305,9 @@ class MockUpstream:
                 await response.write(b"data: {not json\n\n")
             else:
                 sent = 0
+                big = {**one, "choices": [{"index": 0, "delta": {"content": "x" * 16384}}]}
+                frame = sse.frame(big)  # 16 KiB events: megabytes in a few hundred writes
                 while sent < self.settings.hostile_bytes:
-                    frame = sse.frame(one)
                     await response.write(frame)
                     sent += len(frame)
             await send(one)

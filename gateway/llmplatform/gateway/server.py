@@ -72,7 +72,7 @@ class Settings:
     """Longest wait for a request body once its head has arrived (408 and close after)."""
     reload_max_removed: float = 0.5
     """Share of the serving config's models or keys a reload may remove; a reload that removes
-    more, or every model, or every key, is rejected like a broken config (see ReloadGuard)."""
+    more, or every model, or every key, is rejected like a broken config (see reloadguard.py)."""
 
 
 REQUEST_IDS: web.RequestKey[tuple[str, str | None]] = web.RequestKey("llmplatform_request_ids")
