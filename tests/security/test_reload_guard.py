@@ -117,3 +117,39 @@ def test_first_load_is_never_refused(tmp_path: Path) -> None:
         assert body["ready"] and body["models"] == 0 and body["config_rejected"] is None
     finally:
         gw.stop()
+
+
+def test_config_file_reload_is_guarded_too(tmp_path: Path) -> None:
+    """The ConfigMap path (`--config`): the operator's render with every model dropped is
+    refused the same way."""
+    from llmplatform.render import load_manifests, render
+
+    def rendered(folder: Path, new_docs: list[Any]) -> str:
+        h.write_manifests(folder, new_docs)
+        manifests = load_manifests(folder)
+        return render(manifests.resources, manifests.secrets).config_json
+
+    mock, url = h.start_mock(tmp_path, "up")
+    secret = tmp_path / "secrets" / h.PLATFORM / "upstream" / "api-key"
+    secret.parent.mkdir(parents=True)
+    secret.write_text(h.UPSTREAM_KEY)
+    config = tmp_path / "config.json"
+    config.write_text(rendered(tmp_path / "m1", docs(url)))
+    source = ["--config", str(config)]
+    gw, base = h.start_gateway(tmp_path, source, "--secrets-dir", str(tmp_path / "secrets"))
+    try:
+        w = {"base": base, "manifests": tmp_path / "unused"}
+        good = readyz(w)["config"]
+        before = rejected(w, "no_models")
+        staged = tmp_path / "config.json.tmp"
+        staged.write_text(rendered(tmp_path / "m2", docs(url, secret="no-such-secret")))
+        staged.replace(config)  # atomically, as the kubelet does
+        deadline = time.monotonic() + 60
+        while rejected(w, "no_models") == before:
+            assert time.monotonic() < deadline, readyz(w)
+            time.sleep(0.2)
+        assert readyz(w)["config_rejected"]["reason"] == "no_models"
+        still_serving(w, good)
+    finally:
+        gw.stop()
+        mock.stop()
