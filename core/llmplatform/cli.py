@@ -159,6 +159,47 @@ def add_gateway_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     gw.add_argument(
         "--reload-interval", type=float, default=1.0, metavar="SECONDS", help="config poll period"
     )
+    gw.add_argument(
+        "--max-upstream-body-bytes",
+        type=int,
+        default=32 * 1024 * 1024,
+        metavar="N",
+        help="largest upstream answer read (a JSON body, or all events of a stream); above it the "
+        "client gets a 502 upstream_response_too_large (in-band for a started stream) (default: 32 MiB)",
+    )
+    gw.add_argument(
+        "--client-write-timeout",
+        dest="client_write_seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="close a client connection that does not take a write within S seconds (default: 60)",
+    )
+    gw.add_argument(
+        "--header-read-timeout",
+        dest="head_read_seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="close a connection that has not sent a whole request head within S seconds of "
+        "opening or of starting the request; 0: no limit (default: 10)",
+    )
+    gw.add_argument(
+        "--body-read-timeout",
+        dest="body_read_seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="answer 408 and close when a request body has not arrived within S seconds (default: 60)",
+    )
+    gw.add_argument(
+        "--reload-max-removed",
+        type=float,
+        default=0.5,
+        metavar="SHARE",
+        help="reject a reloaded config that removes more than this share of the serving models or "
+        "keys (one that removes all of either is always rejected) (default: 0.5)",
+    )
     gw.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     gw.set_defaults(handler=run_gateway)
 
@@ -186,6 +227,11 @@ def run_gateway(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         reload_interval=args.reload_interval,
         log_level=args.log_level,
+        max_upstream_body_bytes=args.max_upstream_body_bytes,
+        client_write_seconds=args.client_write_seconds,
+        head_read_seconds=args.head_read_seconds,
+        body_read_seconds=args.body_read_seconds,
+        reload_max_removed=args.reload_max_removed,
     )
     return serve(spec, args.workers)
 

@@ -68,10 +68,11 @@ def records(log: Path) -> list[dict[str, Any]]:
 
 
 def audited(log: Path, rid: str) -> dict[str, Any]:
-    """The one record of request `rid` (the sink writes every 0.1 s)."""
-    wait_for(lambda: any(r.get("request_id") == rid for r in records(log)), 5, f"the record of {rid}")
+    """The one record of the request the client sent with x-request-id `rid` (the sink writes
+    every 0.1 s; the gateway keeps its own request id and records the client's apart)."""
+    wait_for(lambda: any(r.get("client_request_id") == rid for r in records(log)), 5, f"the record of {rid}")
     time.sleep(0.15)  # a second record would have been written by now
-    found = [r for r in records(log) if r.get("request_id") == rid]
+    found = [r for r in records(log) if r.get("client_request_id") == rid]
     assert len(found) == 1, found
     return found[0]
 
@@ -242,7 +243,7 @@ def test_rotation_under_load_keeps_the_chain(world: dict[str, Any], tmp_path: Pa
     done = verify_cli(*files)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "400 requests" in done.stdout and "closed cleanly" in done.stdout
-    ids = [r["request_id"] for f in files for r in records(f) if r["kind"] == "request"]
+    ids = [r["client_request_id"] for f in files for r in records(f) if r["kind"] == "request"]
     assert sorted(ids) == sorted(f"b{i}" for i in range(400))
 
     # and an edit in a rotated file is named by file and line
@@ -279,5 +280,5 @@ def test_two_workers_each_keep_a_chain_that_survives_a_killed_worker(
     done = verify_cli(*files)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("closed cleanly") == 2 and "1 restart(s) after a crash" in done.stdout
-    ids = [r["request_id"] for f in files for r in records(f) if r["kind"] == "request"]
+    ids = [r["client_request_id"] for f in files for r in records(f) if r["kind"] == "request"]
     assert sorted(ids) == sorted([f"b{i}" for i in range(100)] * 2)

@@ -107,7 +107,7 @@ def test_bad_input_is_a_clear_4xx_with_one_audit_record(
     error = r.json()["error"]
     assert words in error["message"], error
     assert error["type"] == "invalid_request_error" and error["code"]
-    assert r.headers["x-request-id"] == rid
+    assert r.headers["x-client-request-id"] == rid and r.headers["x-request-id"] != rid
     assert h.mock_stats(world["upstream"]) == before  # nothing left the gateway
     deadline = time.monotonic() + 5
     while True:

@@ -77,11 +77,17 @@ def test_unknown_fields_pass_through_and_request_id_propagates(world: dict[str, 
     seen = h.mock_stats(world["alpha"])
     assert seen["last_body"]["vendor_knob"] == {"x": 1}
     assert seen["last_body"]["logit_bias"] == {"1": 2}
-    assert seen["last_headers"]["x-request-id"] == "req-fixed-123"
+    # the upstream gets the gateway's own (unique) id; the client's is recorded beside it
+    assert seen["last_headers"]["x-request-id"] != "req-fixed-123"
+    audit_log = world["log"]
 
     def audited() -> bool:  # the sink flushes every 0.1 s
-        lines = world["log"].read_text().splitlines()
-        return any(json.loads(line).get("request_id") == "req-fixed-123" for line in lines)
+        lines = audit_log.read_text().splitlines()
+        return any(
+            json.loads(line).get("client_request_id") == "req-fixed-123"
+            and json.loads(line).get("request_id") == seen["last_headers"]["x-request-id"]
+            for line in lines
+        )
 
     wait_for(audited, 3, "the audit record of the request")
 

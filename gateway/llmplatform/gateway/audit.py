@@ -91,6 +91,7 @@ def request_record(ctx: Any, latency: float) -> dict[str, Any]:
         "kind": "request",
         "time": rfc3339(time.time() - latency),
         "request_id": ctx.request_id,
+        "client_request_id": getattr(ctx, "client_request_id", None),
         "endpoint": ctx.endpoint,
         "tenant": ctx.tenant if ctx.tenant != "none" else None,
         "user": ctx.user,

@@ -16,6 +16,7 @@ request. So depth is bounded at `MAX_DEPTH`. Counting brackets in the raw bytes 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from llmplatform.gateway.errors import GatewayError
@@ -58,9 +59,20 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent, refused when it overflows to infinity
+    (`1e999`): Python would forward it upstream as `Infinity`, which is not JSON."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range (not a finite double)")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 """Built once: `json.loads(text, parse_constant=...)` would construct a new decoder (and its
-scanner) for every request body."""
+scanner) for every request body. NaN, Infinity and -Infinity tokens and numbers that overflow
+a double are refused wherever they are in the body (`parse_constant`, `parse_float`); integers
+are exact in Python, and the interpreter's digit limit bounds them."""
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from llmplatform.gateway.keyfilter import redact
+
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -33,12 +35,32 @@ def new_request_id() -> str:
     return f"{_RID_PREFIX}{next(_rid_counter):010x}"
 
 
+CLIENT_ID_MAX = 128
+"""Longest client-supplied request id kept (longer ones are truncated)."""
+
+
+def client_request_id(header: str | None) -> str | None:
+    """The client's `x-request-id`, made safe to record and echo: at most CLIENT_ID_MAX
+    characters, anything but printable ASCII replaced by `_`; None when absent or empty.
+
+    Why separate from `request_id`: the gateway's own id must be unique (the audit trail and the
+    logs are keyed on it), and a client can send the same id any number of times; its id is
+    still worth keeping, to correlate with the client's own logs."""
+    if not header:
+        return None
+    value = header[:CLIENT_ID_MAX]
+    if not (value.isascii() and value.isprintable()):
+        value = "".join(c if " " <= c <= "~" else "_" for c in value)
+    return redact(value.strip()) or None
+
+
 @dataclass(slots=True)
 class Ctx:
     """What one request asked and did (slots: one per request, and read and written some
     hundred times in it)."""
 
     request_id: str
+    """The gateway's own id, unique per request (see `new_request_id`)."""
     endpoint: str
     start: float
     http: web.Request
@@ -67,6 +89,8 @@ class Ctx:
     status: int = 200
     error_code: str | None = None
     use_case: str | None = None
+    client_request_id: str | None = None
+    """The client's `x-request-id`, checked (see `client_request_id`)."""
     tokens_in: int = 0
     tokens_out: int = 0
     usage_reported: bool = False
@@ -76,13 +100,15 @@ class Ctx:
     relayed_out: int = 0
     """The gateway's own count of the output tokens sent to the client (accounting.output_tokens)."""
     cost: float = 0.0
-    out: web.StreamResponse | None = None
-    """The streamed response once its status line may have been sent: a later failure must
-    end it in-band, never answer a second time."""
     first_chunk: float | None = None
     first_chunk_at: float | None = None
     chunks: int = 0
     served: Model | None = None
+    committed: web.StreamResponse | None = None
+    """The streamed response once its status line has gone: from then on every failure is
+    reported in-band (relay.end_in_band), never as a second response."""
+    committed_open: bool = False
+    """`committed` has not been ended yet."""
     request_sha256: str | None = None
     """SHA-256 of the raw request body (None when it was not read: 401, 413)."""
     response_sha256: str | None = None

@@ -24,6 +24,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from llmplatform.gateway.keyfilter import redact
+
 if TYPE_CHECKING:
     from llmplatform.gateway.source import ConfigSource
 
@@ -40,7 +42,9 @@ connections, and no full collection in 30,000 requests instead of six."""
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; `extra={...}` fields (request_id, model, ...) become keys."""
+    """One JSON object per line; `extra={...}` fields (request_id, model, ...) become keys.
+    Every line passes through `keyfilter.redact`: whatever a log call or a library put in the
+    message, the fields or the traceback, no key reaches the log."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -53,7 +57,7 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in record.__dict__.items() if k not in RESERVED})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return redact(json.dumps(entry, default=str))
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -80,6 +84,12 @@ class WorkerSpec:
     audit_log_max_bytes: int = 0
     audit_log_keep: int = 10
     audit_fsync_seconds: float = 1.0
+    max_upstream_body_bytes: int = 32 * 1024 * 1024
+    client_write_seconds: float = 60.0
+    body_read_seconds: float = 60.0
+    head_read_seconds: float = 10.0
+    """A connection must deliver a whole request head this soon (connection.py)."""
+    reload_max_removed: float = 0.5
     source: ConfigSource | None = None
     """A config source other than `--config` (the CLI passes `--manifests` as one); it must be
     picklable, since every worker process gets a copy."""
@@ -91,6 +101,7 @@ def run_worker(spec: WorkerSpec) -> None:
 
     from aiohttp import web
 
+    from llmplatform.gateway.connection import GuardedRunner
     from llmplatform.gateway.server import Gateway, Settings
     from llmplatform.gateway.source import ConfigFile
 
@@ -102,7 +113,9 @@ def run_worker(spec: WorkerSpec) -> None:
     gateway = Gateway(source, settings)
 
     async def main() -> None:
-        runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=False)
+        runner = GuardedRunner(
+            gateway.app(), head_seconds=spec.head_read_seconds, access_log=None, handle_signals=False
+        )
         await runner.setup()
         site = web.TCPSite(runner, spec.host, spec.port, reuse_port=True, backlog=1024)
         await site.start()

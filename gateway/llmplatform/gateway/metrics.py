@@ -72,6 +72,18 @@ CIRCUIT_STATE = Gauge(
     multiprocess_mode="max",
 )
 CONFIG_RELOADS = Counter("llmplatform_config_reloads", "Config load attempts", ["result"])
+CONFIG_REJECTED = Counter(
+    "llmplatform_config_rejected",
+    "Configs refused at load or reload, by reason (invalid, unreadable, no_models, no_keys, "
+    "models_removed, keys_removed); the previous config keeps serving",
+    ["reason"],
+)
+CONNECTIONS_CLOSED = Counter(
+    "llmplatform_connections_closed",
+    "Client connections the gateway closed itself (head_timeout, body_timeout, malformed_request, "
+    "write_timeout)",
+    ["reason"],
+)
 CONFIG_LOADED = Gauge("llmplatform_config_loaded", "1 once a config is serving", multiprocess_mode="min")
 REDIS_UP = Gauge(
     "llmplatform_redis_up",

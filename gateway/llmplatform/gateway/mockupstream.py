@@ -30,6 +30,16 @@ from llmplatform.gateway import sse
 TEST_LABEL = "llmplatform-mock-upstream (TEST SERVER, not a model)"
 FAILURE_MODES = ("status", "timeout", "drop")
 USAGE_PLACEHOLDER = "__llmplatform_mock_usage__"
+HOSTILE_MODES = (
+    "",
+    "redirect",
+    "huge_body",
+    "huge_event",
+    "garbage_sse",
+    "bad_json_sse",
+    "endless",
+    "garbage_first",
+)
 WORDS = ("this", "is", "a", "test", "reply", "from", "the", "llmplatform", "mock", "upstream")
 
 
@@ -63,6 +73,16 @@ class MockSettings:
     send what a broken or malicious upstream would, including what Python cannot encode."""
     models: list[str] = field(default_factory=lambda: ["mock-model"])
     seed: int | None = None
+    retry_after: str = "1"
+    """The Retry-After header of injected 429s."""
+    hostile: str = ""
+    """A hostile upstream, for the gateway's security tests (one of HOSTILE_MODES): `redirect`
+    answers 302 to /_mock/redirected (which answers like a model); `huge_body` pads a JSON answer
+    to `hostile_bytes`; in a stream, after one good chunk, `huge_event` sends one event of
+    `hostile_bytes`, `garbage_sse` a line that is not SSE, `bad_json_sse` `data: {not json`, and
+    `endless` good chunks until `hostile_bytes` are sent; `garbage_first` sends the bad line
+    before any good chunk."""
+    hostile_bytes: int = 1024 * 1024
 
 
 @dataclass
@@ -93,7 +113,18 @@ class MockUpstream:
         app.router.add_post("/_mock/config", self.set_config)
         app.router.add_post("/_mock/reset", self.reset)
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_route("*", "/_mock/redirected", self.redirected)
         return app
+
+    async def redirected(self, request: web.Request) -> web.Response:
+        """Where `hostile: redirect` points: an answer that must never reach a gateway client."""
+        self.stats.by_path[request.path] = self.stats.by_path.get(request.path, 0) + 1
+        choice = {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "REDIRECTED"},
+        }
+        return web.json_response({"id": "x", "object": "chat.completion", "choices": [choice]})
 
     # -- control ---------------------------------------------------------------------------
 
@@ -111,7 +142,11 @@ class MockUpstream:
         changes = await request.json()
         known = {f.name for f in dataclasses.fields(MockSettings)}
         unknown = sorted(set(changes) - known)
-        if unknown or changes.get("failure_mode", "status") not in FAILURE_MODES:
+        if (
+            unknown
+            or changes.get("failure_mode", "status") not in FAILURE_MODES
+            or changes.get("hostile", "") not in HOSTILE_MODES
+        ):
             return web.json_response({"error": f"unknown settings {unknown} or bad failure_mode"}, status=400)
         self.settings = dataclasses.replace(self.settings, **changes)
         return web.json_response(dataclasses.asdict(self.settings))
@@ -158,7 +193,7 @@ class MockUpstream:
             if request.transport is not None:
                 request.transport.abort()  # drop the TCP connection without any response
             raise ConnectionResetError("mock-upstream dropped the connection")
-        headers = {"retry-after": "1"} if s.failure_status == 429 else {}
+        headers = {"retry-after": s.retry_after} if s.failure_status == 429 else {}
         body = {
             "error": {
                 "message": f"{TEST_LABEL}: injected failure {s.failure_status}",
@@ -220,6 +255,9 @@ class MockUpstream:
         mode = self.settings.failure_mode
         if fails and not (mode == "drop" and body.get("stream")):
             return await self._fail(request)
+        hostile = self.settings.hostile
+        if hostile == "redirect":
+            raise web.HTTPFound("/_mock/redirected")
         model = str(body.get("model", "mock-model"))
         created = int(time.time())
         rid = ("chatcmpl-" if chat else "cmpl-") + hashlib.sha1(str(self.rng.random()).encode()).hexdigest()[
@@ -241,6 +279,8 @@ class MockUpstream:
         billed = max(returned, self._choices(body, "best_of")) if not chat else returned
         if not body.get("stream"):
             text = "".join(pieces)
+            if hostile == "huge_body":
+                text = "x" * self.settings.hostile_bytes
             choices: list[dict[str, Any]] = []
             for index in range(returned):
                 choice: dict[str, Any] = {"index": index, "finish_reason": "length", "logprobs": None}
@@ -273,6 +313,11 @@ class MockUpstream:
         async def send(payload: dict[str, Any]) -> None:
             await response.write(sse.data_event(self._encode(payload)) + sse.SEPARATOR)
 
+        if hostile == "garbage_first":
+            await response.write(b"this is not server-sent events\n\n")
+            await response.write_eof()
+            return response
+
         if chat:
             await send(
                 {
@@ -283,6 +328,26 @@ class MockUpstream:
                     ],
                 }
             )
+        if hostile in ("huge_event", "garbage_sse", "bad_json_sse", "endless"):
+            one = {**base, "object": chunk_kind, "choices": [{"index": 0, "delta": {"content": "ok "}}]}
+            await send(one)
+            if hostile == "huge_event":
+                await response.write(b'data: {"pad": "' + b"x" * self.settings.hostile_bytes + b'"}\n\n')
+            elif hostile == "garbage_sse":
+                await response.write(b"<html>502 Bad Gateway</html>\n\n")
+            elif hostile == "bad_json_sse":
+                await response.write(b"data: {not json\n\n")
+            else:
+                sent = 0
+                big = {**one, "choices": [{"index": 0, "delta": {"content": "x" * 16384}}]}
+                frame = sse.frame(big)  # 16 KiB events: megabytes in a few hundred writes
+                while sent < self.settings.hostile_bytes:
+                    await response.write(frame)
+                    sent += len(frame)
+            await send(one)
+            await response.write(sse.DONE + sse.SEPARATOR)
+            await response.write_eof()
+            return response
         for i, piece in enumerate(pieces):
             if i == drop_at:
                 if request.transport is not None:

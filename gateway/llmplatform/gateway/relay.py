@@ -34,6 +34,58 @@ log = logging.getLogger("llmplatform.gateway")
 STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 
 
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Bounds of one relayed stream (the gateway's flags)."""
+
+    max_bytes: int
+    """Most upstream bytes relayed in one stream; past it the stream ends with an in-band error."""
+    write_seconds: float
+    """Longest wait for a client to take a write; past it the client counts as gone (499)."""
+
+
+class ClientGone(Exception):
+    """The client closed the connection or stopped reading (`timed_out`)."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+async def send(out: web.StreamResponse, data: bytes, request: web.Request, seconds: float) -> None:
+    """Write to the client, at most `seconds` waiting for it to read: a client that stops
+    reading would otherwise hold the upstream connection and the buffered bytes forever."""
+    try:
+        async with asyncio.timeout(seconds):
+            await out.write(data)
+    except TimeoutError as exc:
+        if request.transport is not None:
+            request.transport.abort()  # frees what is buffered for it now
+        m.CONNECTIONS_CLOSED.labels("write_timeout").inc()
+        raise ClientGone(f"the client did not read for {seconds}s", timed_out=True) from exc
+    except (ConnectionError, aiohttp.ClientConnectionError) as exc:
+        raise ClientGone(str(exc)) from exc
+
+
+async def end_in_band(
+    out: web.StreamResponse, ctx: Ctx, status: int, code: str, message: str, seconds: float
+) -> None:
+    """End a stream that has started: an OpenAI error event, `[DONE]`, end of body. The status
+    line has gone already, so this is the only way left to tell the client."""
+    ctx.status, ctx.error_code = status, code
+    try:
+        await send(
+            out,
+            sse.frame(error_body(status, message, code=code)) + sse.DONE + sse.SEPARATOR,
+            ctx.http,
+            seconds,
+        )
+        await out.write_eof()
+    except (ClientGone, ConnectionError, aiohttp.ClientConnectionError):
+        ctx.status = 499
+    ctx.committed_open = False
+
+
 @dataclass(slots=True)
 class StreamState:
     client_usage: bool
@@ -53,12 +105,15 @@ async def openai_events(
     translator = model.adapter.stream_translator()
     while (event := await sse.read_event(resp)) is not None:
         if translator is None:
+            sse.check_openai_event(event)
             yield event
             continue
         try:
             translated = translator.feed(event)
+        except sse.BadStream:
+            raise
         except ValueError as exc:
-            raise aiohttp.ClientPayloadError(str(exc)) from exc
+            raise sse.BadStream("malformed", str(exc)) from exc
         if translator.failed_status is not None:
             ctx.status, ctx.error_code = 502, "upstream_stream_error"
             m.UPSTREAM_ERRORS.labels(model.name, model.tier, str(translator.failed_status)).inc()
@@ -66,6 +121,19 @@ async def openai_events(
             health.get(model.id).record_failure(ctx.policy.breaker_failures)
         for out in translated:
             yield out
+
+
+def _stream_failure(exc: Exception) -> tuple[str, str]:
+    """(metric kind, message for the client) of what broke a started stream."""
+    if isinstance(exc, sse.BadStream):  # the detail (upstream bytes) goes to the log only
+        if exc.reason == "too_large":
+            return "stream_too_large", "the upstream stream exceeded the gateway's size limits"
+        return "malformed_stream", "the upstream sent a malformed stream (not OpenAI SSE)"
+    if isinstance(exc, TimeoutError):
+        return "timeout", "the upstream stream timed out"
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return "connect", "the upstream connection was lost mid-stream"
+    return "internal", "the gateway failed while relaying the stream"
 
 
 def _filter(event: bytes, state: StreamState, ctx: Ctx, model: Model) -> bytes | None:
@@ -114,12 +182,17 @@ async def relay(
     headers: dict[str, str],
     health: HealthBook,
     cache: rc.LocalCache | rc.RedisCache,
+    limits: StreamLimits,
 ) -> web.StreamResponse:
+    """Relay a stream whose first event has arrived. Whatever fails from here on (the upstream,
+    the client, the gateway itself) ends the stream in-band, never with a second status line."""
     policy = ctx.policy
     assert policy is not None
     request = ctx.http
     out = web.StreamResponse(status=200, headers={**headers, **STREAM_HEADERS})
-    ctx.served = model  # from here the upstream has answered: the request is charged
+    await out.prepare(request)
+    ctx.committed, ctx.committed_open = out, True
+    ctx.served = model
     ctx.first_chunk_at = time.perf_counter()
     ctx.first_chunk = ctx.first_chunk_at - ctx.start
     state = StreamState(client_usage=ctx.include_usage())
@@ -128,41 +201,56 @@ async def relay(
     if ctx.cache_key is not None:
         state.collector = rc.Collector(ctx.endpoint)
     event: bytes | None = first
+    relayed = len(first)
     try:
-        ctx.out = out
-        await out.prepare(request)
         while event is not None:
             forwarded = _filter(event, state, ctx, model)
-            if forwarded is not None:
-                await out.write(forwarded + sse.SEPARATOR)  # the event keeps its own line ends
+            if forwarded is not None:  # the event keeps its own line ends
+                await send(out, forwarded + sse.SEPARATOR, request, limits.write_seconds)
             if state.done:
                 break
             async with asyncio.timeout(policy.stream_idle_seconds):
                 event = await anext(events, None)
+            if event is not None:
+                relayed += len(event)
+                if relayed > limits.max_bytes:
+                    raise sse.BadStream("too_large", f"the upstream stream exceeds {limits.max_bytes} bytes")
         if not state.done:
             raise aiohttp.ClientPayloadError("upstream closed the stream before [DONE]")
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+    except ClientGone as exc:
+        ctx.status = 499  # the client went away or stopped reading; nothing to tell it
+        if exc.timed_out:
+            ctx.error_code = "client_write_timeout"
+        ctx.committed_open = False
+        log.info("client gone mid-stream", extra={"request_id": ctx.request_id, "detail": str(exc)})
+        ctx.chunks = state.events
+        return out
+    except Exception as exc:
         if request.transport is None or request.transport.is_closing():
             ctx.status = 499  # the client went away; nothing to tell it (charged: ctx.relayed_out)
+            ctx.committed_open = False
             ctx.chunks = state.events
             return out
-        kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
-        m.UPSTREAM_ERRORS.labels(model.name, model.tier, kind).inc()
-        health.get(model.id).record_failure(policy.breaker_failures)
-        ctx.status, ctx.error_code = 502, "upstream_stream_error"
-        log.warning(
-            "stream broke after it started",
-            extra={"request_id": ctx.request_id, "model": model.name, "kind": kind},
-        )
-        message = (
-            "the upstream stream timed out"
-            if kind == "timeout"
-            else "the upstream connection was lost mid-stream"
-        )
-        err = error_body(502, message, code="upstream_stream_error")
-        await out.write(sse.frame(err) + sse.DONE + sse.SEPARATOR)
+        kind, message = _stream_failure(exc)
+        if kind == "internal":
+            log.exception("gateway error mid-stream", extra={"request_id": ctx.request_id})
+        else:
+            m.UPSTREAM_ERRORS.labels(model.name, model.tier, kind).inc()
+            health.get(model.id).record_failure(policy.breaker_failures)
+            log.warning(
+                "stream broke after it started",
+                extra={"request_id": ctx.request_id, "model": model.name, "kind": kind, "detail": str(exc)},
+            )
+        ctx.chunks = state.events
+        status, code = (500, "internal_error") if kind == "internal" else (502, "upstream_stream_error")
+        await end_in_band(out, ctx, status, code, message, limits.write_seconds)
+        return out
     ctx.chunks = state.events
-    await out.write_eof()
+    try:
+        await out.write_eof()
+    except (ConnectionError, aiohttp.ClientConnectionError):
+        ctx.status = 499
+    ctx.committed_open = False
     if state.scanner is not None:
         count_output(ctx, state.scanner.findings)
     if state.collector is not None and ctx.status == 200 and ctx.cache_key is not None:

@@ -69,10 +69,12 @@ async def lookup(
     }
     if not body.get("stream"):
         return web.Response(body=raw, content_type="application/json", headers=headers)
-    out = ctx.out = web.StreamResponse(status=200, headers={**headers, **STREAM_HEADERS})
+    out = web.StreamResponse(status=200, headers={**headers, **STREAM_HEADERS})
     await out.prepare(ctx.http)
+    ctx.committed, ctx.committed_open = out, True  # from here on, failures are in-band
     await out.write(rc.as_stream(raw, ctx.endpoint, ctx.include_usage()))
     await out.write_eof()
+    ctx.committed_open = False
     return out
 
 

@@ -23,25 +23,28 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from llmplatform.contract.keys import hash_api_key
 from llmplatform.gateway import cache as rc
 from llmplatform.gateway import governance as gv
 from llmplatform.gateway import metrics as m
-from llmplatform.gateway import responsecache, sse, worstcase
+from llmplatform.gateway import reloadguard, responsecache, worstcase
 from llmplatform.gateway.accounting import Recorder
 from llmplatform.gateway.admission import Admission
 from llmplatform.gateway.audit import AuditSink, hash_stream, response_sha256
 from llmplatform.gateway.bodies import check_content_type, check_request, parse_body
 from llmplatform.gateway.compiled import Compiled, Key, Model, compile_config
-from llmplatform.gateway.context import Ctx, new_request_id
+from llmplatform.gateway.connection import DEFAULT_BODY_SECONDS
+from llmplatform.gateway.context import Ctx, client_request_id, new_request_id
 from llmplatform.gateway.errors import GatewayError, error_body
 from llmplatform.gateway.health import HealthBook
+from llmplatform.gateway.relay import StreamLimits, end_in_band
 from llmplatform.gateway.router import Candidate, candidates, worst_case_output
 from llmplatform.gateway.source import ConfigSource
 from llmplatform.gateway.tokens import prompt_tokens
-from llmplatform.gateway.upstream import Upstream
+from llmplatform.gateway.upstream import DEFAULT_MAX_UPSTREAM_BODY, Upstream
 
 log = logging.getLogger("llmplatform.gateway")
 
@@ -61,6 +64,29 @@ class Settings:
     audit_log_max_bytes: int = 0
     audit_log_keep: int = 10
     audit_fsync_seconds: float = 1.0
+    max_upstream_body_bytes: int = DEFAULT_MAX_UPSTREAM_BODY
+    """Largest upstream answer read (JSON body or a whole stream): 502 / in-band error above."""
+    client_write_seconds: float = 60.0
+    """Longest wait for a client to take a write before it counts as gone (499)."""
+    body_read_seconds: float = DEFAULT_BODY_SECONDS
+    """Longest wait for a request body once its head has arrived (408 and close after)."""
+    reload_max_removed: float = 0.5
+    """Share of the serving config's models or keys a reload may remove; a reload that removes
+    more, or every model, or every key, is rejected like a broken config (see reloadguard.py)."""
+
+
+REQUEST_IDS: web.RequestKey[tuple[str, str | None]] = web.RequestKey("llmplatform_request_ids")
+"""(gateway request id, client request id) of a completion request, for `echo_request_ids`."""
+
+
+async def echo_request_ids(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare` hook: every completion answer (JSON, stream, cached, error) carries
+    the gateway's `x-request-id` and, when the client sent one, `x-client-request-id`."""
+    ids = request.get(REQUEST_IDS)
+    if ids is not None:
+        response.headers["x-request-id"] = ids[0]
+        if ids[1] is not None:
+            response.headers["x-client-request-id"] = ids[1]
 
 
 def json_error(exc: GatewayError, extra: dict[str, str] | None = None) -> web.Response:
@@ -73,6 +99,8 @@ class Gateway:
         self.settings = settings
         self.compiled: Compiled | None = None
         self._fingerprint: object = None
+        self.rejected: dict[str, Any] | None = None
+        """The last config refused since the serving one loaded (for /readyz)."""
         self.health = HealthBook()
         self.admission = Admission(settings.redis_url, settings.redis_failure_mode)
         self.audit = AuditSink(
@@ -85,7 +113,11 @@ class Gateway:
         self.cache: rc.LocalCache | rc.RedisCache = (
             rc.RedisCache(settings.redis_url) if settings.redis_url else rc.LocalCache()
         )
-        self.upstream = Upstream(self.health, self.cache)
+        self.upstream = Upstream(
+            self.health,
+            self.cache,
+            StreamLimits(settings.max_upstream_body_bytes, settings.client_write_seconds),
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- config ----------------------------------------------------------------------------
@@ -96,8 +128,7 @@ class Gateway:
         try:
             fingerprint = self.source.fingerprint()
         except OSError as exc:
-            log.error("config reload: cannot stat %s: %s", self.source.describe(), exc)
-            m.CONFIG_RELOADS.labels("rejected").inc()
+            self._reject("unreadable", f"cannot stat {self.source.describe()}: {exc}")
             return False
         if fingerprint == self._fingerprint:
             return False
@@ -105,12 +136,16 @@ class Gateway:
             compiled = compile_config(*self.source.load())
         except Exception as exc:  # any failure to parse or validate keeps the old config
             self._fingerprint = fingerprint
-            log.error("config rejected, previous config keeps serving: %s: %s", self.source.describe(), exc)
-            m.CONFIG_RELOADS.labels("rejected").inc()
+            self._reject("invalid", f"{self.source.describe()}: {exc}")
             return False
         self._fingerprint = fingerprint
         if self.compiled is not None and compiled.content_hash == self.compiled.content_hash:
             return False
+        refused = reloadguard.refusal(self.compiled, compiled, self.settings.reload_max_removed)
+        if refused is not None:
+            self._reject(refused[0], f"{self.source.describe()}: {refused[1]}")
+            return False
+        self.rejected = None
         self.compiled = compiled
         m.CONFIG_RELOADS.labels("loaded").inc()
         m.CONFIG_LOADED.set(1)
@@ -123,6 +158,13 @@ class Gateway:
             },
         )
         return True
+
+    def _reject(self, reason: str, message: str) -> None:
+        """A config that must not serve: log, count, and show it in /readyz until a good one loads."""
+        log.error("config rejected, previous config keeps serving: %s", message, extra={"reason": reason})
+        m.CONFIG_RELOADS.labels("rejected").inc()
+        m.CONFIG_REJECTED.labels(reason).inc()
+        self.rejected = {"reason": reason, "message": message, "time": round(time.time(), 3)}
 
     async def _reload_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,6 +198,7 @@ class Gateway:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
         app.on_response_prepare.append(hash_stream)
+        app.on_response_prepare.append(echo_request_ids)
         app.on_startup.append(self.on_startup)
         app.on_cleanup.append(self.on_cleanup)
         return app
@@ -187,6 +230,8 @@ class Gateway:
             "ready": ready and not self.admission.refusing(),
             "config": self.compiled.content_hash if self.compiled else None,
             "limiter": self.admission.state(),
+            "models": len(reloadguard.model_ids(self.compiled)) if self.compiled else 0,
+            "config_rejected": self.rejected,
         }
         return web.json_response(body, status=200 if body["ready"] else 503)
 
@@ -207,7 +252,13 @@ class Gateway:
             raise GatewayError(
                 401, "Missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
             )
-        digest = hash_api_key(token)
+        try:
+            # aiohttp hands over header bytes that are not UTF-8 as lone surrogates, which
+            # cannot be encoded again: such a token is simply not a key (401, not a 500)
+            raw = token.encode("utf-8")
+        except UnicodeEncodeError:
+            raise GatewayError(401, "Incorrect API key provided", code="invalid_api_key") from None
+        digest = hash_api_key(raw)
         key = compiled.keys.get(digest)
         # The lookup is by a SHA-256 of the secret, which leaks nothing through timing; the
         # compare re-checks the full digest in constant time anyway.
@@ -238,27 +289,41 @@ class Gateway:
 
     async def completion(self, request: web.Request) -> web.StreamResponse:
         ctx = Ctx(
-            request_id=request.headers.get("x-request-id", "")[:128] or new_request_id(),
+            request_id=new_request_id(),
             endpoint=ENDPOINTS[request.path],
             start=time.perf_counter(),
             http=request,
+            client_request_id=client_request_id(request.headers.get("x-request-id")),
         )
+        request[REQUEST_IDS] = (ctx.request_id, ctx.client_request_id)
         response: web.StreamResponse | None = None
         try:
-            response = await self._complete(ctx)
-        except GatewayError as exc:
-            ctx.status, ctx.error_code = exc.status, exc.code
-            exc.headers.setdefault("x-request-id", ctx.request_id)
-            response = json_error(exc) if ctx.out is None else await self._end_stream(ctx, exc.body())
-        except Exception:  # a bug: still one answer and one audit record that says so
-            log.exception("unhandled error", extra={"request_id": ctx.request_id})
-            gone = request.transport is None or request.transport.is_closing()
-            ctx.status, ctx.error_code = (499, None) if gone else (500, "internal_error")
-            body = error_body(500, "internal gateway error", code="internal_error")
-            if ctx.out is not None:
-                response = await self._end_stream(ctx, body)
-            else:
-                response = web.json_response(body, status=500, headers={"x-request-id": ctx.request_id})
+            try:
+                response = await self._complete(ctx)
+            except GatewayError as exc:
+                if ctx.committed is not None:  # the stream has started: no second status line
+                    response = await self._fail_committed(ctx, exc.status, exc.code or "error", exc.message)
+                else:
+                    ctx.status, ctx.error_code = exc.status, exc.code
+                    response = json_error(exc)
+                    if exc.status == 408:
+                        response.force_close()  # the rest of a slow body is not waited for
+            except Exception:  # a bug: still one answer and one audit record that says so
+                log.exception("unhandled error", extra={"request_id": ctx.request_id})
+                gone = request.transport is None or request.transport.is_closing()
+                if gone and ctx.committed is None:
+                    ctx.status, ctx.error_code = 499, None  # nobody to answer
+                    response = web.Response(status=499)
+                elif ctx.committed is not None:
+                    response = await self._fail_committed(
+                        ctx, 500, "internal_error", "internal gateway error"
+                    )
+                else:
+                    ctx.status, ctx.error_code = 500, "internal_error"
+                    body = error_body(500, "internal gateway error", code="internal_error")
+                    response = web.json_response(body, status=500)
+            if not response.prepared:
+                await self._deliver(ctx, response)
         finally:  # exactly one record per request, whatever happened (499: cancelled)
             if response is None:
                 ctx.status = 499
@@ -269,19 +334,32 @@ class Gateway:
             self.recorder.record(ctx)
         return response
 
-    async def _end_stream(self, ctx: Ctx, body: dict[str, Any]) -> web.StreamResponse:
-        """A failure after the stream started: its status line is sent, so the error goes
-        in-band (an error event, then `[DONE]`) and the started response is the answer."""
-        out = ctx.out
+    async def _fail_committed(self, ctx: Ctx, status: int, code: str, message: str) -> web.StreamResponse:
+        """A failure after the stream's status line went: end it in-band if it is still open
+        (an audit status of its own), else leave the finished stream as it is."""
+        out = ctx.committed
         assert out is not None
-        if ctx.status != 499:
-            ctx.status = 500 if ctx.status < 400 else ctx.status
-        try:
-            await out.write(sse.frame(body) + sse.DONE + sse.SEPARATOR)
-            await out.write_eof()
-        except Exception:  # the stream was already ended, or the client has gone
-            log.debug("could not end the stream in-band", extra={"request_id": ctx.request_id})
+        if ctx.committed_open:
+            await end_in_band(out, ctx, status, code, message, self.settings.client_write_seconds)
         return out
+
+    async def _deliver(self, ctx: Ctx, response: web.StreamResponse) -> None:
+        """Send a whole (JSON) answer, waiting at most `client_write_seconds` for the client to
+        take it: a client that does not read would otherwise hold the body in memory for as
+        long as it likes. It then counts as gone (499)."""
+        request = ctx.http
+        try:
+            async with asyncio.timeout(self.settings.client_write_seconds):
+                await response.prepare(request)
+                await response.write_eof()
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.abort()
+            ctx.status, ctx.error_code = 499, "client_write_timeout"
+            m.CONNECTIONS_CLOSED.labels("write_timeout").inc()
+            log.info("client did not read the answer", extra={"request_id": ctx.request_id})
+        except (ConnectionError, aiohttp.ClientConnectionError):
+            ctx.status = 499
 
     async def _read_body(self, ctx: Ctx) -> dict[str, Any]:
         request = ctx.http
@@ -289,10 +367,17 @@ class Gateway:
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise GatewayError(413, f"request body exceeds {limit} bytes", code="request_too_large")
+        seconds = self.settings.body_read_seconds
         try:
-            raw = await request.read()
+            async with asyncio.timeout(seconds):
+                raw = await request.read()
         except web.HTTPRequestEntityTooLarge as exc:
             raise GatewayError(413, f"request body exceeds {limit} bytes", code="request_too_large") from exc
+        except TimeoutError:  # a slow body (slowloris): answer, then close the connection
+            m.CONNECTIONS_CLOSED.labels("body_timeout").inc()
+            raise GatewayError(
+                408, f"the request body did not arrive within {seconds}s", code="request_timeout"
+            ) from None
         ctx.request_sha256 = hashlib.sha256(raw).hexdigest()
         return parse_body(raw)
 
@@ -353,7 +438,7 @@ class Gateway:
                     ctx, requested, tier_header, cands, self.cache, compiled.models
                 )
             except Exception:  # the cache is an optimisation: a failing one is a miss
-                if ctx.out is not None:
+                if ctx.committed is not None:
                     raise
                 log.exception("response cache lookup failed", extra={"request_id": ctx.request_id})
                 cached, ctx.cache, ctx.cache_key = None, None, None

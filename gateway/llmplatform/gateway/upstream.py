@@ -9,6 +9,7 @@ one policy (docs/gateway.md, "Fallback"); the provider-specific parts are behind
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import functools
 import json
 import logging
@@ -20,13 +21,14 @@ from aiohttp import web
 
 from llmplatform.gateway import cache as rc
 from llmplatform.gateway import metrics as m
+from llmplatform.gateway import sse
 from llmplatform.gateway.accounting import answer_of, output_tokens, scan_json, take_usage
 from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.context import Ctx
-from llmplatform.gateway.errors import GatewayError, error_body
+from llmplatform.gateway.errors import GatewayError, error_body, error_bytes
 from llmplatform.gateway.health import HealthBook
 from llmplatform.gateway.providers.base import Failure, StreamFailed
-from llmplatform.gateway.relay import openai_events, relay
+from llmplatform.gateway.relay import StreamLimits, openai_events, relay
 from llmplatform.gateway.router import Candidate
 
 log = logging.getLogger("llmplatform.gateway")
@@ -35,6 +37,59 @@ log = logging.getLogger("llmplatform.gateway")
 @functools.lru_cache(maxsize=256)
 def client_timeout(connect: float, total: float | None) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=total, sock_connect=connect)
+
+
+DEFAULT_MAX_UPSTREAM_BODY = 32 * 1024 * 1024
+"""Largest upstream answer read (a JSON body, or all of a stream's events): room for a large
+batch of embeddings, while a hostile or broken upstream cannot grow the gateway without bound."""
+RETRY_AFTER_MAX = 64
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or BodyTooLarge as soon as it is known to exceed `limit` bytes (from
+    Content-Length before reading, else while reading): never more than `limit` in memory."""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise BodyTooLarge(f"Content-Length {resp.content_length} exceeds {limit} bytes")
+    buf = bytearray()
+    async for chunk in resp.content.iter_chunked(256 * 1024):
+        buf += chunk
+        if len(buf) > limit:
+            raise BodyTooLarge(f"more than {limit} bytes")
+    return bytes(buf)
+
+
+def too_large(limit: int, detail: str) -> Failure:
+    body = error_bytes(
+        502,
+        f"the upstream answer exceeds the gateway's limit of {limit} bytes",
+        code="upstream_response_too_large",
+    )
+    return Failure("status", 502, body, f"upstream body too large: {detail}")
+
+
+def redirected(resp: aiohttp.ClientResponse) -> Failure:
+    """A 3xx from an upstream is an error, never followed: the model's URL is configuration, and
+    following a redirect would send the request (and the provider key) somewhere else."""
+    message = f"the upstream answered with a redirect (HTTP {resp.status}); redirects are not followed"
+    return Failure("status", 502, error_bytes(502, message, code="upstream_redirect"), message)
+
+
+def retry_after(resp: aiohttp.ClientResponse) -> str | None:
+    """The upstream's Retry-After when it is well-formed (delta-seconds or an HTTP date)."""
+    value = resp.headers.get("Retry-After", "").strip()
+    if not value or len(value) > RETRY_AFTER_MAX or not value.isascii() or not value.isprintable():
+        return None
+    if value.isdigit():
+        return value
+    try:
+        email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return value
 
 
 def json_response(raw: bytes, ctx: Ctx, model: Model, headers: dict[str, str]) -> web.Response:
@@ -75,6 +130,8 @@ def passthrough(failure: Failure, ctx: Ctx, headers: dict[str, str]) -> web.Resp
             headers=headers,
         )
     ctx.status = failure.status
+    if failure.status == 429 and failure.retry_after is not None:
+        headers = {**headers, "retry-after": failure.retry_after}
     try:
         parsed = json.loads(failure.body)
         ok = isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
@@ -87,9 +144,12 @@ def passthrough(failure: Failure, ctx: Ctx, headers: dict[str, str]) -> web.Resp
 class Upstream:
     """The HTTP client (one pooled session per worker) and the health of every model."""
 
-    def __init__(self, health: HealthBook, cache: rc.LocalCache | rc.RedisCache) -> None:
+    def __init__(
+        self, health: HealthBook, cache: rc.LocalCache | rc.RedisCache, limits: StreamLimits
+    ) -> None:
         self.health = health
         self.cache = cache
+        self.limits = limits
         self.session: aiohttp.ClientSession | None = None
 
     def start(self) -> None:
@@ -199,30 +259,51 @@ class Upstream:
             try:
                 if not stream:  # aiohttp's total timeout covers connect, headers and body
                     timeout = client_timeout(policy.connect_seconds, policy.request_seconds)
-                    resp = await self.session.post(url, data=data, headers=up_headers, timeout=timeout)
-                    parsed = adapter.parse_response(resp.status, await resp.read())
+                    resp = await self.session.post(
+                        url, data=data, headers=up_headers, timeout=timeout, allow_redirects=False
+                    )
+                    if 300 <= resp.status < 400:
+                        return redirected(resp)
+                    parsed = adapter.parse_response(
+                        resp.status, await read_capped(resp, self.limits.max_bytes)
+                    )
                     if isinstance(parsed, Failure):
+                        parsed.retry_after = retry_after(resp)
                         return parsed
                     return json_response(parsed, ctx, model, headers)
                 # a stream gets requestSeconds to its first event, then streamIdleSeconds per event
                 async with asyncio.timeout(policy.request_seconds):
                     timeout = client_timeout(policy.connect_seconds, None)
-                    resp = await self.session.post(url, data=data, headers=up_headers, timeout=timeout)
+                    resp = await self.session.post(
+                        url, data=data, headers=up_headers, timeout=timeout, allow_redirects=False
+                    )
+                    if 300 <= resp.status < 400:
+                        return redirected(resp)
                     if resp.status != 200:
-                        return adapter.stream_error(resp.status, await resp.read())
+                        failure = adapter.stream_error(
+                            resp.status, await read_capped(resp, self.limits.max_bytes)
+                        )
+                        failure.retry_after = retry_after(resp)
+                        return failure
                     events = openai_events(resp, ctx, model, self.health)
                     first = await anext(events, None)
                     if first is None:
                         return Failure("connect", detail="stream ended before its first event")
             except StreamFailed as exc:
                 return Failure("status", exc.status, exc.body, "error event before the stream started")
+            except BodyTooLarge as exc:
+                return too_large(self.limits.max_bytes, str(exc))
+            except sse.BadStream as exc:  # before anything reached the client: may fall back
+                code = "upstream_response_too_large" if exc.reason == "too_large" else "upstream_stream_error"
+                message = "the upstream sent a stream the gateway cannot relay (malformed or too large)"
+                return Failure("status", 502, error_bytes(502, message, code=code), str(exc))
             except aiohttp.ConnectionTimeoutError as exc:
                 return Failure("connect", detail=f"connect timeout: {exc}")
             except TimeoutError:
                 return Failure("timeout", detail=f"no answer within {policy.request_seconds}s")
             except (aiohttp.ClientError, OSError) as exc:
                 return Failure("connect", detail=f"{type(exc).__name__}: {exc}")
-            return await relay(events, first, ctx, model, headers, self.health, self.cache)
+            return await relay(events, first, ctx, model, headers, self.health, self.cache, self.limits)
         finally:
             if resp is not None:
                 resp.release()

@@ -22,6 +22,8 @@ class Failure:
     status: int = 0
     body: bytes = b""
     detail: str = ""
+    retry_after: str | None = None
+    """The upstream's `Retry-After` (checked), forwarded when the failure is passed through."""
 
 
 class StreamFailed(Exception):
