@@ -446,12 +446,13 @@ def scene_limit(p: Platform, results: list[str]) -> None:
         if i == 1 and status == 200:  # what alice used this minute before the scene
             earlier = 59 - int(h.get("x-ratelimit-remaining-requests", "59"))
         if status == 429:
-            before = f" (alice had sent {earlier} earlier this minute)" if earlier else ""
-            say(f"  requests 1-{i - 1} admitted{before}: {i - 1 + earlier} of 60 this minute")
-            say(f"  request {i}: 429 {error_message(body)} (Retry-After {h.get('retry-after')}s)")
+            n = i - 1 + earlier  # alice's admitted requests this minute, earlier scenes included
+            before = f" ({earlier} of them in an earlier scene)" if earlier else ""
+            say(f"  alice's requests 1-{n} this minute admitted{before}")
+            say(f"  request {n + 1}: 429 {error_message(body)} (Retry-After {h.get('retry-after')}s)")
             results.append(
-                f"rate limit: requests 1-{i - 1} admitted ({i - 1 + earlier} of alice's 60 per minute), "
-                f"request {i}: 429, Retry-After {h.get('retry-after')}s"
+                f"rate limit: requests 1-{n} admitted (alice's limit: 60 per minute), "
+                f"request {n + 1}: 429, Retry-After {h.get('retry-after')}s"
             )
             return
         expect(status == 200, f"request {i} failed with {status}: {error_message(body)}")
