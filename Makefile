@@ -17,16 +17,23 @@ help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
+	@echo "creating $(VENV) and installing the project with its test tools (first run: a minute or more; pip lists each package)"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install -e '.[dev]'
 	touch $@
 
 demo: install ## the main job: control plane + operator + gateway + examples, shown with the openai client (ARGS=--once to exit)
 	$(PY) demo/run.py $(ARGS)
 
-run: install ## no cluster: the gateway alone, serving examples/ on :8080
-	$(VENV)/bin/llmplatform gateway --manifests examples/ --port 8080
+HOST      ?= 127.0.0.1
+PORT      ?= 8080
+RUN_AUDIT ?= .state/run-audit.jsonl
+
+run: install ## no cluster: the gateway alone on examples/ + the mock upstream, on 127.0.0.1:8080 (HOST=, PORT=, RUN_AUDIT=)
+	@mkdir -p $(dir $(RUN_AUDIT))
+	@echo "gateway on http://$(HOST):$(PORT)/v1 serving examples/, OpenAI-API models answered by the mock upstream (a test server); audit records in $(RUN_AUDIT)"
+	$(VENV)/bin/llmplatform gateway --manifests examples/ --mock --host $(HOST) --port $(PORT) --audit-log $(RUN_AUDIT)
 
 install: $(VENV)/.installed ## create .venv and install the project with test tools
 

@@ -20,7 +20,7 @@ the operator rendered — without a cloud account, Docker or a GPU. So the demo:
 
 Every scene checks what it shows; `--once` exits afterwards (non-zero if a scene did not behave
 as described), which is how the e2e test runs it. Without `--once` everything keeps running
-until Ctrl-C, with the gateway on http://127.0.0.1:8080/v1.
+until Ctrl-C, SIGTERM or SIGHUP (each stops every child it started), with the gateway on http://127.0.0.1:8080/v1.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -52,6 +53,15 @@ from llmplatform_testing import gateway as gh  # real processes on loopback: Red
 from llmplatform_testing.controlplane import bed, build  # the e2e control plane
 
 PLATFORM = "llm-platform"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM and SIGHUP (a closed terminal) stop the demo like Ctrl-C: through the same
+    `finally` that stops every child, instead of Python's default of dying on the spot."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 TEAM_B_KEY_SECRET = ("team-b", "team-b-gateway-key", "key")
 
 
@@ -92,20 +102,65 @@ class Platform:
         return json.loads(self.kubectl("get", *args, "-o", "json"))
 
     def close(self, keep_logs: bool = False) -> None:
+        """Stop every child, saying which: each runs in its own session (so a stray ^C to the
+        terminal cannot half-kill the platform) and is stopped by its process group. Signals
+        are ignored meanwhile, so a second Ctrl-C or SIGTERM cannot cut the teardown short."""
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         self.stop_sync.set()
+        say("stopping everything")
         for proc in reversed(self.procs):
+            say(f"  stopping {Path(proc.log).stem} (pid {proc.popen.pid})")
             with contextlib.suppress(Exception):
                 proc.stop()
         if self.cp is not None:
+            say(f"  stopping the control plane ({', '.join(self.cp.pids)})")
             self.cp.keep_state = keep_logs
             self.cp.stop()
+        stop_strays()
+        say("stopped: no process of the demo is left running")
+
+
+def stop_strays() -> None:
+    """Stop any child not in the lists above: one interrupted while starting (a signal or a
+    timeout while it was being waited for, before it was recorded). Each child leads its own
+    process group, so its workers go with it."""
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] != me or fields[0] == "Z":
+            if fields[1] == me:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(int(entry), os.WNOHANG)
+            continue
+        pid = int(entry)
+        say(f"  stopping {Path(f'/proc/{entry}/exe').resolve().name} (pid {pid}), a child still running")
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGTERM)
+            else:
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+            time.sleep(0.1)
+        else:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
 
 
 # ------------------------------------------------------------------------------ bring-up
 
 
 def start_platform(p: Platform, port: int) -> None:
-    say("control plane: building on first use (about 10-15 minutes on 2 cores), then reusing the cache")
+    say("control plane: binaries from the cache (built on first use)")
     bins = build.ensure_built()
     p.cp = bed.ControlPlane(state=p.state / "cluster", bin_dir=bins)
     p.cp.start()
@@ -357,14 +412,24 @@ def scene_governance(p: Platform, results: list[str]) -> None:
 
 def scene_limit(p: Platform, results: list[str]) -> None:
     say("scene 4: rate limit (team-a's user limit is 60 requests per minute per user)")
+    say(
+        "  each request sends max_tokens=16, so it reserves its prompt + 16 tokens against token limits "
+        "until it ends, not llama-3-8b's maxOutputTokens (2048)"
+    )
     a = client_for(p, secret_value(p, "team-a", "team-a-alice"))
+    earlier = 0
     for i in range(1, 100):
         status, h, body = ask(a, "efficient")
+        if i == 1 and status == 200:  # what alice used this minute before the scene
+            earlier = 59 - int(h.get("x-ratelimit-remaining-requests", "59"))
         if status == 429:
-            say(f"  request {i}: 429 {error_message(body)} (Retry-After {h.get('retry-after')}s)")
+            n = i - 1 + earlier  # alice's admitted requests this minute, earlier scenes included
+            before = f" ({earlier} of them in an earlier scene)" if earlier else ""
+            say(f"  alice's requests 1-{n} this minute admitted{before}")
+            say(f"  request {n + 1}: 429 {error_message(body)} (Retry-After {h.get('retry-after')}s)")
             results.append(
-                f"rate limit: 429 after {i - 1} more requests (alice's limit: 60 per minute), "
-                f"Retry-After {h.get('retry-after')}s"
+                f"rate limit: requests 1-{n} admitted (alice's limit: 60 per minute), "
+                f"request {n + 1}: 429, Retry-After {h.get('retry-after')}s"
             )
             return
         expect(status == 200, f"request {i} failed with {status}: {error_message(body)}")
@@ -411,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--once", action="store_true", help="run the scenes, print the summary and exit")
     ap.add_argument("--port", type=int, default=8080, help="gateway port (default 8080; a free one if busy)")
     args = ap.parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop_on_signal)
     p = Platform(state=Path(tempfile.mkdtemp(prefix="llmplatform-demo-")))
     results: list[str] = []
     ok = False
@@ -431,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  kubectl:    KUBECONFIG={p.cp.kubeconfig} {bed.build.bin_dir()}/kubectl get llmplatform -A"
             )
             print(f"  audit log:  {p.state / 'audit.jsonl'}")
-            print("  Ctrl-C stops everything.")
+            print("  Ctrl-C (or SIGTERM, SIGHUP) stops everything.", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)

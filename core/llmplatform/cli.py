@@ -9,9 +9,16 @@ here when it lands.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmplatform.gateway.main import WorkerSpec
+    from llmplatform.gateway.source import ConfigSource
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_gateway_parser(subparsers)
     add_mock_upstream_parser(subparsers)
     add_audit_parser(subparsers)
+    add_usage_parser(subparsers)
     return parser
 
 
@@ -201,18 +209,81 @@ def add_gateway_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         "keys (one that removes all of either is always rejected) (default: 0.5)",
     )
     gw.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    gw.add_argument(
+        "--upstream-override",
+        action="append",
+        default=[],
+        metavar="MODEL=URL",
+        help="send MODEL (LLMModel name or namespace/name; * for every model) to URL instead of its "
+        "endpoint.url, e.g. a local upstream; repeatable",
+    )
+    gw.add_argument(
+        "--mock",
+        action="store_true",
+        help="start `llmplatform mock-upstream` (a TEST SERVER with canned answers) on a free "
+        "loopback port and send every OpenAI-API model to it (what `make run` does); models of "
+        "other providers (anthropic) keep their URL, and a warning names them",
+    )
     gw.set_defaults(handler=run_gateway)
 
 
-def run_gateway(args: argparse.Namespace) -> int:
-    from llmplatform.gateway.main import WorkerSpec, serve
+def start_mock_upstream() -> tuple[subprocess.Popen[bytes], str]:
+    """`llmplatform mock-upstream` as a child on a free loopback port, once it answers."""
+    import socket
+    import urllib.request
 
-    source = None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "llmplatform.cli", "mock-upstream", "--host", "127.0.0.1"]
+    proc = subprocess.Popen([*cmd, "--port", str(port)], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return proc, f"http://127.0.0.1:{port}/v1"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("llmplatform mock-upstream did not start")
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    from llmplatform.gateway.main import serve
+    from llmplatform.gateway.source import ConfigFile, UpstreamOverrides, parse_override
+
+    source: ConfigSource | None = None
     if args.manifests:  # the CLI composes render + gateway; the gateway itself never renders
         from llmplatform.render.source import ManifestDir
 
         source = ManifestDir(args.manifests, args.platform_namespace)
-    spec = WorkerSpec(
+    try:
+        overrides = dict(parse_override(o) for o in args.upstream_override)
+    except ValueError as exc:
+        print(f"llmplatform gateway: --upstream-override: {exc}", file=sys.stderr)
+        return 2
+    mock = None
+    wildcard: frozenset[str] | None = None
+    if args.mock:
+        mock, url = start_mock_upstream()
+        overrides.setdefault("*", url)
+        wildcard = frozenset({"openai"})  # the mock speaks the OpenAI API only
+        print(f"llmplatform gateway: --mock: mock-upstream (test server) at {url}", file=sys.stderr)
+    if overrides:
+        inner = source if source is not None else ConfigFile(args.config, args.secrets_dir)
+        source = UpstreamOverrides(inner, overrides, wildcard)
+    try:
+        return serve(gateway_spec(args, source), args.workers)
+    finally:
+        if mock is not None:
+            mock.terminate()
+            mock.wait(timeout=10)
+
+
+def gateway_spec(args: argparse.Namespace, source: ConfigSource | None) -> WorkerSpec:
+    from llmplatform.gateway.main import WorkerSpec
+
+    return WorkerSpec(
         host=args.host,
         port=args.port,
         config=args.config,
@@ -233,7 +304,6 @@ def run_gateway(args: argparse.Namespace) -> int:
         body_read_seconds=args.body_read_seconds,
         reload_max_removed=args.reload_max_removed,
     )
-    return serve(spec, args.workers)
 
 
 def add_mock_upstream_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -319,6 +389,47 @@ def run_audit_verify(args: argparse.Namespace) -> int:
         print(f"FAILED: {report.problem}")
         return 1
     print(summary(report))
+    return 0
+
+
+def add_usage_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    usage = subparsers.add_parser("usage", help="usage over time, from the gateway's audit logs")
+    commands = usage.add_subparsers(dest="usage_command", metavar="COMMAND", required=True)
+    rep = commands.add_parser(
+        "report",
+        help="per-tenant, per-model, per-day (or month) totals from audit logs (the chargeback source)",
+        description=(
+            "Totals of requests, errors (status >= 400), response-cache hits, tokens in/out and cost per "
+            "period (UTC), tenant and model, from audit log files: pass every file (rotated FILE.1 ... "
+            "and per-worker FILE.w<i> included, in any order; a record passed twice counts once). "
+            "Reads request records only (start/close records and torn lines are skipped) and verifies "
+            "nothing: run `llmplatform audit verify` on the same files for that."
+        ),
+    )
+    rep.add_argument("files", nargs="+", metavar="FILE")
+    rep.add_argument("--by", choices=["day", "month"], default="day", help="period (default: day)")
+    rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    rep.add_argument("--tenant", metavar="NS/NAME", help="only this tenant (as in the audit records)")
+    rep.add_argument("--since", metavar="DATE", help="from this UTC date or RFC 3339 time (inclusive)")
+    rep.add_argument("--until", metavar="DATE", help="before this UTC date or RFC 3339 time (exclusive)")
+    rep.set_defaults(handler=run_usage_report)
+
+
+def run_usage_report(args: argparse.Namespace) -> int:
+    from llmplatform.gateway.usagereport import render, report
+
+    files = []
+    try:
+        for name in args.files:
+            with open(name, encoding="utf-8", errors="replace") as f:
+                files.append(f.read().splitlines())
+        rep = report(files, by=args.by, tenant=args.tenant, since=args.since, until=args.until)
+    except (OSError, ValueError) as exc:
+        print(f"llmplatform usage report: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render(rep, args.format))
+    if rep.skipped_lines:
+        print(f"llmplatform usage report: skipped {rep.skipped_lines} unreadable line(s)", file=sys.stderr)
     return 0
 
 

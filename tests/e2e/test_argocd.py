@@ -231,3 +231,22 @@ def test_examples_become_healthy_and_show_no_drift(
     proc = kubectl_rc(cluster, *DIFF[mode], "-f", str(edited))
     assert proc.returncode == 1, proc.stderr
     assert "-  contextWindow: 128000" in proc.stdout and "+  contextWindow: 64000" in proc.stdout, proc.stdout
+
+
+def test_examples_apply_after_helm_created_the_namespace_without_warning(
+    cluster: Cluster, crds: None
+) -> None:
+    """`helm install --create-namespace` creates `llm-platform` without kubectl's last-applied
+    annotation; client-side `kubectl apply -f examples/` then warns about it (the trigger,
+    checked here), and the documented `kubectl apply --server-side -f examples/` does not."""
+    delete_example_namespaces(cluster)
+    try:
+        cluster.kubectl("create", "namespace", "llm-platform")  # as helm does: no annotation
+        ssa = kubectl_rc(cluster, "apply", "--server-side", "-f", str(EXAMPLES))
+        assert ssa.returncode == 0, ssa.stderr
+        assert "last-applied-configuration" not in ssa.stderr, ssa.stderr
+        assert "namespace/llm-platform serverside-applied" in ssa.stdout
+        csa = kubectl_rc(cluster, "apply", "-f", str(EXAMPLES / "00-namespaces.yaml"))
+        assert "missing the kubectl.kubernetes.io/last-applied-configuration annotation" in csa.stderr
+    finally:
+        delete_example_namespaces(cluster)

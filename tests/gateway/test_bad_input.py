@@ -141,3 +141,20 @@ def test_openai_client_sees_the_errors_as_its_own_exceptions(world: dict[str, An
     with pytest.raises(openai.BadRequestError) as exc:
         c.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}], user="u" * 300)
     assert exc.value.param == "user"
+
+
+def test_unknown_path_and_wrong_method_have_a_code(world: dict[str, Any]) -> None:
+    """aiohttp's own 404 and 405 come out as OpenAI bodies whose `code` clients can branch on."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    r = httpx.get(f"{world['base']}/v1/no-such-path", headers=headers, timeout=30)
+    assert r.status_code == 404
+    assert r.json()["error"] == {
+        "message": "Not Found",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "not_found",
+    }
+    r = httpx.get(f"{world['base']}/v1/chat/completions", headers=headers, timeout=30)
+    assert r.status_code == 405
+    assert r.json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in r.headers["allow"]

@@ -27,6 +27,7 @@ KEYS = {
     "budget": "llmp-test-budget",
     "users": "llmp-test-users",
     "shared": "llmp-test-shared",
+    "reserve": "llmp-test-reserve",
 }
 
 
@@ -37,6 +38,12 @@ def avoid_minute_edge(margin: float = 8.0) -> None:
 
 
 def tenants() -> list[dict[str, Any]]:
+    slow_policy = h.policy(
+        {"standard": ["alpha"]},
+        default=False,
+        timeouts={"connectSeconds": 5, "requestSeconds": 60, "streamIdleSeconds": 60},
+    )
+    slow_policy["metadata"]["name"] = "patient"  # waits for a slow upstream (reservation test)
     docs = [
         h.model("alpha", "URL"),
         h.model(
@@ -58,6 +65,14 @@ def tenants() -> list[dict[str, Any]]:
             userLimits={"requestsPerMinute": 2},
         ),
         *h.tenant("shared", {"k": KEYS["shared"]}, ["standard"], limits={"requestsPerMinute": 15}),
+        slow_policy,
+        *h.tenant(
+            "reserve",
+            {"k": KEYS["reserve"]},
+            ["standard"],
+            limits={"tokensPerMinute": 12000},
+            routingPolicy={"name": "patient", "namespace": h.PLATFORM},
+        ),
     ]
     for doc in docs:  # a service key fronting end users: userLimits key on the request's `user`
         if doc["kind"] == "TenantQuota" and doc["metadata"]["name"] == "users":
@@ -150,6 +165,51 @@ def test_tokens_reserved_at_worst_case_then_settled_to_usage(world: dict[str, An
     with pytest.raises(openai.RateLimitError) as exc:  # worst case ~150 on top of `used`
         c.chat.completions.create(model="auto", messages=MESSAGES, max_tokens=140)
     assert "tokens_per_minute" in exc.value.message
+
+
+def test_a_429_caused_by_reservations_says_so_and_what_to_do(world: dict[str, Any]) -> None:
+    """Without max_tokens a request reserves what is left of alpha's 8192-token context until it
+    finishes; a second concurrent one does not fit 12,000 tokens per minute, and the 429 names
+    the reservation, the little used, and max_tokens as the way out."""
+    avoid_minute_edge(25)
+    c = client(world["base"], KEYS["reserve"])
+    h.mock_config(world["upstream"], latency_ms=8000)
+    try:
+
+        async def slow_then_second() -> tuple[int, str]:
+            async with httpx.AsyncClient(timeout=30) as ac:
+                slow = asyncio.ensure_future(
+                    ac.post(
+                        world["base"] + "/v1/chat/completions",
+                        json={"model": "auto", "messages": MESSAGES},
+                        headers={"Authorization": f"Bearer {KEYS['reserve']}"},
+                    )
+                )
+                # once the upstream has the slow one, its reservation is held for 8 s
+                deadline = time.monotonic() + 30
+                while h.mock_stats(world["upstream"])["requests"] == 0:
+                    assert time.monotonic() < deadline, "the slow request never reached the upstream"
+                    await asyncio.sleep(0.05)
+                try:
+                    await asyncio.to_thread(c.chat.completions.create, model="auto", messages=MESSAGES)
+                except openai.RateLimitError as exc:
+                    assert isinstance(exc.body, dict)
+                    return (await slow).status_code, str(exc.body["message"])
+                raise AssertionError("the second request should not fit")
+
+        status, message = asyncio.run(slow_then_second())
+    finally:
+        h.mock_config(world["upstream"], latency_ms=0)
+    assert status == 200
+    assert "tenant rate limit tokens_per_minute reached: " in message
+    assert "of 12,000 tokens are reserved by in-flight requests (used: 0)" in message
+    assert "send max_tokens to reserve less; retry after" in message
+    reserved = int(message.split(": ", 2)[1].split(" of ")[0].replace(",", ""))
+    assert 8000 < reserved <= 8192  # the context window minus the prompt estimate
+    # with max_tokens the same request fits, and nothing is left reserved
+    ok = c.chat.completions.create(model="auto", messages=MESSAGES, max_tokens=50)
+    assert ok.usage is not None
+    assert usage(world["base"], KEYS["reserve"])["tokensToday"] < 200
 
 
 def test_monthly_budget_refuses_a_worst_case_that_would_overshoot(world: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from llmplatform.gateway import metrics as m
 from llmplatform.gateway.compiled import Tenant
 from llmplatform.gateway.context import Ctx
 from llmplatform.gateway.errors import GatewayError
-from llmplatform.gateway.limits import Charge, LocalLimiter, RedisLimiter, RedisUnavailable, plan
+from llmplatform.gateway.limits import Charge, Denial, LocalLimiter, RedisLimiter, RedisUnavailable, plan
 
 log = logging.getLogger("llmplatform.gateway")
 
@@ -70,6 +70,45 @@ def ratelimit_headers(charges: list[Charge], values: list[int]) -> dict[str, str
     return headers
 
 
+def _amount(metric: str, value: int) -> str:
+    """A counter value as people read it: `3,900` tokens, `$1,500` or `$0.0012`."""
+    if metric == "usd":
+        return "$" + f"{value / MICRO:,.6f}".rstrip("0").rstrip(".")
+    return f"{value:,}"
+
+
+def refusal(denial: Denial, reserved: int) -> GatewayError:
+    """The 429 for a denied reservation, with OpenAI's headers.
+
+    Why the long message: a token or cost limit is mostly hit by reservations (each request
+    reserves its prompt plus its whole possible output until it finishes), which surprises a
+    caller who used a few tokens. So the message says how much of the counter in-flight
+    requests hold vs what was used, what this request asked for, and that `max_tokens`
+    reserves less. `reserved` counts this worker's reservations only; with several workers
+    or replicas the others' count as used."""
+    c = denial.charge
+    headers = {"retry-after": str(denial.retry_after)}
+    if c.metric != "usd":
+        _headers_for(headers, c, c.limit - denial.current)
+    what = "budget" if c.metric == "usd" else "rate limit"
+    message = f"{c.scope} {what} {c.field} reached"
+    if c.metric != "req":
+        unit = "" if c.metric == "usd" else " tokens"
+        of = f"of {_amount(c.metric, c.limit)}{unit}"
+        asks = f"this request would reserve {_amount(c.metric, c.amount)}"
+        if reserved > 0:
+            used = _amount(c.metric, max(0, denial.current - reserved))
+            message += (
+                f": {_amount(c.metric, reserved)} {of} are reserved by in-flight requests "
+                f"(used: {used}), {asks} more"
+            )
+        else:
+            message += f": {_amount(c.metric, denial.current)} {of} used, {asks}"
+        message += "; send max_tokens to reserve less"
+    message += f"; retry after {denial.retry_after}s"
+    return GatewayError(429, message, code="rate_limit_exceeded", headers=headers)
+
+
 class Admission:
     """The limiters of one worker and the Redis health loop that picks between them."""
 
@@ -78,6 +117,9 @@ class Admission:
         self.local = LocalLimiter()
         self.redis = RedisLimiter(redis_url) if redis_url else None
         self.redis_ok = self.redis is not None
+        self.inflight: dict[str, int] = {}
+        """Counter key -> tokens or micro-USD reserved by this worker's requests still in
+        flight, so a 429 can tell reservations from use (keys leave when settled)."""
 
     def state(self) -> str:
         if self.redis is None:
@@ -136,18 +178,11 @@ class Admission:
         charges = plan(tenant.id, tenant.limits, user, tenant.user_limits, worst_tokens, worst_cost)
         limiter, denial, values = await self._reserve(charges)
         if denial is not None:
-            c = denial.charge
-            m.RATE_LIMITED.labels(tenant.id, c.scope, c.field).inc()
-            headers = {"retry-after": str(denial.retry_after)}
-            if c.metric != "usd":
-                _headers_for(headers, c, c.limit - denial.current)
-            what = "budget" if c.metric == "usd" else "rate limit"
-            raise GatewayError(
-                429,
-                f"{c.scope} {what} {c.field} reached; retry after {denial.retry_after}s",
-                code="rate_limit_exceeded",
-                headers=headers,
-            )
+            m.RATE_LIMITED.labels(tenant.id, denial.charge.scope, denial.charge.field).inc()
+            raise refusal(denial, self.inflight.get(denial.charge.key, 0))
+        for c in charges:
+            if c.metric != "req" and c.limit >= 0:
+                self.inflight[c.key] = self.inflight.get(c.key, 0) + c.amount
         extra.update(ratelimit_headers(charges, values))
         return limiter, charges
 
@@ -156,6 +191,12 @@ class Admission:
         gateway's own count (the prompt estimate and the output it relayed, so a client that
         leaves mid-stream pays for what it was sent). Never raises: a settlement that fails
         leaves the worst case reserved, which over-charges and never under-charges."""
+        for c in charges:  # the 429's "reserved by in-flight requests" figure
+            if c.metric != "req" and c.limit >= 0:
+                if (left := self.inflight.get(c.key, 0) - c.amount) > 0:
+                    self.inflight[c.key] = left
+                else:
+                    self.inflight.pop(c.key, None)
         try:
             if ctx.served is not None and not ctx.usage_reported:
                 # the estimate over-counts on purpose; never past the output reserved, which

@@ -25,6 +25,14 @@ _TYPES = {
     504: "timeout",
 }
 
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def http_error_code(status: int) -> str:
+    """The `code` of an error aiohttp raised itself (unknown path, wrong method, ...): never
+    null, so clients can branch on it like on the gateway's own errors."""
+    return _HTTP_CODES.get(status, "server_error" if status >= 500 else "invalid_request")
+
 
 class GatewayError(Exception):
     """A request the gateway answers with an error status and an OpenAI error body."""

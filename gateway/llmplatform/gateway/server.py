@@ -38,7 +38,7 @@ from llmplatform.gateway.bodies import check_content_type, check_request, parse_
 from llmplatform.gateway.compiled import Compiled, Key, Model, compile_config
 from llmplatform.gateway.connection import DEFAULT_BODY_SECONDS
 from llmplatform.gateway.context import Ctx, client_request_id, new_request_id
-from llmplatform.gateway.errors import GatewayError, error_body
+from llmplatform.gateway.errors import GatewayError, error_body, http_error_code
 from llmplatform.gateway.health import HealthBook
 from llmplatform.gateway.relay import StreamLimits, end_in_band
 from llmplatform.gateway.router import Candidate, candidates, worst_case_output
@@ -91,6 +91,12 @@ async def echo_request_ids(request: web.Request, response: web.StreamResponse) -
 
 def json_error(exc: GatewayError, extra: dict[str, str] | None = None) -> web.Response:
     return web.json_response(exc.body(), status=exc.status, headers={**exc.headers, **(extra or {})})
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str]:
+    """A 405 keeps the Allow header aiohttp computed."""
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}
 
 
 class Gateway:
@@ -214,7 +220,8 @@ class Gateway:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return web.json_response(error_body(exc.status, exc.reason), status=exc.status)
+            body = error_body(exc.status, exc.reason, code=http_error_code(exc.status))
+            return web.json_response(body, status=exc.status, headers=_allow(exc))
         except Exception:
             log.exception("unhandled error", extra={"request_id": request.headers.get("x-request-id")})
             return web.json_response(error_body(500, "internal gateway error"), status=500)

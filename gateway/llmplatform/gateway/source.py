@@ -16,6 +16,7 @@ the gateway itself never renders.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +26,7 @@ from llmplatform.contract.config import (
     GatewayConfig,
     SecretResolver,
     read_config_file,
+    seal,
 )
 
 DEFAULT_SECRETS_DIR = "/var/run/llmplatform/secrets"
@@ -77,3 +79,63 @@ class ConfigFile:
 
     def load(self) -> tuple[GatewayConfig, SecretResolver]:
         return read_config_file(self.path), self._secret
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """`MODEL=URL` (`*=URL`: every model) -> (model, url); ValueError says what is wrong."""
+    name, sep, url = text.partition("=")
+    if not sep or not name or not url.startswith(("http://", "https://")):
+        raise ValueError(f"expected MODEL=URL (or *=URL) with an http(s) URL, got {text!r}")
+    return name, url.rstrip("/")
+
+
+class UpstreamOverrides:
+    """Another config source with some models' upstream URLs replaced.
+
+    Why: `make run` and local trials serve manifests whose models point at api.openai.com or a
+    cluster Service; `--upstream-override MODEL=URL` (or `--mock`) sends them to a local
+    upstream instead without editing the manifests. A model is matched by its LLMModel name or
+    its id (`namespace/name`); `*` matches every model whose provider is in
+    `wildcard_providers` (all when None), so `--mock` can leave out models whose API the
+    OpenAI-shaped mock does not speak. The URL is the model's base URL as in `endpoint.url`
+    (for OpenAI-style upstreams it ends in /v1). Plain and picklable, like every source."""
+
+    def __init__(
+        self,
+        inner: ConfigSource,
+        overrides: dict[str, str],
+        wildcard_providers: frozenset[str] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.overrides = overrides
+        self.wildcard_providers = wildcard_providers
+        self._warned: set[str] = set()
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()} (upstream overrides: {self.overrides})"
+
+    def fingerprint(self) -> object:
+        return self.inner.fingerprint()
+
+    def _url(self, name: str, model_id: str, provider: str) -> str | None:
+        url = self.overrides.get(model_id) or self.overrides.get(name)
+        if url is None and "*" in self.overrides:
+            if self.wildcard_providers is None or provider in self.wildcard_providers:
+                return self.overrides["*"]
+            if model_id not in self._warned:
+                self._warned.add(model_id)
+                logging.getLogger("llmplatform.gateway").warning(
+                    "upstream override *: model %s keeps its URL (provider %s is not served by the "
+                    "override upstream)",
+                    name,
+                    provider,
+                )
+        return url
+
+    def load(self) -> tuple[GatewayConfig, SecretResolver]:
+        config, secrets = self.inner.load()
+        models = []
+        for m in config.models:
+            url = self._url(m.name, m.id, m.provider)
+            models.append(m if url is None else m.model_copy(update={"url": url}))
+        return seal(config.model_copy(update={"models": models})), secrets

@@ -239,6 +239,7 @@ def ensure_built(version: str = KUBERNETES_VERSION, force: bool = False) -> Path
             _log("build recipe changed; rebuilding")
         if shutil.which("go") is None:
             raise RuntimeError("the Go toolchain (go >= 1.26) is needed to build the control plane")
+        _log("building the control plane on first use: about 10-15 minutes on 2 cores; later runs reuse it")
         started = time.monotonic()
         tmp_bin = Path(tempfile.mkdtemp(prefix="bin-", dir=vdir))
         with tempfile.TemporaryDirectory(prefix="llmplatform-build-") as w:
