@@ -190,9 +190,13 @@ async def relay(
     assert policy is not None
     request = ctx.http
     out = web.StreamResponse(status=200, headers={**headers, **STREAM_HEADERS})
-    await out.prepare(request)
+    ctx.served = model  # from here the upstream has answered: the request is charged
+    try:
+        await out.prepare(request)
+    except (ConnectionError, aiohttp.ClientConnectionError):
+        ctx.status = 499  # gone before the first byte: charged the prompt (nothing relayed)
+        return out
     ctx.committed, ctx.committed_open = out, True
-    ctx.served = model
     ctx.first_chunk_at = time.perf_counter()
     ctx.first_chunk = ctx.first_chunk_at - ctx.start
     state = StreamState(client_usage=ctx.include_usage())

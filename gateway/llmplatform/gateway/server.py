@@ -329,7 +329,7 @@ class Gateway:
                     ctx.status, ctx.error_code = 500, "internal_error"
                     body = error_body(500, "internal gateway error", code="internal_error")
                     response = web.json_response(body, status=500)
-            if not response.prepared:
+            if not response.prepared and ctx.status != 499:  # 499: nobody left to answer
                 await self._deliver(ctx, response)
         finally:  # exactly one record per request, whatever happened (499: cancelled)
             if response is None:
