@@ -248,8 +248,11 @@ def policy(tiers: dict[str, list[str]], **spec: Any) -> dict[str, Any]:
     }
 
 
-def tenant(name: str, keys: dict[str, str], allowed: list[str], **spec: Any) -> list[dict[str, Any]]:
-    """A TenantQuota with one Secret per key (key name -> key value)."""
+def tenant(
+    name: str, keys: dict[str, str], allowed: list[str], trust_client_user: bool = False, **spec: Any
+) -> list[dict[str, Any]]:
+    """A TenantQuota with one Secret per key (key name -> key value); `trust_client_user` sets
+    `trustClientUser` on every key (a service that names its end users in the request's `user`)."""
     docs: list[dict[str, Any]] = []
     api_keys = []
     for key_name, value in keys.items():
@@ -261,6 +264,7 @@ def tenant(name: str, keys: dict[str, str], allowed: list[str], **spec: Any) -> 
                 "user": f"{key_name}@{name}",
                 "role": "admin",
                 "secretRef": {"name": secret, "key": "key"},
+                **({"trustClientUser": True} if trust_client_user else {}),
             }
         )
     body = {"allowedTiers": allowed, "apiKeys": api_keys, **spec}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,51 +34,42 @@ MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("budget-escapes")
-    procs: list[h.Proc] = []
-    try:
-        mock, url = h.start_mock(tmp, "meter")
-        procs.append(mock)
-        anth, anth_url = h.start_anthropic(tmp)
-        procs.append(anth)
-        secret = {"name": "upstream", "key": "api-key"}
-        docs = [
-            h.model("meter", url, pricing={"inputPerMillionTokens": 1000, "outputPerMillionTokens": 1000}),
-            h.model(
-                "claude",
-                anth_url,
-                tier="efficient",
-                provider="anthropic",
-                upstreamModel="claude-test-1",
-                maxOutputTokens=200,
-                capabilities=["chat"],
-                pricing={"inputPerMillionTokens": 1000, "outputPerMillionTokens": 1000},
-                endpoint={"url": anth_url, "apiKeySecretRef": secret},
-            ),
-            h.model(
-                "pricey",
-                url,
-                tier="premium",
-                maxOutputTokens=4,
-                pricing={"inputPerMillionTokens": 10000, "outputPerMillionTokens": 10000},
-            ),
-            h.policy(
-                {"standard": ["meter"], "efficient": ["claude"], "premium": ["pricey"]},
-                timeouts={"connectSeconds": 2, "requestSeconds": 20, "streamIdleSeconds": 10},
-            ),
-            *h.tenant("drop", {"k": DROP_KEY}, ["standard"]),
-            *h.tenant("dropa", {"k": ANTH_KEY}, ["efficient"]),
-            *h.tenant("budget", {"k": BUDGET_KEY}, ["premium"], limits={"costPerMonthUSD": 1}),
-            *h.tenant("budgetc", {"k": BUDGET_C_KEY}, ["premium"], limits={"costPerMonthUSD": 1}),
-            *h.tenant("shape", {"k": SHAPE_KEY}, ["standard"], limits={"tokensPerDay": 1000}),
-        ]
-        gw, base = h.start_gateway(tmp, ["--manifests", str(h.write_manifests(tmp / "m", docs))])
-        procs.append(gw)
-        yield {"base": base, "mock": url, "anthropic": anth_url, "audit": tmp / "gw-audit.jsonl"}
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    url = gateway_world.mock("meter")
+    anth_url = gateway_world.anthropic()
+    secret = {"name": "upstream", "key": "api-key"}
+    docs = [
+        h.model("meter", url, pricing={"inputPerMillionTokens": 1000, "outputPerMillionTokens": 1000}),
+        h.model(
+            "claude",
+            anth_url,
+            tier="efficient",
+            provider="anthropic",
+            upstreamModel="claude-test-1",
+            maxOutputTokens=200,
+            capabilities=["chat"],
+            pricing={"inputPerMillionTokens": 1000, "outputPerMillionTokens": 1000},
+            endpoint={"url": anth_url, "apiKeySecretRef": secret},
+        ),
+        h.model(
+            "pricey",
+            url,
+            tier="premium",
+            maxOutputTokens=4,
+            pricing={"inputPerMillionTokens": 10000, "outputPerMillionTokens": 10000},
+        ),
+        h.policy(
+            {"standard": ["meter"], "efficient": ["claude"], "premium": ["pricey"]},
+            timeouts={"connectSeconds": 2, "requestSeconds": 20, "streamIdleSeconds": 10},
+        ),
+        *h.tenant("drop", {"k": DROP_KEY}, ["standard"]),
+        *h.tenant("dropa", {"k": ANTH_KEY}, ["efficient"]),
+        *h.tenant("budget", {"k": BUDGET_KEY}, ["premium"], limits={"costPerMonthUSD": 1}),
+        *h.tenant("budgetc", {"k": BUDGET_C_KEY}, ["premium"], limits={"costPerMonthUSD": 1}),
+        *h.tenant("shape", {"k": SHAPE_KEY}, ["standard"], limits={"tokensPerDay": 1000}),
+    ]
+    gateway_world.gateway(docs)
+    return gateway_world
 
 
 # -- 1. leaving a stream ----------------------------------------------------------------------
@@ -121,7 +111,7 @@ def test_leaving_a_stream_is_charged_and_audited(
     base, key = world["base"], (DROP_KEY if provider == "openai" else ANTH_KEY)
     if provider == "openai":
         h.mock_config(
-            world["mock"],
+            world["meter"],
             latency_ms=1500 if point == "before_first" else 0,
             chunk_delay_ms=150 if point == "mid" else 0,
             done_delay_ms=1500 if point == "after_last" else 0,
@@ -145,7 +135,7 @@ def test_leaving_a_stream_is_charged_and_audited(
     before = bh.usage(base, key)["tokensToday"]
 
     tenant = "drop" if provider == "openai" else "dropa"
-    earlier = len(tenant_records(world["audit"], tenant))
+    earlier = len(tenant_records(world["log"], tenant))
     stream = bh.RawStream(base, path, key, body)
     seen: list[bytes] = []
     if point == "before_first":
@@ -165,10 +155,10 @@ def test_leaving_a_stream_is_charged_and_audited(
     stream.hang_up()
 
     deadline = time.monotonic() + 20
-    while len(tenant_records(world["audit"], tenant)) == earlier and time.monotonic() < deadline:
+    while len(tenant_records(world["log"], tenant)) == earlier and time.monotonic() < deadline:
         time.sleep(0.1)
-    request_id = tenant_records(world["audit"], tenant)[-1]["request_id"]
-    records = bh.records_of(world["audit"], request_id)
+    request_id = tenant_records(world["log"], tenant)[-1]["request_id"]
+    records = bh.records_of(world["log"], request_id)
     assert len(records) == 1, records
     record = records[0]
     assert record["status"] == 499, record
@@ -216,14 +206,19 @@ def test_concurrent_multiplied_requests_cannot_overspend_a_budget(
     have been reserved and 7 of 12 admitted (3.4 USD spent)."""
     # the mock model's real maximum output is its declared maxOutputTokens (4)
     h.mock_config(
-        world["mock"], latency_ms=300, chunk_delay_ms=0, done_delay_ms=0, usage_json=None, completion_tokens=4
+        world["meter"],
+        latency_ms=300,
+        chunk_delay_ms=0,
+        done_delay_ms=0,
+        usage_json=None,
+        completion_tokens=4,
     )
     statuses = asyncio.run(concurrent(world["base"], key, path, {"model": "pricey", **body}, 12))
     assert statuses.count(200) >= 1, statuses
     assert set(statuses) <= {200, 429}, statuses
     spent = bh.usage(world["base"], key)["costThisMonthUSD"]
     time.sleep(0.5)
-    audited = sum(r["cost_usd"] for r in tenant_records(world["audit"], tenant))
+    audited = sum(r["cost_usd"] for r in tenant_records(world["log"], tenant))
     assert audited == pytest.approx(spent, abs=1e-4)  # counters round each request up to 1e-6
     assert 0.4 <= spent <= 1.0, (spent, statuses)
 
@@ -261,11 +256,11 @@ def test_every_multiplier_is_in_the_reservation(
 ) -> None:
     """With 1000 tokens a day, the plain request fits and the multiplied one cannot: its worst
     case alone is over the limit, so it is refused before the upstream is called."""
-    h.mock_config(world["mock"], latency_ms=0, usage_json=None, completion_tokens=16)
+    h.mock_config(world["meter"], latency_ms=0, usage_json=None, completion_tokens=16)
     assert shape_status(world, path, plain) == 200
-    before = h.mock_stats(world["mock"])["requests"]
+    before = h.mock_stats(world["meter"])["requests"]
     assert shape_status(world, path, {**plain, **multiplied}) == 429
-    assert h.mock_stats(world["mock"])["requests"] == before
+    assert h.mock_stats(world["meter"])["requests"] == before
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -44,48 +43,33 @@ HOSTILE = {
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("usage-validation")
-    procs: list[h.Proc] = []
-    try:
-        mock, url = h.start_mock(tmp, "hostile")
-        procs.append(mock)
-        anth, anth_url = h.start_anthropic(tmp)
-        procs.append(anth)
-        docs = [
-            h.model("hostile", url, pricing={"inputPerMillionTokens": 1000, "outputPerMillionTokens": 1000}),
-            h.model(
-                "claude",
-                anth_url,
-                tier="efficient",
-                provider="anthropic",
-                upstreamModel="claude-test-1",
-                maxOutputTokens=200,
-                capabilities=["chat"],
-                endpoint={"url": anth_url, "apiKeySecretRef": {"name": "upstream", "key": "api-key"}},
-            ),
-            h.policy({"standard": ["hostile"], "efficient": ["claude"]}),
-            *h.tenant("usage", {"k": KEY}, ["standard"], limits={"costPerMonthUSD": 1000}),
-            *h.tenant("usagea", {"k": ANTH_KEY}, ["efficient"], limits={"costPerMonthUSD": 1000}),
-        ]
-        gw, base = h.start_gateway(tmp, ["--manifests", str(h.write_manifests(tmp / "m", docs))])
-        procs.append(gw)
-        yield {
-            "base": base,
-            "mock": url,
-            "anthropic": anth_url,
-            "audit": tmp / "gw-audit.jsonl",
-            "log": gw.log,
-        }
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    url = gateway_world.mock("hostile")
+    anth_url = gateway_world.anthropic()
+    docs = [
+        h.model("hostile", url, pricing={"inputPerMillionTokens": 1000, "outputPerMillionTokens": 1000}),
+        h.model(
+            "claude",
+            anth_url,
+            tier="efficient",
+            provider="anthropic",
+            upstreamModel="claude-test-1",
+            maxOutputTokens=200,
+            capabilities=["chat"],
+            endpoint={"url": anth_url, "apiKeySecretRef": {"name": "upstream", "key": "api-key"}},
+        ),
+        h.policy({"standard": ["hostile"], "efficient": ["claude"]}),
+        *h.tenant("usage", {"k": KEY}, ["standard"], limits={"costPerMonthUSD": 1000}),
+        *h.tenant("usagea", {"k": ANTH_KEY}, ["efficient"], limits={"costPerMonthUSD": 1000}),
+    ]
+    gateway_world.gateway(docs)
+    return gateway_world
 
 
 def check_charged(world: dict[str, Any], key: str, request_id: str, before: dict[str, Any]) -> dict[str, Any]:
     """One audit record, a sane charge, counters grown by exactly that charge, and a warning
     naming the request without its content."""
-    records = bh.records_of(world["audit"], request_id)
+    records = bh.records_of(world["log"], request_id)
     assert len(records) == 1, records
     record = records[0]
     assert record["status"] == 200, record
@@ -94,11 +78,24 @@ def check_charged(world: dict[str, Any], key: str, request_id: str, before: dict
     after = bh.usage(world["base"], key)
     assert after["tokensToday"] - before["tokensToday"] == record["tokens_in"] + record["tokens_out"]
     assert after["costThisMonthUSD"] > before["costThisMonthUSD"]
-    lines = [json.loads(x) for x in world["log"].read_text().splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in world["gw"].log.read_text().splitlines() if x.startswith("{")]
     warned = [x for x in lines if x.get("request_id") == request_id and "usage" in x.get("message", "")]
     assert warned and warned[0]["level"] == "warning", lines[-5:]
-    assert SECRET_WORD not in world["log"].read_text()
+    assert SECRET_WORD not in world["gw"].log.read_text()
     return record
+
+
+def ask(base: str, key: str, model: str, stream: bool) -> tuple[str, str]:
+    """One chat request of at most 16 tokens, streamed or not: its request id and the answer's text."""
+    c = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    if stream:
+        with c.chat.completions.with_streaming_response.create(
+            model=model, messages=MESSAGES, max_tokens=16, stream=True
+        ) as raw:
+            text = "".join((ch.choices[0].delta.content or "") for ch in raw.parse() if ch.choices)
+            return raw.headers["x-request-id"], text
+    raw_json = c.chat.completions.with_raw_response.create(model=model, messages=MESSAGES, max_tokens=16)
+    return raw_json.headers["x-request-id"], raw_json.parse().choices[0].message.content or ""
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -106,19 +103,9 @@ def check_charged(world: dict[str, Any], key: str, request_id: str, before: dict
 def test_hostile_usage_is_replaced_by_the_gateways_count(
     world: dict[str, Any], name: str, stream: bool
 ) -> None:
-    h.mock_config(world["mock"], usage_json=HOSTILE[name], completion_tokens=16)
+    h.mock_config(world["hostile"], usage_json=HOSTILE[name], completion_tokens=16)
     before = bh.usage(world["base"], KEY)
-    c = openai.OpenAI(base_url=world["base"] + "/v1", api_key=KEY, max_retries=0)
-    if stream:
-        with c.chat.completions.with_streaming_response.create(
-            model="auto", messages=MESSAGES, max_tokens=16, stream=True
-        ) as raw:
-            request_id = raw.headers["x-request-id"]
-            text = "".join((ch.choices[0].delta.content or "") for ch in raw.parse() if ch.choices)
-    else:
-        raw_json = c.chat.completions.with_raw_response.create(model="auto", messages=MESSAGES, max_tokens=16)
-        request_id = raw_json.headers["x-request-id"]
-        text = raw_json.parse().choices[0].message.content or ""
+    request_id, text = ask(world["base"], KEY, "auto", stream)
     assert "test" in text  # the answer still reached the client
     check_charged(world, KEY, request_id, before)
 
@@ -133,19 +120,7 @@ def test_hostile_anthropic_usage(world: dict[str, Any], usage: dict[str, int], s
     reply = {"text": "a short and harmless answer", "usage": usage}
     httpx.post(world["anthropic"] + "/_script", json={"replies": [reply]}).raise_for_status()
     before = bh.usage(world["base"], ANTH_KEY)
-    c = openai.OpenAI(base_url=world["base"] + "/v1", api_key=ANTH_KEY, max_retries=0)
-    if stream:
-        with c.chat.completions.with_streaming_response.create(
-            model="claude", messages=MESSAGES, max_tokens=16, stream=True
-        ) as raw:
-            request_id = raw.headers["x-request-id"]
-            text = "".join((ch.choices[0].delta.content or "") for ch in raw.parse() if ch.choices)
-    else:
-        raw_json = c.chat.completions.with_raw_response.create(
-            model="claude", messages=MESSAGES, max_tokens=16
-        )
-        request_id = raw_json.headers["x-request-id"]
-        text = raw_json.parse().choices[0].message.content or ""
+    request_id, text = ask(world["base"], ANTH_KEY, "claude", stream)
     assert text == "a short and harmless answer"
     check_charged(world, ANTH_KEY, request_id, before)
 
@@ -153,7 +128,7 @@ def test_hostile_anthropic_usage(world: dict[str, Any], usage: dict[str, int], s
 def test_negative_usage_cannot_lower_a_months_spend(world: dict[str, Any]) -> None:
     """The attack of the issue: upstream usage of -1,000,000 tokens per answer lowered the
     month's spend until any number of requests passed a budget."""
-    h.mock_config(world["mock"], usage_json=HOSTILE["negative"], completion_tokens=16)
+    h.mock_config(world["hostile"], usage_json=HOSTILE["negative"], completion_tokens=16)
     c = openai.OpenAI(base_url=world["base"] + "/v1", api_key=KEY, max_retries=0)
     spent = [bh.usage(world["base"], KEY)["costThisMonthUSD"]]
     for _ in range(5):

@@ -9,7 +9,6 @@ and the tenant's own limits still cap the total.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -31,36 +30,24 @@ def avoid_minute_edge(margin: float = 15.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("user-limits")
-    procs: list[h.Proc] = []
-    try:
-        mock, url = h.start_mock(tmp, "up")
-        procs.append(mock)
-        plain = h.tenant(
-            "plain",
-            {"k": PLAIN},
-            ["standard"],
-            limits={"requestsPerMinute": 100},
-            userLimits={"requestsPerMinute": 5},
-        )
-        service = h.tenant(
+def world(gateway_world: h.World) -> h.World:
+    url = gateway_world.mock("up")
+    users = {"userLimits": {"requestsPerMinute": 5}}
+    docs = [
+        h.model("alpha", url),
+        h.policy({"standard": ["alpha"]}),
+        *h.tenant("plain", {"k": PLAIN}, ["standard"], limits={"requestsPerMinute": 100}, **users),
+        *h.tenant(
             "service",
             {"svc": SERVICE},
             ["standard"],
+            trust_client_user=True,
             limits={"requestsPerMinute": 12},
-            userLimits={"requestsPerMinute": 5},
-        )
-        for doc in service:
-            if doc["kind"] == "TenantQuota":
-                doc["spec"]["apiKeys"][0]["trustClientUser"] = True
-        docs = [h.model("alpha", url), h.policy({"standard": ["alpha"]}), *plain, *service]
-        gw, base = h.start_gateway(tmp, ["--manifests", str(h.write_manifests(tmp / "m", docs))])
-        procs.append(gw)
-        yield {"base": base, "audit": tmp / "gw-audit.jsonl"}
-    finally:
-        for p in procs:
-            p.stop()
+            **users,
+        ),
+    ]
+    gateway_world.gateway(docs)
+    return gateway_world
 
 
 def send(base: str, key: str, users: list[str]) -> list[int]:
@@ -81,7 +68,7 @@ def test_varying_user_does_not_escape_the_per_user_limit(world: dict[str, Any]) 
     assert statuses.count(200) == 5 and statuses.count(429) == 25, statuses
     assert statuses[:5] == [200] * 5
     time.sleep(0.5)
-    users = {r["user"] for r in bh.audit_records(world["audit"]) if r.get("tenant") == "plain/plain"}
+    users = {r["user"] for r in bh.audit_records(world["log"]) if r.get("tenant") == "plain/plain"}
     assert users == {"k@plain"}  # the audit names the key's user, not what the caller claimed
 
 
@@ -96,5 +83,5 @@ def test_a_trusted_service_key_limits_each_end_user_and_the_tenant_caps_the_tota
     many = send(world["base"], SERVICE, [f"end-user-{i}" for i in range(20)])
     assert many.count(200) == 7 and many[:7] == [200] * 7, many
     time.sleep(0.5)
-    users = [r["user"] for r in bh.audit_records(world["audit"]) if r.get("tenant") == "service/service"]
+    users = [r["user"] for r in bh.audit_records(world["log"]) if r.get("tenant") == "service/service"]
     assert "carol" in users and "end-user-0" in users
