@@ -20,23 +20,12 @@ import csv
 import io
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
 from typing import Any
 
 PERIOD_CHARS = {"day": 10, "month": 7}
 """`--by` -> how many characters of the RFC 3339 time name the period (2026-11-29 / 2026-11)."""
-COLUMNS = (
-    "period",
-    "tenant",
-    "model",
-    "requests",
-    "errors",
-    "cached",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-)
 
 
 @dataclass
@@ -52,6 +41,10 @@ class Row:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: Decimal = Decimal(0)
+
+
+COLUMNS = tuple(f.name for f in fields(Row))
+"""The report's columns, in CSV and table order: a Row's fields."""
 
 
 @dataclass
