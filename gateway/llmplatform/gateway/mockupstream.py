@@ -83,6 +83,8 @@ class MockUpstream:
         app.router.add_post("/_mock/config", self.set_config)
         app.router.add_post("/_mock/reset", self.reset)
         app.router.add_get("/healthz", self.healthz)
+        # vLLM's readiness path, so the mock can stand in for a self-hosted model's server
+        app.router.add_get("/health", self.healthz)
         return app
 
     # -- control ---------------------------------------------------------------------------
