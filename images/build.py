@@ -15,10 +15,10 @@ chart's pods must really run in the real-node test bed. So:
 
        docker build -f images/Dockerfile --target gateway -t ghcr.io/llmplatform/gateway:<version> .
 
-3. **Export**: each image is saved as a docker-archive under
-   ``~/.cache/llmplatform/images/archives/``; the real-node bed imports every archive there into
-   its containerd when it starts (``ctr -n k8s.io images import``), and ``--load`` imports
-   them into an already running real-node bed.
+3. **Export**: the images are saved as one docker-archive,
+   ``~/.cache/llmplatform/images/archives/images.tar`` (their shared layers once); the real-node
+   bed imports it into its containerd when it starts (``ctr -n k8s.io images import``), and
+   ``--load`` imports it into an already running real-node bed.
 
 Images are tagged with the chart's default names (``ghcr.io/llmplatform/<component>:<version>``),
 so ``helm install`` with default values uses them without pulling (``IfNotPresent``).
@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -55,6 +57,34 @@ def cache_root() -> Path:
 
 def archives_dir() -> Path:
     return cache_root() / "images" / "archives"
+
+
+def bundle_path() -> Path:
+    """All images in one docker-archive: the bed imports (and unpacks) shared layers once."""
+    return archives_dir() / "images.tar"
+
+
+def merge_archives(parts: list[Path], out: Path) -> None:
+    """One docker-archive holding every image of `parts`; a layer they share is stored once."""
+    seen: set[str] = set()
+    manifests: list[object] = []
+    tmp = out.with_suffix(".tmp")
+    with tarfile.open(tmp, "w") as dst:
+        for part in parts:
+            with tarfile.open(part) as src:
+                for member in src.getmembers():
+                    if member.name == "manifest.json":
+                        f = src.extractfile(member)
+                        assert f is not None
+                        manifests += json.load(f)
+                    elif member.name not in seen and member.name != "repositories":
+                        seen.add(member.name)
+                        dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        data = json.dumps(manifests).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        dst.addfile(info, io.BytesIO(data))
+    tmp.replace(out)
 
 
 def version() -> str:
@@ -187,11 +217,14 @@ def build(targets: tuple[str, ...]) -> list[Path]:
                 str(ROOT),
             )
         )
-        archive = archives_dir() / f"{target}.tar"
+        archive = archives_dir() / "parts" / f"{target}.tar"
+        archive.parent.mkdir(exist_ok=True)
         archive.unlink(missing_ok=True)
         _run(_buildah("push", name, f"docker-archive:{archive}:{name}"))
         out.append(archive)
         timings[target] = time.monotonic() - t
+    merge_archives(out, bundle_path())
+    shutil.rmtree(archives_dir() / "parts")
     # Intermediate images of earlier builds (the layer cache keeps what is still used).
     subprocess.run(_buildah("rmi", "--prune"), capture_output=True)
     (archives_dir() / "built.json").write_text(
@@ -204,7 +237,7 @@ def build(targets: tuple[str, ...]) -> list[Path]:
         )
     )
     _log("built " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
-    return out
+    return [bundle_path()]
 
 
 def load_into_running_bed(archives: list[Path]) -> None:
