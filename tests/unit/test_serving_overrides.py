@@ -23,7 +23,8 @@ def test_overrides_replace_image_and_args_and_empty_values_remove_fields() -> No
     assert before["nodeSelector"] and before["containers"][0]["resources"]  # type: ignore[index]
     after = pod_spec(
         parse_serving_overrides(
-            '{"image": "mock:1", "args": ["mock-upstream", "--port=8000"], "resources": {}, "nodeSelector": {}}'
+            '{"image": "mock:1", "args": ["mock-upstream", "--port=8000"],'
+            ' "resources": {}, "nodeSelector": {}}'
         )
     )
     container = after["containers"][0]  # type: ignore[index]
