@@ -387,8 +387,8 @@ class RealNodeBed(ControlPlane):
         self._start_kubelet()
         self._start_kube_proxy()
         self._start_coredns()
-        self._start_kube_router()
         self.wait_nodes_ready(120)
+        self._start_kube_router()  # it looks its Node up once, at start
         self._wait_default_service_account(60)
         self.timings["nodes_ready"] = time.monotonic() - t0
         loader.join()
