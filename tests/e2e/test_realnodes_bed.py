@@ -146,7 +146,8 @@ def test_dns_services_and_network_policy_are_real(real_cluster: Cluster, ns: str
     c.kubectl("-n", ns, "expose", "pod", "server", "--port=80", "--target-port=8000")
     svc = f"server.{ns}.svc.cluster.local"
     # DNS (CoreDNS) and the Service (kube-proxy) from inside a pod.
-    assert "open" in _py_in(c, ns, "client", _connect_code(svc, 80))
+    # (kube-proxy programs the new Service within its sync period)
+    _eventually(lambda: "open" in _py_in(c, ns, "client", _connect_code(svc, 80)), "Service not reachable")
     # Deny all ingress to the server: the connection is now refused or times out.
     deny = {
         "apiVersion": "networking.k8s.io/v1",
