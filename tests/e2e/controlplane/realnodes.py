@@ -186,8 +186,11 @@ def cleanup_leftovers(state: Path) -> None:
         with contextlib.suppress(OSError):
             if link.is_symlink() and str(state.resolve()) in os.readlink(link):
                 link.unlink()
-    # libcni caches results per network name; ours is unique to this bed.
-    for f in Path("/var/lib/cni/results").glob(f"{name}-*"):
+    # libcni caches results per network name (ours is unique to this bed) and, for the
+    # loopback that containerd sets up itself, per pod sandbox id.
+    sandboxes = {d.name for d in state.glob("containerd/*/io.containerd.grpc.v1.cri/sandboxes/*")}
+    results = Path("/var/lib/cni/results")
+    for f in [*results.glob(f"{name}-*"), *(results / f"cni-loopback-{i}-lo" for i in sandboxes)]:
         with contextlib.suppress(OSError):
             f.unlink()
 
