@@ -37,8 +37,11 @@ run: install ## no cluster: the gateway alone on examples/ + the mock upstream, 
 
 install: $(VENV)/.installed ## create .venv and install the project with test tools
 
-controlplane: install ## build (or reuse) etcd, kube-*, kubectl, kwok and helm in the cache
+controlplane: install ## build (or reuse) etcd, kube-*, kubectl, kwok and helm in the cache (NODES=real: also the node parts)
 	$(PY) $(BED)/build.py
+ifeq ($(NODES),real)
+	$(PY) $(BED)/nodes_build.py
+endif
 
 test: install controlplane ## every test: unit, gateway and e2e (e2e against the built control plane)
 	$(PY) -m pytest tests
@@ -57,8 +60,8 @@ lint: install ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy core operator gateway testing
 
-cluster-up: install controlplane ## start the control plane in the background; prints KUBECONFIG=<path> last
-	@$(PY) $(BED)/bed.py up
+cluster-up: install controlplane ## start the control plane in the background (NODES=real: one real node, see README); prints KUBECONFIG=<path> last
+	@$(PY) $(BED)/bed.py up --nodes $(or $(NODES),kwok)
 
 cluster-down: install ## stop the control plane started by cluster-up and remove its state
 	@$(PY) $(BED)/bed.py down
@@ -88,10 +91,8 @@ bench-governance: install ## PII detection precision/recall (Faker corpus, 7 loc
 IMAGE_REPO ?= ghcr.io/llmplatform
 IMAGE_TAG  ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-images: ## (needs Docker) build the operator and gateway images from images/Dockerfile
-	@docker info >/dev/null 2>&1 || { echo "make images: Docker is needed (a docker CLI talking to a running daemon); none answers here, so the images are not built" >&2; exit 1; }
-	docker build -f images/Dockerfile --target operator -t $(IMAGE_REPO)/operator:$(IMAGE_TAG) .
-	docker build -f images/Dockerfile --target gateway -t $(IMAGE_REPO)/gateway:$(IMAGE_TAG) .
+images: install ## operator, gateway and mock-upstream images without Docker (buildah on a Debian base; loaded into a running real-node bed)
+	IMAGE_REPO=$(IMAGE_REPO) IMAGE_TAG=$(IMAGE_TAG) $(PY) images/build.py --load
 
 chart-crds: ## copy crds/ into charts/llm-platform/crds (a unit test fails when they differ)
 	rm -f charts/llm-platform/crds/*.yaml

@@ -107,3 +107,34 @@ def operator_env(cluster: Cluster, crds: None, tmp_path: Path) -> Iterator[Any]:
         op.close()
     for ns in (platform, tenant):
         core.delete_namespace(ns)
+
+
+# --------------------------------------------------------------------------- real nodes
+
+REAL_NODES_ENV = "LLMPLATFORM_REAL_NODES"
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The bed with one real node (``controlplane/realnodes.py``): pods really run.
+
+    Opt-in with ``LLMPLATFORM_REAL_NODES=1`` (the node binaries and ``make images`` cost
+    extra build time; see README). Its own session bed, separate from ``cluster``.
+    """
+    global _RUNNING
+    if os.environ.get(REAL_NODES_ENV) != "1":
+        pytest.skip(
+            f"real-node tests run with {REAL_NODES_ENV}=1 (after `make controlplane NODES=real images`)"
+        )
+    import realnodes
+
+    if not realnodes.images_bundle().exists():
+        raise RuntimeError(f"{realnodes.images_bundle()} is missing: run `make images` first")
+    state = tmp_path_factory.mktemp("realnodes")
+    rb = bed.make_bed(state, "real")
+    with rb:
+        _RUNNING = rb
+        try:
+            yield Cluster(kubeconfig=rb.kubeconfig, local=rb)
+        finally:
+            _RUNNING = None

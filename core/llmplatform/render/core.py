@@ -146,6 +146,7 @@ def render(
     *,
     platform_namespace: str = DEFAULT_PLATFORM_NAMESPACE,
     previous: gc.GatewayConfig | None = None,
+    serving_overrides: Mapping[str, Any] | None = None,
 ) -> RenderResult:
     """Render LLMModel / RoutingPolicy / TenantQuota dicts plus the Secrets they name.
 
@@ -214,7 +215,9 @@ def render(
     objects: list[dict[str, Any]] = []
     for model_id in sorted(inputs.models):
         parsed = inputs.models[model_id]
-        objects.extend(serving_children(parsed.resource, parsed.namespace, platform_namespace))
+        objects.extend(
+            serving_children(parsed.resource, parsed.namespace, platform_namespace, serving_overrides)
+        )
     objects.append(config_map(config, text, platform_namespace))
 
     def by_id(v: ModelVerdict | PolicyVerdict | QuotaVerdict) -> tuple[str, str]:

@@ -13,6 +13,7 @@ Why these choices:
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from llmplatform.api.common import API_VERSION
@@ -78,11 +79,56 @@ def _metadata(model: LLMModel, namespace: str) -> dict[str, Any]:
     return meta
 
 
+# What `--serving-overrides` (chart value operator.servingOverrides) may replace in every
+# self-hosted model's server container or pod, with the JSON type each must have.
+SERVING_OVERRIDE_FIELDS: dict[str, type] = {
+    "image": str,
+    "args": list,
+    "resources": dict,
+    "nodeSelector": dict,
+    "tolerations": list,
+}
+
+
+def parse_serving_overrides(text: str) -> dict[str, Any]:
+    """Parse and check `--serving-overrides`: a JSON object with some of SERVING_OVERRIDE_FIELDS.
+
+    Why it exists: a cluster that cannot run the models' real servers (no GPUs, a test or CI
+    cluster, a laptop) can still run the platform end to end by serving every self-hosted model
+    with another image (e.g. `llmplatform mock-upstream`) and other resources, without editing
+    the LLMModels. Raises ValueError naming the bad field.
+    """
+    import json
+
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--serving-overrides is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("--serving-overrides must be a JSON object")
+    for key, value in data.items():
+        want = SERVING_OVERRIDE_FIELDS.get(key)
+        if want is None:
+            raise ValueError(
+                f"--serving-overrides: unknown field {key!r} (allowed: {', '.join(SERVING_OVERRIDE_FIELDS)})"
+            )
+        if not isinstance(value, want) or (key == "image" and not value):
+            raise ValueError(
+                f"--serving-overrides: {key} must be a {'non-empty ' if key == 'image' else ''}"
+                f"JSON {want.__name__.replace('str', 'string').replace('dict', 'object')}"
+            )
+        if isinstance(value, list) and key == "args" and not all(isinstance(a, str) for a in value):
+            raise ValueError("--serving-overrides: args must be a list of strings")
+    return data
+
+
 def has_hpa(serving: Serving) -> bool:
     return serving.replicas.max > serving.replicas.min
 
 
-def deployment(model: LLMModel, serving: Serving, namespace: str) -> dict[str, Any]:
+def deployment(
+    model: LLMModel, serving: Serving, namespace: str, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     name = model.metadata.name
     probe: dict[str, Any] = (
         {"httpGet": {"path": serving.readiness_path, "port": "http"}}
@@ -110,6 +156,7 @@ def deployment(model: LLMModel, serving: Serving, namespace: str) -> dict[str, A
         pod_spec["nodeSelector"] = dict(serving.node_selector)
     if serving.tolerations:
         pod_spec["tolerations"] = copy.deepcopy(serving.tolerations)
+    _apply_overrides(container, pod_spec, overrides or {})
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(name)},
         "template": {"metadata": {"labels": child_labels(name)}, "spec": pod_spec},
@@ -122,6 +169,18 @@ def deployment(model: LLMModel, serving: Serving, namespace: str) -> dict[str, A
         "metadata": _metadata(model, namespace),
         "spec": spec,
     }
+
+
+def _apply_overrides(
+    container: dict[str, Any], pod_spec: dict[str, Any], overrides: Mapping[str, Any]
+) -> None:
+    """Replace (an empty value: remove) the overridden fields; see parse_serving_overrides."""
+    for key, value in overrides.items():
+        target = container if key in ("image", "args", "resources") else pod_spec
+        if value:
+            target[key] = copy.deepcopy(value)
+        else:
+            target.pop(key, None)
 
 
 def service(model: LLMModel, serving: Serving, namespace: str) -> dict[str, Any]:
@@ -193,12 +252,14 @@ def network_policy(
     }
 
 
-def serving_children(model: LLMModel, namespace: str, platform_namespace: str) -> list[dict[str, Any]]:
+def serving_children(
+    model: LLMModel, namespace: str, platform_namespace: str, overrides: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Deployment, Service, HPA (only when replicas.max > min) and NetworkPolicy, in that order."""
     serving = model.spec.serving
     if serving is None:
         return []
-    children = [deployment(model, serving, namespace), service(model, serving, namespace)]
+    children = [deployment(model, serving, namespace, overrides), service(model, serving, namespace)]
     if has_hpa(serving):
         children.append(hpa(model, serving, namespace))
     children.append(network_policy(model, serving, namespace, platform_namespace))

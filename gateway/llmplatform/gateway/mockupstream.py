@@ -114,6 +114,8 @@ class MockUpstream:
         app.router.add_post("/_mock/reset", self.reset)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_route("*", "/_mock/redirected", self.redirected)
+        # vLLM's readiness path, so the mock can stand in for a self-hosted model's server
+        app.router.add_get("/health", self.healthz)
         return app
 
     async def redirected(self, request: web.Request) -> web.Response:

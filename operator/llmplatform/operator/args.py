@@ -47,8 +47,25 @@ def add_parser(subparsers: Any) -> None:
         help="the gateways' shared Redis: copy each tenant's usage into TenantQuota status.usage",
     )
     op.add_argument("--usage-seconds", type=float, default=30.0, help="usage refresh period (default: 30)")
+    op.add_argument(
+        "--serving-overrides",
+        type=_serving_overrides,
+        default=None,
+        metavar="JSON",
+        help="replace these fields of every self-hosted model's pod: a JSON object with image, args, "
+        "resources, nodeSelector, tolerations (for clusters without GPUs; empty value: remove)",
+    )
     op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     op.set_defaults(handler=run_operator)
+
+
+def _serving_overrides(text: str) -> dict[str, Any]:
+    from llmplatform.render.workloads import parse_serving_overrides
+
+    try:
+        return parse_serving_overrides(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run_operator(args: argparse.Namespace) -> int:

@@ -152,6 +152,8 @@ class Reconciler:
     key_factory: Callable[[], str] = lambda: KEY_PREFIX + secrets.token_urlsafe(32)
     overlay_seconds: float = 30.0
     absent_seconds: float = 2.0
+    # `--serving-overrides`: replaces fields of every self-hosted model's pod (see workloads.py)
+    serving_overrides: dict[str, Any] | None = None
     # reads tenant usage ("namespace/name" -> status.usage) or None when unavailable
     usage: Callable[[list[str]], dict[str, dict[str, Any]] | None] | None = None
     _overlay: dict[Ref, tuple[float, dict[str, Any]]] = field(default_factory=dict)
@@ -216,6 +218,7 @@ class Reconciler:
                 secret_bodies.values(),
                 platform_namespace=self.platform_namespace,
                 previous=previous,
+                serving_overrides=self.serving_overrides,
             )
 
         result = render_all()

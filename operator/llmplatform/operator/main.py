@@ -137,7 +137,12 @@ def run(args: argparse.Namespace) -> int:
 async def _operate(
     args: argparse.Namespace, api: client.ApiClient, identity: str, election: Election | None
 ) -> int:
-    reconciler = Reconciler(Kube(api), args.platform_namespace, identity=identity)
+    reconciler = Reconciler(
+        Kube(api),
+        args.platform_namespace,
+        identity=identity,
+        serving_overrides=getattr(args, "serving_overrides", None) or None,
+    )
     if args.usage_redis_url:
         from llmplatform.operator.usage import RedisUsage
 

@@ -117,12 +117,18 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- certificates
 
 
-def _pki(state: Path) -> dict[str, Path]:
+def _pki(
+    state: Path,
+    extra_ips: tuple[str, ...] = (),
+    extra_clients: tuple[tuple[str, str, tuple[str, ...]], ...] = (),
+) -> dict[str, Path]:
     """Mint a throw-away CA, the API server's serving cert, client certs and the SA key.
 
     Client certificates carry the identities the RBAC bootstrap policy already knows
     (``system:masters`` for the admin, ``system:kube-controller-manager`` and
     ``system:kube-scheduler``), so RBAC is exercised exactly as in a kubeadm cluster.
+    ``extra_ips`` are added to the API server's names (a real node's address) and
+    ``extra_clients`` are more ``(file name, common name, organizations)`` client certificates.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -189,6 +195,7 @@ def _pki(state: Path) -> dict[str, Path]:
                         x509.DNSName("kubernetes.default.svc.cluster.local"),
                         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                         x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+                        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips),
                     ]
                 ),
                 critical=False,
@@ -206,6 +213,8 @@ def _pki(state: Path) -> dict[str, Path]:
     issue("controller-manager", "system:kube-controller-manager")
     issue("scheduler", "system:kube-scheduler")
     issue("kwok", "kwok-controller", ("system:masters",))
+    for name, cn, orgs in extra_clients:
+        issue(name, cn, orgs)
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     paths["sa.key"] = pki / "sa.key"
@@ -360,7 +369,7 @@ class ControlPlane:
                 self.state / name, self.server, ca, self.pki[f"{who}.crt"], self.pki[f"{who}.key"], user
             )
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - handed to the child process
         log.write(f"\n===== {time.strftime('%H:%M:%S')} starting {' '.join(args)}\n".encode())
         log.flush()
@@ -370,8 +379,9 @@ class ControlPlane:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.state,
+            env=env,
             start_new_session=True,  # own process group: never killed by a stray ^C to pytest
-            preexec_fn=None if self.detach else _die_with_parent,
+            preexec_fn=self._preexec(name),
         )
         log.close()
         self.procs[name] = proc
@@ -380,6 +390,10 @@ class ControlPlane:
         time.sleep(0.05)
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited at once with {proc.returncode}\n{self.logs_tail()}")
+
+    def _preexec(self, name: str) -> Any:
+        """What the child runs before exec (the real-node bed also enters its network namespace)."""
+        return None if self.detach else _die_with_parent
 
     def _kill(self, name: str) -> None:
         pid = self.pids.pop(name, None)
@@ -445,8 +459,7 @@ class ControlPlane:
             [
                 self._bin("kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                *self._apiserver_address_args(),
                 f"--secure-port={self.ports['apiserver']}",
                 f"--tls-cert-file={p['apiserver.crt']}",
                 f"--tls-private-key-file={p['apiserver.key']}",
@@ -457,12 +470,21 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
-                # The advertise address is loopback, which Endpoints may not hold.
-                "--endpoint-reconciler-type=none",
                 f"--cert-dir={self.state / 'apiserver-certs'}",
                 "--v=1",
             ],
         )
+
+    def _apiserver_address_args(self) -> list[str]:
+        return [
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            # The advertise address is loopback, which Endpoints may not hold.
+            "--endpoint-reconciler-type=none",
+        ]
+
+    def _controller_manager_extra_args(self) -> list[str]:
+        return []
 
     def _start_controller_manager(self) -> None:
         p = self.pki
@@ -486,6 +508,7 @@ class ControlPlane:
                 f"--cluster-cidr={POD_CIDR}",
                 # Fast feedback for tests: the HPA loop and GC resync run more often.
                 "--horizontal-pod-autoscaler-sync-period=5s",
+                *self._controller_manager_extra_args(),
                 "--v=1",
             ],
         )
@@ -664,36 +687,69 @@ def default_state_dir() -> Path:
     )
 
 
-def cmd_up(state: Path) -> int:
+def make_bed(state: Path, nodes: str = "kwok", **kwargs: Any) -> ControlPlane:
+    """The kwok bed (fake nodes) or the real-node bed (``realnodes.py``), binaries built first."""
+    bins = build.ensure_built()
+    if nodes == "kwok":
+        return ControlPlane(state=state, bin_dir=bins, **kwargs)
+    if nodes != "real":
+        raise ValueError(f"nodes must be 'kwok' or 'real', not {nodes!r}")
+    import nodes_build
+    import realnodes
+
+    return realnodes.RealNodeBed(state=state, bin_dir=bins, node_bin=nodes_build.ensure_built(), **kwargs)
+
+
+def cmd_up(state: Path, nodes: str = "kwok") -> int:
     if (state / "pids.json").exists():
         info = json.loads((state / "pids.json").read_text())
         if any(_alive(p) for p in info["pids"].values()):
             print(f"a cluster is already running from {state}; `make cluster-down` first", file=sys.stderr)
             print(f"KUBECONFIG={info['kubeconfig']}")
             return 0
-        shutil.rmtree(state)
-    bins = build.ensure_built()
-    cp = ControlPlane(state=state, bin_dir=bins, detach=True, keep_state=True)
+        cmd_down(state)
+    cp = make_bed(state, nodes, detach=True, keep_state=True)
     try:
         cp.start()
     except BaseException:
         cp.keep_state = True  # keep the logs for the user to read
         for name in list(cp.pids):
             cp._kill(name)
+        if nodes == "real":
+            import realnodes
+
+            realnodes.cleanup_leftovers(state)
         print(f"cluster failed to start; logs are in {state / 'logs'}", file=sys.stderr)
         raise
-    print(f"control plane up in {cp.timings['all_ready']:.1f}s; logs in {state / 'logs'}", file=sys.stderr)
+    detail = ""
+    if "nodes_ready" in cp.timings:
+        t = cp.timings
+        detail = f" (real node Ready at {t['nodes_ready']:.1f}s, images loaded at {t['images_loaded']:.1f}s)"
+    print(
+        f"control plane up in {cp.timings['all_ready']:.1f}s{detail}; logs in {state / 'logs'}",
+        file=sys.stderr,
+    )
     print(f"KUBECONFIG={cp.kubeconfig}")
     return 0
 
 
 def cmd_down(state: Path) -> int:
+    import realnodes
+
     pidfile = state / "pids.json"
     if not pidfile.exists():
+        # A real-node bed that crashed before writing pids.json still leaves mounts and a namespace.
+        realnodes.cleanup_leftovers(state)
+        if state.exists():
+            shutil.rmtree(state, ignore_errors=True)
         print(f"no cluster state in {state}", file=sys.stderr)
         return 0
     info = json.loads(pidfile.read_text())
-    cp = ControlPlane(state=state, bin_dir=build.bin_dir())
+    cp: ControlPlane
+    if info.get("nodes") == "real":
+        cp = realnodes.RealNodeBed(state=state, bin_dir=build.bin_dir(), netns=info["netns"])
+    else:
+        cp = ControlPlane(state=state, bin_dir=build.bin_dir())
     cp.pids = {k: int(v) for k, v in info["pids"].items()}
     cp.stop()
     print(f"stopped {', '.join(info['pids'])} and removed {state}", file=sys.stderr)
@@ -704,11 +760,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Start or stop the local Kubernetes control plane.")
     ap.add_argument("action", choices=["up", "down"])
     ap.add_argument(
+        "--nodes",
+        choices=["kwok", "real"],
+        default=os.environ.get("NODES") or "kwok",
+        help="kwok: fake nodes (default); real: one node running real containers (realnodes.py)",
+    )
+    ap.add_argument(
         "--state", type=Path, default=None, help="state folder (default: $TMPDIR/llmplatform-cluster)"
     )
     args = ap.parse_args(argv)
     state = (args.state or default_state_dir()).resolve()
-    return cmd_up(state) if args.action == "up" else cmd_down(state)
+    return cmd_up(state, args.nodes) if args.action == "up" else cmd_down(state)
 
 
 if __name__ == "__main__":
