@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from llmplatform_testing import gateway as h
-from llmplatform_testing.procs import Proc
 
 KEY = "llmp-security-protocol-KEY-7f3a9c2e5b1d"
 MAX_UPSTREAM = 8_000_000
@@ -32,12 +30,11 @@ LIMITS = [
 MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
 
 
-def start(tmp: Path) -> tuple[list[Proc], dict[str, Any]]:
-    procs: list[Proc] = []
-    good, good_url = h.start_mock(tmp, "good")
-    procs.append(good)
-    evil, evil_url = h.start_mock(tmp, "evil")
-    procs.append(evil)
+def start(world: h.World) -> h.World:
+    """Fill `world` with the good and the hostile (`evil`) mock upstream and one gateway with
+    LIMITS in front of them; `world["port"]` is the gateway's port, for raw sockets."""
+    good_url = world.mock("good")
+    evil_url = world.mock("evil")
     docs = [
         h.model("good", good_url),
         h.model("evil", evil_url, tier="specialized"),
@@ -49,24 +46,13 @@ def start(tmp: Path) -> tuple[list[Proc], dict[str, Any]]:
         ),
         *h.tenant("team-sec", {"ci": KEY}, ["standard", "specialized"]),
     ]
-    manifests = h.write_manifests(tmp / "manifests", docs)
-    gw, base = h.start_gateway(tmp, ["--manifests", str(manifests)], *LIMITS)
-    procs.append(gw)
-    port = int(base.rsplit(":", 1)[1])
-    world = {
-        "base": base,
-        "port": port,
-        "good": good_url,
-        "evil": evil_url,
-        "tmp": tmp,
-        "gw_log": tmp / "gw.log",
-        "audit": tmp / "gw-audit.jsonl",
-    }
-    return procs, world
+    base = world.gateway(docs, *LIMITS)
+    world["port"] = int(base.rsplit(":", 1)[1])
+    return world
 
 
 def audit_records(world: dict[str, Any]) -> list[dict[str, Any]]:
-    lines = world["audit"].read_text().splitlines()
+    lines = world["log"].read_text().splitlines()
     return [r for r in (json.loads(x) for x in lines if x.strip()) if r.get("kind") == "request"]
 
 

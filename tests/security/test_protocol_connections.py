@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,13 +21,8 @@ CONNECTIONS = 50
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    procs, world = pw.start(tmp_path_factory.mktemp("protocol-connections"))
-    try:
-        yield world
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    return pw.start(gateway_world)
 
 
 # -- 12: malformed header lines carrying a key -------------------------------------------------
@@ -75,9 +69,9 @@ def test_no_key_in_any_log_or_audit_line(world: dict[str, Any]) -> None:
     )
     assert r.status_code == 404 and pw.KEY not in r.text
     time.sleep(0.5)  # the audit sink writes every 0.1 s
-    log = world["gw_log"].read_bytes()
+    log = world["gw"].log.read_bytes()
     assert b"malformed HTTP request refused" in log  # the bad requests were seen and logged
-    for path in (world["gw_log"], world["audit"]):
+    for path in (world["gw"].log, world["log"]):
         text = path.read_bytes()
         assert K not in text, path
         assert pw.KEY[:20].encode() not in text, path  # nor a recognisable prefix

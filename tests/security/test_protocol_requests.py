@@ -4,7 +4,6 @@ or odd Authorization headers, and client-chosen request ids."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,13 +15,8 @@ from llmplatform_testing import protocol as pw
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    procs, world = pw.start(tmp_path_factory.mktemp("protocol-requests"))
-    try:
-        yield world
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    return pw.start(gateway_world)
 
 
 def status_and_body(data: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:

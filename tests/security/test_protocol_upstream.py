@@ -4,7 +4,6 @@ audited and counted. The hostile behaviours are the project's mock-upstream's `h
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,13 +15,8 @@ from llmplatform_testing import protocol as pw
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    procs, world = pw.start(tmp_path_factory.mktemp("protocol-upstream"))
-    try:
-        yield world
-    finally:
-        for p in procs:
-            p.stop()
+def world(gateway_world: h.World) -> h.World:
+    return pw.start(gateway_world)
 
 
 @pytest.fixture
