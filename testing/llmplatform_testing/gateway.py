@@ -225,6 +225,19 @@ def model(name: str, url: str, tier: str = "standard", **spec: Any) -> dict[str,
     }
 
 
+def anthropic_model(name: str, url: str, tier: str = "efficient", **spec: Any) -> dict[str, Any]:
+    """An LLMModel served by the Anthropic test server at `url` (chat only, model
+    `claude-test-1`, at most 200 output tokens), with `spec` on top."""
+    anthropic: dict[str, Any] = {
+        "provider": "anthropic",
+        "upstreamModel": "claude-test-1",
+        "maxOutputTokens": 200,
+        "capabilities": ["chat"],
+        "endpoint": {"url": url, "apiKeySecretRef": {"name": "upstream", "key": "api-key"}},
+    }
+    return model(name, url, tier, **{**anthropic, **spec})
+
+
 def policy(tiers: dict[str, list[str]], **spec: Any) -> dict[str, Any]:
     """The default RoutingPolicy with short timeouts and a breaker that never opens by accident."""
     body: dict[str, Any] = {

@@ -37,20 +37,10 @@ MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
 def world(gateway_world: h.World) -> h.World:
     url = gateway_world.mock("meter")
     anth_url = gateway_world.anthropic()
-    secret = {"name": "upstream", "key": "api-key"}
+    pricing = {"inputPerMillionTokens": 1000, "outputPerMillionTokens": 1000}
     docs = [
-        h.model("meter", url, pricing={"inputPerMillionTokens": 1000, "outputPerMillionTokens": 1000}),
-        h.model(
-            "claude",
-            anth_url,
-            tier="efficient",
-            provider="anthropic",
-            upstreamModel="claude-test-1",
-            maxOutputTokens=200,
-            capabilities=["chat"],
-            pricing={"inputPerMillionTokens": 1000, "outputPerMillionTokens": 1000},
-            endpoint={"url": anth_url, "apiKeySecretRef": secret},
-        ),
+        h.model("meter", url, pricing=pricing),
+        h.anthropic_model("claude", anth_url, pricing=pricing),
         h.model(
             "pricey",
             url,

@@ -48,16 +48,7 @@ def world(gateway_world: h.World) -> h.World:
     anth_url = gateway_world.anthropic()
     docs = [
         h.model("hostile", url, pricing={"inputPerMillionTokens": 1000, "outputPerMillionTokens": 1000}),
-        h.model(
-            "claude",
-            anth_url,
-            tier="efficient",
-            provider="anthropic",
-            upstreamModel="claude-test-1",
-            maxOutputTokens=200,
-            capabilities=["chat"],
-            endpoint={"url": anth_url, "apiKeySecretRef": {"name": "upstream", "key": "api-key"}},
-        ),
+        h.anthropic_model("claude", anth_url),
         h.policy({"standard": ["hostile"], "efficient": ["claude"]}),
         *h.tenant("usage", {"k": KEY}, ["standard"], limits={"costPerMonthUSD": 1000}),
         *h.tenant("usagea", {"k": ANTH_KEY}, ["efficient"], limits={"costPerMonthUSD": 1000}),
