@@ -52,8 +52,10 @@ class BodyTooLarge(Exception):
 async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole body, or BodyTooLarge as soon as it is known to exceed `limit` bytes (from
     Content-Length before reading, else while reading): never more than `limit` in memory."""
-    if resp.content_length is not None and resp.content_length > limit:
-        raise BodyTooLarge(f"Content-Length {resp.content_length} exceeds {limit} bytes")
+    if resp.content_length is not None:
+        if resp.content_length > limit:
+            raise BodyTooLarge(f"Content-Length {resp.content_length} exceeds {limit} bytes")
+        return await resp.read()  # the common case: a known, allowed length, read in one go
     buf = bytearray()
     async for chunk in resp.content.iter_chunked(256 * 1024):
         buf += chunk
