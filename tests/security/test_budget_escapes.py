@@ -72,6 +72,9 @@ def content_of(payload: bytes) -> str:
     return str(choice.get("text") or (choice.get("delta") or {}).get("content") or "")
 
 
+ANTHROPIC_CHUNKS = [f"word{i} " for i in range(20)]
+
+
 def finished(payload: bytes) -> bool:
     if payload == b"[DONE]":
         return True
@@ -109,7 +112,7 @@ def test_leaving_a_stream_is_charged_and_audited(
             usage_json=None,
         )
     else:
-        reply: dict[str, Any] = {"chunks": [f"word{i} " for i in range(20)]}
+        reply: dict[str, Any] = {"chunks": ANTHROPIC_CHUNKS}
         reply.update(
             {"before_first": {"start_delay_ms": 1500}, "mid": {"delay_ms": 150}}.get(point)
             or {"stop_delay_ms": 1500}
@@ -135,10 +138,13 @@ def test_leaving_a_stream_is_charged_and_audited(
         texts: list[str] = []
 
         def enough(payload: bytes) -> bool:
-            if point == "after_last":
-                return finished(payload)
             if content_of(payload):
                 texts.append(content_of(payload))
+            if point == "after_last":
+                # The test upstream pauses after the last content: the OpenAI mock after its
+                # finish chunk, the Anthropic server before message_delta (which becomes the
+                # finish chunk, [DONE] right behind it), so there the last text delta is the point.
+                return finished(payload) if provider == "openai" else len(texts) == len(ANTHROPIC_CHUNKS)
             return len(texts) >= 5
 
         seen = stream.events_until(enough)
