@@ -54,7 +54,7 @@ def test_readme_block_is_parsed_as_expected() -> None:
     """The parser sees the steps the quickstart promises (so a reformatted README fails here)."""
     cmds = readme_commands()
     assert cmds[0].startswith("helm install llm-platform charts/llm-platform")
-    assert any(c.startswith("kubectl apply -f examples/") for c in cmds)
+    assert any(c.startswith("kubectl apply --server-side -f examples/") for c in cmds)
     assert cmds[-1].startswith("kubectl -n llm-platform port-forward svc/llm-platform-gateway 8080:80")
 
 
