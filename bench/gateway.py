@@ -439,36 +439,50 @@ def measure(
     return result
 
 
-def baseline_rounds(
-    args: argparse.Namespace, tmp: Path, upstream: str, targets: dict[str, Any]
-) -> dict[str, Any]:
-    """The gateway of another revision beside this tree's, alternated (baseline, current,
-    baseline) so the machine's noise hits both; each side's best round is its row. The old
-    revision is checked out as a detached worktree and put first on PYTHONPATH, so it runs on
-    this virtualenv's packages (`llmplatform` is a namespace package: the worktree's portions
-    shadow the editable install's)."""
-    src = tmp / "baseline-src"
-    git = ["git", "-C", str(ROOT), "worktree"]
-    subprocess.run([*git, "add", "--detach", str(src), args.baseline], check=True)
-    rev = subprocess.run(
+def revision(rev: str, tmp: Path, name: str) -> tuple[str, dict[str, str]]:
+    """Revision `rev` checked out as a detached worktree `tmp/name`: its short hash and the
+    environment that runs its gateway on this virtualenv's packages (its source roots first on
+    PYTHONPATH: `llmplatform` is a namespace package, so they shadow the editable install's).
+    The caller removes the worktree (`git worktree remove`)."""
+    src = tmp / name
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(src), rev], check=True)
+    short = subprocess.run(
         ["git", "-C", str(src), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
     ).stdout.strip()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(src / d) for d in ("core", "operator", "gateway"))}
+    path = os.pathsep.join(str(src / d) for d in ("core", "operator", "gateway"))
+    return short, {**os.environ, "PYTHONPATH": path}
+
+
+def drop_worktrees(tmp: Path) -> None:
+    for name in ("baseline-src", "current-src"):
+        if (tmp / name).exists():
+            git = ["git", "-C", str(ROOT), "worktree"]
+            subprocess.run([*git, "remove", "--force", str(tmp / name)], check=False)
+
+
+def baseline_rounds(
+    args: argparse.Namespace,
+    tmp: Path,
+    upstream: str,
+    targets: dict[str, Any],
+    current_env: dict[str, str] | None,
+) -> dict[str, Any]:
+    """The gateway of another revision beside the current one (this tree, or `--current`),
+    alternated (baseline, current, baseline) so the machine's noise hits both; each side's
+    best round is its row."""
+    rev, env = revision(args.baseline, tmp, "baseline-src")
     rounds: dict[str, list[dict[str, Any]]] = {"current": [targets["c_gateway_1_worker"]], "baseline": []}
-    try:
-        for who in ("baseline", "current", "baseline"):
-            port = free_port()
-            g_args = ["gateway", "--manifests", str(manifests(tmp / f"m-{who}", upstream))]
-            audit = str(tmp / f"audit-{who}.jsonl")
-            g_args += ["--host", "127.0.0.1", "--port", str(port), "--audit-log", audit]
-            g = Proc(cli(*g_args), tmp / f"gateway-{who}.log", env=env if who == "baseline" else None)
-            try:
-                g.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
-                rounds[who].append(measure(f"gateway ({who})", f"http://127.0.0.1:{port}", KEY, args, tmp))
-            finally:
-                g.stop()
-    finally:
-        subprocess.run([*git, "remove", "--force", str(src)], check=False)
+    for who in ("baseline", "current", "baseline"):
+        port = free_port()
+        g_args = ["gateway", "--manifests", str(manifests(tmp / f"m-{who}", upstream))]
+        audit = str(tmp / f"audit-{who}.jsonl")
+        g_args += ["--host", "127.0.0.1", "--port", str(port), "--audit-log", audit]
+        g = Proc(cli(*g_args), tmp / f"gateway-{who}.log", env=env if who == "baseline" else current_env)
+        try:
+            g.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+            rounds[who].append(measure(f"gateway ({who})", f"http://127.0.0.1:{port}", KEY, args, tmp))
+        finally:
+            g.stop()
     for who, name in (("current", "c_gateway_1_worker"), ("baseline", f"c0_gateway_baseline_{rev}")):
         best = max(rounds[who], key=lambda x: x["throughput_16c"]["requests_per_s"])
         kept = {k: v for k, v in rounds[who][0].items() if k in ("rss_mb_after", "audit_records")}
@@ -494,6 +508,15 @@ def main() -> int:
         metavar="REV",
         help="also measure the gateway of git revision REV (a detached worktree, run on this venv), "
         "alternated with this tree's, for before/after comparisons in one run",
+    )
+    parser.add_argument(
+        "--current",
+        metavar="REV",
+        help="run revision REV's gateway as the current one (the c rows) instead of this tree's; "
+        "with --baseline, a before/after of two revisions (the other rows still run this tree)",
+    )
+    parser.add_argument(
+        "--results", default="gateway", help="results file name in bench/results (default: gateway)"
     )
     parser.add_argument("--bare-proxy", nargs=3, metavar=("PORT", "UPSTREAM", "LOOP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -536,7 +559,10 @@ def main() -> int:
         gw_port = free_port()
         gw_args = ["gateway", "--manifests", str(manifests(tmp / "m", upstream)), "--host", "127.0.0.1"]
         gw_args += ["--port", str(gw_port), "--audit-log", str(tmp / "audit.jsonl")]
-        gw = Proc(cli(*gw_args), tmp / "gateway.log")
+        current_env = None
+        if args.current:
+            results["current_rev"], current_env = revision(args.current, tmp, "current-src")
+        gw = Proc(cli(*gw_args), tmp / "gateway.log", env=current_env)
         procs.append(gw)
         gw.wait_http(f"http://127.0.0.1:{gw_port}/readyz", timeout=60)
         targets["c_gateway_1_worker"] = measure("gateway", f"http://127.0.0.1:{gw_port}", KEY, args, tmp)
@@ -545,7 +571,7 @@ def main() -> int:
         targets["c_gateway_1_worker"]["audit_records"] = audit_lines
         gw.stop()
         if args.baseline:
-            results["baseline"] = baseline_rounds(args, tmp, upstream, targets)
+            results["baseline"] = baseline_rounds(args, tmp, upstream, targets, current_env)
 
         prompts = realistic_prompts()
         results["governance_scan_in_process"] = scan_cost(prompts)
@@ -645,10 +671,11 @@ def main() -> int:
     finally:
         for p in procs:
             p.stop()
+        drop_worktrees(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["summary"] = summarize(results)
-    write_results(RESULTS, "gateway", results, markdown(results))
+    write_results(RESULTS, args.results, results, markdown(results))
     return 0
 
 
@@ -680,6 +707,8 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         ),
         "gateway_rss_mb_10k_tenants_1k_models": r["memory"]["rss_mb_after_traffic"],
     }
+    if r.get("current_rev"):
+        s["current_rev"] = r["current_rev"]
     if r.get("baseline"):
         base = t[r["baseline"]["target"]]
         s["baseline_rev"] = r["baseline"]["rev"]
