@@ -216,13 +216,13 @@ class Admission:
                 ctx.cost = ctx.served.cost(ctx.tokens_in, ctx.tokens_out)
             used = {"req": 1, "tok": ctx.tokens_in + ctx.tokens_out, "usd": math.ceil(ctx.cost * MICRO)}
             deltas = [used[c.metric] - c.amount for c in charges]
+            if limiter is self.local:
+                await self.local.settle(charges, deltas)
+                return
         except Exception:
             log.exception(
                 "settlement failed; the worst case stays reserved", extra={"request_id": ctx.request_id}
             )
-            return
-        if limiter is self.local:
-            await self.local.settle(charges, deltas)
             return
         task = asyncio.ensure_future(self._write_settlement(limiter, charges, deltas, ctx.request_id))
         self._settling.add(task)
