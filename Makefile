@@ -10,7 +10,7 @@ BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
 .PHONY: help demo run install controlplane test test-unit test-gateway test-e2e lint cluster-up cluster-down \
-        clean-cache kind-up kind-down bench-controlplane bench-operator bench-gateway bench-governance images \
+        clean-cache kind-up kind-down bench-controlplane bench-operator bench-gateway bench-streams bench-governance images \
         chart-crds crds argocd docs clean
 
 help: ## list targets
@@ -84,6 +84,9 @@ bench-operator: install controlplane ## operator at fleet scale on the real cont
 
 bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results; ARGS="--baseline REV" adds a before/after row
 	$(PY) bench/gateway.py $(ARGS)
+
+bench-streams: install ## many long streams (default 5,000 x 20 s) through one gateway worker into bench/results
+	$(PY) bench/streams.py $(ARGS)
 
 bench-governance: install ## PII detection precision/recall (Faker corpus, 7 locales) and 4 KB scan speed into bench/results
 	$(PY) bench/governance/run.py

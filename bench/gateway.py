@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llmplatform_testing.gateway import start_redis
 from llmplatform_testing.machine import machine, page_header, write_results
 from llmplatform_testing.procs import Proc, cli, free_port
 
@@ -427,11 +428,20 @@ def measure(
     args: argparse.Namespace,
     tmp: Path,
     bodies: list[dict[str, Any]] | None = None,
+    proc: Proc | None = None,
 ) -> dict[str, Any]:
+    """wrk at 16 and 1 connections and first chunks; with `proc` (the server under test), its
+    CPU time (user + system, workers included) per request over the 16-connection run: what a
+    request costs, which unlike req/s hardly depends on what else the machine is running."""
     print(f"== {name}", flush=True)
     wrk(url, 16, 2, key, tmp, bodies)  # warm-up
+    cpu0 = proc.cpu_seconds() if proc else 0.0
+    throughput = wrk(url, 16, args.seconds, key, tmp, bodies)
+    if proc is not None:
+        requests = throughput["requests_per_s"] * args.seconds
+        throughput["cpu_ms_per_request"] = round(1000 * (proc.cpu_seconds() - cpu0) / requests, 4)
     result = {
-        "throughput_16c": wrk(url, 16, args.seconds, key, tmp, bodies),
+        "throughput_16c": throughput,
         "latency_1c": wrk(url, 1, args.seconds, key, tmp, bodies),
         "stream_first_chunk_1c": asyncio.run(first_chunks(url, key, args.stream_requests)),
     }
@@ -480,7 +490,8 @@ def baseline_rounds(
         g = Proc(cli(*g_args), tmp / f"gateway-{who}.log", env=env if who == "baseline" else current_env)
         try:
             g.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
-            rounds[who].append(measure(f"gateway ({who})", f"http://127.0.0.1:{port}", KEY, args, tmp))
+            url = f"http://127.0.0.1:{port}"
+            rounds[who].append(measure(f"gateway ({who})", url, KEY, args, tmp, proc=g))
         finally:
             g.stop()
     for who, name in (("current", "c_gateway_1_worker"), ("baseline", f"c0_gateway_baseline_{rev}")):
@@ -553,7 +564,9 @@ def main() -> int:
             )
             procs.append(bare)
             bare.wait_http(f"http://127.0.0.1:{bare_port}/healthz", timeout=60)
-            targets[name] = measure(f"bare proxy ({loop})", f"http://127.0.0.1:{bare_port}", None, args, tmp)
+            targets[name] = measure(
+                f"bare proxy ({loop})", f"http://127.0.0.1:{bare_port}", None, args, tmp, proc=bare
+            )
             bare.stop()
 
         gw_port = free_port()
@@ -565,11 +578,26 @@ def main() -> int:
         gw = Proc(cli(*gw_args), tmp / "gateway.log", env=current_env)
         procs.append(gw)
         gw.wait_http(f"http://127.0.0.1:{gw_port}/readyz", timeout=60)
-        targets["c_gateway_1_worker"] = measure("gateway", f"http://127.0.0.1:{gw_port}", KEY, args, tmp)
+        gw_url = f"http://127.0.0.1:{gw_port}"
+        targets["c_gateway_1_worker"] = measure("gateway", gw_url, KEY, args, tmp, proc=gw)
         targets["c_gateway_1_worker"]["rss_mb_after"] = round(gw.rss_mib(), 1)
         audit_lines = sum('"kind":"request"' in line for line in (tmp / "audit.jsonl").open())
         targets["c_gateway_1_worker"]["audit_records"] = audit_lines
         gw.stop()
+
+        # The production path with more than one replica: the same gateway, limits in Redis.
+        redis, redis_url = start_redis(tmp)
+        procs.append(redis)
+        rport = free_port()
+        r_args = [*gw_args[:-4], "--port", str(rport), "--audit-log", str(tmp / "audit-redis.jsonl")]
+        rgw = Proc(cli(*r_args, "--redis-url", redis_url), tmp / "gateway-redis.log", env=current_env)
+        procs.append(rgw)
+        rgw.wait_http(f"http://127.0.0.1:{rport}/readyz", timeout=60)
+        targets["c1_gateway_redis"] = measure(
+            "gateway, limits in Redis", f"http://127.0.0.1:{rport}", KEY, args, tmp, proc=rgw
+        )
+        rgw.stop()
+        redis.stop()
         if args.baseline:
             results["baseline"] = baseline_rounds(args, tmp, upstream, targets, current_env)
 
@@ -707,6 +735,18 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         ),
         "gateway_rss_mb_10k_tenants_1k_models": r["memory"]["rss_mb_after_traffic"],
     }
+    rgw = t.get("c1_gateway_redis")
+    if rgw:
+        s["gateway_redis_rps_16c"] = rgw["throughput_16c"]["requests_per_s"]
+        s["gateway_redis_over_bare_proxy"] = round(
+            rgw["throughput_16c"]["requests_per_s"] / bare["throughput_16c"]["requests_per_s"], 3
+        )
+        s["gateway_redis_added_p50_ms"] = added(rgw, "p50_ms")
+    s["cpu_ms_per_request"] = {
+        name: x["throughput_16c"]["cpu_ms_per_request"]
+        for name, x in t.items()
+        if isinstance(x, dict) and "cpu_ms_per_request" in x.get("throughput_16c", {})
+    }
     if r.get("current_rev"):
         s["current_rev"] = r["current_rev"]
     if r.get("baseline"):
@@ -744,6 +784,14 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         else s["gateway_over_litellm"] >= 30,
         "throughput >= 0.5 of bare proxy (both on uvloop)": s["gateway_over_bare_proxy"] >= 0.5,
         "added p50 <= 1.0 ms": s["gateway_added_p50_ms"] <= 1.0,
+        "in-process limits >= 0.6 of bare proxy (#15)": s["gateway_over_bare_proxy"] >= 0.6,
+        "in-process limits added p50 <= 0.5 ms (#15)": s["gateway_added_p50_ms"] <= 0.5,
+        "Redis limits >= 0.45 of bare proxy (#15)": None
+        if "gateway_redis_over_bare_proxy" not in s
+        else s["gateway_redis_over_bare_proxy"] >= 0.45,
+        "Redis limits added p50 <= 0.8 ms (#15)": None
+        if "gateway_redis_added_p50_ms" not in s
+        else s["gateway_redis_added_p50_ms"] <= 0.8,
         "first chunk added <= 2 ms": s["gateway_added_first_chunk_p50_ms"] <= 2.0,
         "RSS <= 200 MB per worker (10k tenants, 1k models)": s["gateway_rss_mb_10k_tenants_1k_models"] <= 200,
         "governance on within 20% of off (req/s @16 conn)": None
@@ -765,16 +813,18 @@ def markdown(r: dict[str, Any]) -> str:
     )
     lines += [
         "| target | req/s @16 conn | p50 @1 conn (ms) | p99 @1 conn (ms) "
-        "| stream 1st chunk p50 (ms) | non-2xx |",
-        "|---|---|---|---|---|---|",
+        "| stream 1st chunk p50 (ms) | CPU ms per request @16 | non-2xx |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, x in t.items():
         if "throughput_16c" not in x:
-            lines.append(f"| {name} | skipped: {x.get('skipped')} | | | | |")
+            lines.append(f"| {name} | skipped: {x.get('skipped')} | | | | | |")
             continue
+        cpu = x["throughput_16c"].get("cpu_ms_per_request")
         lines.append(
             f"| {name} | {x['throughput_16c']['requests_per_s']:.0f} | {x['latency_1c']['p50_ms']:.3f} | "
             f"{x['latency_1c']['p99_ms']:.3f} | {x['stream_first_chunk_1c']['p50_ms']:.3f} | "
+            f"{'' if cpu is None else f'{cpu:.3f}'} | "
             f"{x['throughput_16c']['non_2xx'] + x['latency_1c']['non_2xx']} |"
         )
     lines += ["", "## Against the issue's targets", ""]

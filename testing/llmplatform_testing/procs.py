@@ -112,6 +112,26 @@ class Proc:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process and every live process below it (workers)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        parents: dict[int, int] = {}
+        times: dict[int, float] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            pid = int(stat.parent.name)
+            parents[pid] = int(fields[1])
+            times[pid] = (int(fields[11]) + int(fields[12])) / tick
+        total, todo = 0.0, [self.popen.pid]
+        while todo:
+            pid = todo.pop()
+            total += times.get(pid, 0.0)
+            todo += [child for child, parent in parents.items() if parent == pid]
+        return total
+
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM to the process group, SIGKILL after `timeout`; idempotent."""
         if self.popen.poll() is None:

@@ -120,6 +120,8 @@ class Admission:
         self.inflight: dict[str, int] = {}
         """Counter key -> tokens or micro-USD reserved by this worker's requests still in
         flight, so a 429 can tell reservations from use (keys leave when settled)."""
+        self._settling: set[asyncio.Future[None]] = set()
+        """Settlements being written to Redis (the loop keeps only weak references to tasks)."""
 
     def state(self) -> str:
         if self.redis is None:
@@ -149,6 +151,10 @@ class Admission:
 
     async def close(self) -> None:
         if self.redis is not None:
+            try:  # what was used is written before the connection goes
+                await asyncio.wait_for(self.settled(), 5.0)
+            except TimeoutError:
+                log.warning("settlements still unwritten at shutdown: %d", len(self._settling))
             await self.redis.close()
 
     async def _reserve(self, charges: list[Charge]) -> tuple[LocalLimiter | RedisLimiter, Any, list[int]]:
@@ -190,7 +196,12 @@ class Admission:
         """Turn the reservation into what was used: believable upstream usage, else the
         gateway's own count (the prompt estimate and the output it relayed, so a client that
         leaves mid-stream pays for what it was sent). Never raises: a settlement that fails
-        leaves the worst case reserved, which over-charges and never under-charges."""
+        leaves the worst case reserved, which over-charges and never under-charges.
+
+        The amounts are decided here, before the answer goes out (the audit record uses
+        them); the write to Redis runs in the background, off the request's critical path.
+        Until it lands the counters hold the reservation, which is never less than what was
+        used, so no limit can be passed in between."""
         for c in charges:  # the 429's "reserved by in-flight requests" figure
             if c.metric != "req" and c.limit >= 0:
                 if (left := self.inflight.get(c.key, 0) - c.amount) > 0:
@@ -205,16 +216,38 @@ class Admission:
                 ctx.cost = ctx.served.cost(ctx.tokens_in, ctx.tokens_out)
             used = {"req": 1, "tok": ctx.tokens_in + ctx.tokens_out, "usd": math.ceil(ctx.cost * MICRO)}
             deltas = [used[c.metric] - c.amount for c in charges]
-            await limiter.settle(charges, deltas)
-        except RedisUnavailable as exc:
-            log.warning("could not settle usage in redis: %s", exc, extra={"request_id": ctx.request_id})
+            if limiter is self.local:
+                await self.local.settle(charges, deltas)
+                return
         except Exception:
             log.exception(
                 "settlement failed; the worst case stays reserved", extra={"request_id": ctx.request_id}
             )
+            return
+        task = asyncio.ensure_future(self._write_settlement(limiter, charges, deltas, ctx.request_id))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _write_settlement(
+        self, limiter: LocalLimiter | RedisLimiter, charges: list[Charge], deltas: list[int], request_id: str
+    ) -> None:
+        try:
+            await limiter.settle(charges, deltas)
+        except RedisUnavailable as exc:
+            log.warning("could not settle usage in redis: %s", exc, extra={"request_id": request_id})
+        except Exception:
+            log.exception(
+                "settlement failed; the worst case stays reserved", extra={"request_id": request_id}
+            )
+
+    async def settled(self) -> None:
+        """Wait for this worker's settlements in flight (reads of its own usage see them)."""
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
 
     async def usage(self, tenant: Tenant) -> dict[str, Any]:
         """The tenant's counters (requests this minute, tokens today, cost this month)."""
+        await self.settled()
         charges = plan(tenant.id, tenant.limits, None, None, 0, 0.0)
         picked = [c for c in charges if c.field in USAGE_FIELDS]
         limiter = self.redis if self.redis is not None and self.redis_ok else self.local
