@@ -6,8 +6,8 @@ renews in place: the kubelet writes the new files into a fresh timestamped folde
 mount's `..data` symlink, so the paths the gateway was given never change, only what they
 resolve to. A restart per renewal would drop every open stream; instead:
 
-- `CertReloader.reload` (every `--reload-interval`) stats the files' *resolved* paths (path,
-  inode, mtime, size) and, when that changed, builds a complete new `SSLContext` from them.
+- `CertReloader.reload` (every `--reload-interval`) reads the files through their *resolved*
+  paths and, when a path or a content digest changed, builds a complete new `SSLContext` from them.
   Only a context that loaded (certificate chain, a key that matches it, the client CA) ever
   serves: a broken or half-written pair is logged, counted in `llmplatform_tls_reloads
   {result="rejected"}`, flagged by `llmplatform_tls_stale` = 1, and the previous pair keeps
@@ -23,6 +23,7 @@ resolve to. A restart per renewal would drop every open stream; instead:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import ssl
@@ -32,7 +33,9 @@ from llmplatform.gateway import metrics as m
 
 log = logging.getLogger("llmplatform.gateway")
 
-Fingerprint = tuple[tuple[str, int, int, int], ...]
+Fingerprint = tuple[tuple[str, str], ...]
+MAX_FILE_BYTES = 1 << 20
+"""Read at most this much of a file for its digest (a certificate bundle is a few KB)."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +51,15 @@ class TlsFiles:
 
 
 def resolve(files: TlsFiles) -> tuple[TlsFiles, Fingerprint]:
-    """The files with symlinks resolved, and what identifies their content: a kubelet swap
-    changes the resolved path, an in-place rewrite the inode, mtime or size."""
+    """The files with symlinks resolved, and what identifies them: the resolved path (a kubelet
+    swap changes it) and a digest of the content (an in-place rewrite changes it, even one of
+    the same size within the file system's timestamp granularity). A few kilobytes read per
+    poll: nothing next to a TLS handshake."""
     resolved = [os.path.realpath(p) for p in files.paths()]
     marks = []
     for path in resolved:
-        st = os.stat(path)
-        marks.append((path, st.st_ino, st.st_mtime_ns, st.st_size))
+        with open(path, "rb") as f:
+            marks.append((path, hashlib.sha256(f.read(MAX_FILE_BYTES)).hexdigest()))
     ca = resolved[2] if files.client_ca_file is not None else None
     return TlsFiles(resolved[0], resolved[1], ca), tuple(marks)
 
@@ -97,7 +102,7 @@ class CertReloader:
         try:
             resolved, fingerprint = resolve(self.files)
         except OSError as exc:
-            message = f"cannot stat the TLS files: {exc}"
+            message = f"cannot read the TLS files: {exc}"
             if self._fingerprint is not None:  # once per outage, not once per poll
                 self._reject(message)
             self._fingerprint = None  # whatever appears next is loaded, even the same pair
