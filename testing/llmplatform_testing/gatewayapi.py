@@ -19,9 +19,9 @@ from llmplatform_testing.controlplane import build
 VERSION = "v1.6.3"
 """The newest release whose go.mod the pinned Go toolchain accepts (v1.7 asks for Go 1.27)."""
 MODULE = "sigs.k8s.io/gateway-api"
-CRDS = ("gatewayclasses", "gateways", "httproutes")
-"""What an HTTPRoute and its parents need (the standard channel also has GRPC/TLS routes,
-ReferenceGrants, ListenerSets and an admission policy, which the tests do not use)."""
+CRDS = ("gatewayclasses", "gateways", "httproutes", "backendtlspolicies")
+"""What the chart's HTTPRoute, its parents and its BackendTLSPolicy need (the standard channel
+also has GRPC/TLS routes, ReferenceGrants, ListenerSets and an admission policy, unused here)."""
 
 
 def crd_files(version: str = VERSION) -> list[Path]:

@@ -68,6 +68,7 @@ ROUTE = [
 ]
 TLS = ["gateway.tls.enabled=true", "gateway.tls.secretName=gateway-tls"]
 CLIENT_CA = ["gateway.tls.clientCASecret=gateway-client-ca"]
+BACKEND_TLS = ["httpRoute.backendTLS.caConfigMap=gateway-ca"]
 
 
 def gateway_container(objs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,6 +122,7 @@ def test_ingress_to_a_tls_gateway_speaks_https_to_it_unless_told_otherwise() -> 
 
 def test_httproute_renders_parent_refs_hostnames_and_long_timeouts() -> None:
     objs = template("p", *ROUTE)
+    assert not by_kind(objs, "BackendTLSPolicy")  # plain HTTP to the pods
     route = one(objs, "HTTPRoute")
     assert route["apiVersion"] == f"{GATEWAY_API}/v1"
     spec = route["spec"]
@@ -131,6 +133,22 @@ def test_httproute_renders_parent_refs_hostnames_and_long_timeouts() -> None:
     service = one(objs, "Service", "-gateway")
     assert rule["backendRefs"] == [{"name": service["metadata"]["name"], "port": 80}]
     assert rule["timeouts"] == {"request": "3600s", "backendRequest": "3600s"}
+
+
+def test_httproute_to_a_tls_gateway_comes_with_a_backend_tls_policy() -> None:
+    objs = template("p", *ROUTE, *TLS, *BACKEND_TLS)
+    policy = one(objs, "BackendTLSPolicy")
+    service = one(objs, "Service", "-gateway")["metadata"]["name"]
+    assert policy["apiVersion"] == f"{GATEWAY_API}/v1"
+    assert policy["spec"] == {
+        "targetRefs": [{"group": "", "kind": "Service", "name": service, "sectionName": "https"}],
+        "validation": {
+            "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "gateway-ca"}],
+            "hostname": f"{service}.p.svc",
+        },
+    }
+    custom = template("p", *ROUTE, *TLS, *BACKEND_TLS, "httpRoute.backendTLS.hostname=llm-gateway.internal")
+    assert one(custom, "BackendTLSPolicy")["spec"]["validation"]["hostname"] == "llm-gateway.internal"
 
 
 def test_gateway_tls_mounts_the_secret_folder_and_probes_over_https() -> None:
@@ -204,6 +222,7 @@ def test_client_certificates_move_probes_and_metrics_to_the_health_port() -> Non
             "/gateway/tls/healthPort",
         ),
         (["gateway.tls.secretName=Bad_Name"], "/gateway/tls/secretName"),
+        ([*ROUTE, *TLS], "/httpRoute/backendTLS/caConfigMap"),
     ],
 )
 def test_schema_rejects_bad_exposure_and_tls_values(values: list[str], message: str) -> None:
@@ -265,7 +284,13 @@ def exposed(
             string_data={"ca.crt": certs["client_ca"].cert_pem.decode()},
         ),
     )
-    values = [*INGRESS, *ROUTE, *TLS, *CLIENT_CA]
+    core.create_namespaced_config_map(
+        ns,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="gateway-ca"), data={"ca.crt": certs["ca"].cert_pem.decode()}
+        ),
+    )
+    values = [*INGRESS, *ROUTE, *TLS, *CLIENT_CA, *BACKEND_TLS]
     sets = [a for v in values for a in ("--set", v)]
     try:
         helm(
@@ -307,6 +332,12 @@ def test_install_is_admitted_and_reads_back_as_rendered(cluster: Cluster, expose
     assert {k: parent[k] for k in ("name", "namespace", "sectionName")} == route["spec"]["parentRefs"][0]
     assert (parent["group"], parent["kind"]) == (GATEWAY_API, "Gateway")
     assert live_route["spec"]["hostnames"] == ["llm.example.com"]
+
+    policy = one(objs, "BackendTLSPolicy")
+    live_policy = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GATEWAY_API, "v1", ns, "backendtlspolicies", policy["metadata"]["name"]
+    )
+    assert live_policy["spec"] == policy["spec"]
 
     dep = client.AppsV1Api(api).read_namespaced_deployment(
         one(objs, "Deployment", "-gateway")["metadata"]["name"], ns
