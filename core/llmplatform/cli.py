@@ -274,6 +274,9 @@ def run_gateway(args: argparse.Namespace) -> int:
 
     try:
         tls = tls_files(args)
+        if args.health_port is not None and args.health_port == args.port:
+            # with SO_REUSEPORT both would bind, and connections would land on either at random
+            raise ValueError("--health-port must differ from --port")
     except ValueError as exc:
         print(f"llmplatform gateway: {exc}", file=sys.stderr)
         return 2

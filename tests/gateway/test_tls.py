@@ -304,10 +304,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--tls-key-file", "x.key"], "--tls-cert-file and --tls-key-file go together"),
         (["--tls-client-ca-file", "ca.crt"], "--tls-client-ca-file needs --tls-cert-file"),
         (["--tls-cert-file", "/nonexistent.crt", "--tls-key-file", "/nonexistent.key"], "cannot load"),
+        (["--health-port", "18080"], "--health-port must differ from --port"),
     ],
 )
 def test_bad_tls_flags_stop_the_gateway_before_it_listens(flags: list[str], message: str) -> None:
-    proc = run_cli("gateway", "--manifests", "examples", "--port", str(free_port()), *flags)
+    proc = run_cli("gateway", "--manifests", "examples", "--port", "18080", *flags)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 

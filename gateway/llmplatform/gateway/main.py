@@ -133,7 +133,12 @@ def run_worker(spec: WorkerSpec) -> None:
         tasks = [asyncio.create_task(certs.run(spec.reload_interval))] if certs is not None else []
         health: web.AppRunner | None = None
         if spec.health_port is not None:
-            health = web.AppRunner(gateway.health_app(), access_log=None, handle_signals=False)
+            health = GuardedRunner(
+                gateway.health_app(),
+                head_seconds=spec.head_read_seconds,
+                access_log=None,
+                handle_signals=False,
+            )
             await health.setup()
             await web.TCPSite(health, spec.host, spec.health_port, reuse_port=True).start()
         logging.getLogger("llmplatform.gateway").info(
