@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from llmplatform.gateway.main import WorkerSpec
     from llmplatform.gateway.source import ConfigSource
+    from llmplatform.gateway.tls import TlsFiles
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -208,6 +209,25 @@ def add_gateway_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="reject a reloaded config that removes more than this share of the serving models or "
         "keys (one that removes all of either is always rejected) (default: 0.5)",
     )
+    gw.add_argument(
+        "--tls-cert-file",
+        metavar="FILE",
+        help="serve HTTPS with this PEM certificate chain (with --tls-key-file); re-read when it "
+        "changes (every --reload-interval), a pair that fails to load never replaces the serving one",
+    )
+    gw.add_argument("--tls-key-file", metavar="FILE", help="the PEM private key of --tls-cert-file")
+    gw.add_argument(
+        "--tls-client-ca-file",
+        metavar="FILE",
+        help="require client certificates signed by these PEM CA certificates (in the TLS handshake)",
+    )
+    gw.add_argument(
+        "--health-port",
+        type=int,
+        metavar="P",
+        help="also serve /healthz, /readyz and /metrics in plain HTTP on P (for probes and "
+        "scraping when clients must present a certificate)",
+    )
     gw.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     gw.add_argument(
         "--upstream-override",
@@ -252,6 +272,14 @@ def run_gateway(args: argparse.Namespace) -> int:
     from llmplatform.gateway.main import serve
     from llmplatform.gateway.source import ConfigFile, UpstreamOverrides, parse_override
 
+    try:
+        tls = tls_files(args)
+        if args.health_port is not None and args.health_port == args.port:
+            # with SO_REUSEPORT both would bind, and connections would land on either at random
+            raise ValueError("--health-port must differ from --port")
+    except ValueError as exc:
+        print(f"llmplatform gateway: {exc}", file=sys.stderr)
+        return 2
     source: ConfigSource | None = None
     if args.manifests:  # the CLI composes render + gateway; the gateway itself never renders
         from llmplatform.render.source import ManifestDir
@@ -273,17 +301,42 @@ def run_gateway(args: argparse.Namespace) -> int:
         inner = source if source is not None else ConfigFile(args.config, args.secrets_dir)
         source = UpstreamOverrides(inner, overrides, wildcard)
     try:
-        return serve(gateway_spec(args, source), args.workers)
+        return serve(gateway_spec(args, source, tls), args.workers)
     finally:
         if mock is not None:
             mock.terminate()
             mock.wait(timeout=10)
 
 
-def gateway_spec(args: argparse.Namespace, source: ConfigSource | None) -> WorkerSpec:
+def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """The TLS flags, checked: both halves of the pair, and files that load (a gateway that
+    cannot serve its certificate must not start, let alone start answering in plain HTTP)."""
+    import ssl
+
+    from llmplatform.gateway.tls import TlsFiles, build_context, resolve
+
+    if args.tls_cert_file is None and args.tls_key_file is None:
+        if args.tls_client_ca_file is not None:
+            raise ValueError("--tls-client-ca-file needs --tls-cert-file and --tls-key-file")
+        return None
+    if args.tls_cert_file is None or args.tls_key_file is None:
+        raise ValueError("--tls-cert-file and --tls-key-file go together")
+    files = TlsFiles(args.tls_cert_file, args.tls_key_file, args.tls_client_ca_file)
+    try:
+        build_context(resolve(files)[0])
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load the TLS files ({', '.join(files.paths())}): {exc}") from None
+    return files
+
+
+def gateway_spec(
+    args: argparse.Namespace, source: ConfigSource | None, tls: TlsFiles | None = None
+) -> WorkerSpec:
     from llmplatform.gateway.main import WorkerSpec
 
     return WorkerSpec(
+        tls=tls,
+        health_port=args.health_port,
         host=args.host,
         port=args.port,
         config=args.config,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -78,6 +79,7 @@ class Proc:
         ready_url: str | None = None,
         timeout: float = 60,
         env: dict[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.log = log
         self.args = args
@@ -86,19 +88,26 @@ class Proc:
             args, stdout=self._file, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
         if ready_url is not None:
-            self.wait_http(ready_url, timeout)
+            self.wait_http(ready_url, timeout, verify=verify)
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
-    def wait_http(self, url: str, timeout: float = 60, headers: dict[str, str] | None = None) -> None:
-        """Return once `url` answers 2xx; raise if the process exits first or time runs out."""
+    def wait_http(
+        self,
+        url: str,
+        timeout: float = 60,
+        headers: dict[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        """Return once `url` answers 2xx; raise if the process exits first or time runs out.
+        `verify`: the TLS client context for an https URL (trusting the test's CA)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.args} exited with {self.popen.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(url, timeout=1, headers=headers).is_success:
+                if httpx.get(url, timeout=1, headers=headers, verify=verify).is_success:
                     return
             except httpx.HTTPError:
                 pass

@@ -122,3 +122,16 @@ more is refused):
   resources: [events]
   verbs: [create]
 {{- end -}}
+
+{{/* The gateway's port name: `https` when it serves TLS itself (meshes and Gateway API
+implementations read the protocol from it), else `http`. */}}
+{{- define "llmplatform.gateway.portName" -}}
+{{- ternary "https" "http" .Values.gateway.tls.enabled -}}
+{{- end -}}
+
+{{/* Whether clients must present certificates: probes and metrics then use `healthPort`. */}}
+{{- define "llmplatform.gateway.healthPort" -}}
+{{- if and .Values.gateway.tls.enabled .Values.gateway.tls.clientCASecret -}}
+{{- .Values.gateway.tls.healthPort -}}
+{{- end -}}
+{{- end -}}

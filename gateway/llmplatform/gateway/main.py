@@ -28,6 +28,7 @@ from llmplatform.gateway.keyfilter import redact
 
 if TYPE_CHECKING:
     from llmplatform.gateway.source import ConfigSource
+    from llmplatform.gateway.tls import TlsFiles
 
 RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 GC_YOUNG_THRESHOLD = 50_000
@@ -93,6 +94,11 @@ class WorkerSpec:
     source: ConfigSource | None = None
     """A config source other than `--config` (the CLI passes `--manifests` as one); it must be
     picklable, since every worker process gets a copy."""
+    tls: TlsFiles | None = None
+    """Serve HTTPS with these files, re-read when they change (tls.py)."""
+    health_port: int | None = None
+    """Also serve /healthz, /readyz and /metrics in plain HTTP here (probes, scraping), for
+    when clients must present a certificate that the kubelet and Prometheus do not have."""
 
 
 def run_worker(spec: WorkerSpec) -> None:
@@ -104,6 +110,7 @@ def run_worker(spec: WorkerSpec) -> None:
     from llmplatform.gateway.connection import GuardedRunner
     from llmplatform.gateway.server import Gateway, Settings
     from llmplatform.gateway.source import ConfigFile
+    from llmplatform.gateway.tls import CertReloader
 
     setup_logging(spec.log_level)
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
@@ -111,22 +118,47 @@ def run_worker(spec: WorkerSpec) -> None:
     # every Settings field is a WorkerSpec field of the same name
     settings = Settings(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(Settings)})
     gateway = Gateway(source, settings)
+    certs = CertReloader(spec.tls) if spec.tls is not None else None
 
     async def main() -> None:
         runner = GuardedRunner(
             gateway.app(), head_seconds=spec.head_read_seconds, access_log=None, handle_signals=False
         )
         await runner.setup()
-        site = web.TCPSite(runner, spec.host, spec.port, reuse_port=True, backlog=1024)
+        ssl_context = certs.listening if certs is not None else None
+        site = web.TCPSite(
+            runner, spec.host, spec.port, ssl_context=ssl_context, reuse_port=True, backlog=1024
+        )
         await site.start()
+        tasks = [asyncio.create_task(certs.run(spec.reload_interval))] if certs is not None else []
+        health: web.AppRunner | None = None
+        if spec.health_port is not None:
+            health = GuardedRunner(
+                gateway.health_app(),
+                head_seconds=spec.head_read_seconds,
+                access_log=None,
+                handle_signals=False,
+            )
+            await health.setup()
+            await web.TCPSite(health, spec.host, spec.health_port, reuse_port=True).start()
         logging.getLogger("llmplatform.gateway").info(
-            "gateway listening", extra={"host": spec.host, "port": spec.port}
+            "gateway listening",
+            extra={
+                "host": spec.host,
+                "port": spec.port,
+                "tls": certs is not None,
+                "health_port": spec.health_port,
+            },
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        for task in tasks:
+            task.cancel()
+        if health is not None:
+            await health.cleanup()
         await runner.cleanup()
 
     run_loop(main())

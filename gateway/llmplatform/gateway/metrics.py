@@ -84,6 +84,16 @@ CONNECTIONS_CLOSED = Counter(
     "write_timeout)",
     ["reason"],
 )
+TLS_RELOADS = Counter(
+    "llmplatform_tls_reloads",
+    "Changed TLS certificate files loaded (loaded) or refused (rejected: the previous pair keeps serving)",
+    ["result"],
+)
+TLS_STALE = Gauge(
+    "llmplatform_tls_stale",
+    "1 while the TLS files on disk are refused and an older certificate serves; absent without TLS",
+    multiprocess_mode="max",
+)
 CONFIG_LOADED = Gauge("llmplatform_config_loaded", "1 once a config is serving", multiprocess_mode="min")
 REDIS_UP = Gauge(
     "llmplatform_redis_up",

@@ -209,6 +209,14 @@ class Gateway:
         app.on_cleanup.append(self.on_cleanup)
         return app
 
+    def health_app(self) -> web.Application:
+        """The probe and metrics endpoints alone (`--health-port`), on the state `app()` runs."""
+        app = web.Application(middlewares=[self._errors])
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
     @web.middleware
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """OpenAI-style bodies for everything, including aiohttp's own 404/405."""
