@@ -119,7 +119,7 @@ def test_create_on_an_anthropic_model(upstreams: h.World) -> None:
 
     body = anthropic_body(upstreams)
     assert body["model"] == "claude-test-1" and body["max_tokens"] == 50
-    assert body["system"] == "Answer in one word.\n\nBe exact."
+    assert body["system"] == "Answer in one word.\nBe exact."  # text parts, joined by the provider
     assert [(m["role"], m["content"][0]["text"]) for m in body["messages"]] == [
         ("user", "Capital of Italy?"),
         ("assistant", "Rome."),

@@ -52,19 +52,20 @@ def _text_block(block: dict[str, Any], where: str) -> str:
     return str(block["text"])
 
 
-def _system(system: Any) -> str:
-    """A string, or a list of text blocks (joined by blank lines, as the provider joins them)."""
+def _system(system: Any) -> str | list[dict[str, Any]]:
+    """A string, or a list of text blocks kept as text parts: the governance scan then reads
+    them as consecutive pieces of one text, so a value split across two blocks is still found."""
     if isinstance(system, str):
         return system
     if not isinstance(system, list):
         raise bad("system must be a string or a list of text blocks", "system")
-    texts = []
+    parts = []
     for i, block in enumerate(system):
         where = f"system[{i}]"
         if not isinstance(block, dict) or block.get("type") != "text":
             raise bad(f"{where}: only text blocks are supported in system", where)
-        texts.append(_text_block(block, where))
-    return "\n\n".join(t for t in texts if t)
+        parts.append({"type": "text", "text": _text_block(block, where)})
+    return parts
 
 
 def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
