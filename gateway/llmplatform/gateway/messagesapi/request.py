@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from llmplatform.gateway.bodies import MAX_USER
 from llmplatform.gateway.errors import GatewayError
 from llmplatform.gateway.providers.anthropic import IMAGE_TYPES
 
@@ -246,8 +247,8 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
             raise bad("metadata must be an object", "metadata")
         _keys(metadata, {"user_id"}, "metadata")
         user = metadata.get("user_id")
-        if user is not None and not isinstance(user, str):
-            raise bad("metadata.user_id must be a string", "metadata")
+        if user is not None and (not isinstance(user, str) or len(user) > MAX_USER):
+            raise bad(f"metadata.user_id must be a string of at most {MAX_USER} characters", "metadata")
         if user:
             out["user"] = user  # an end-user id, honoured only for trustClientUser keys
     thinking = body.get("thinking")
