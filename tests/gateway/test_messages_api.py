@@ -14,6 +14,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -408,6 +409,9 @@ def test_errors_have_anthropics_shape_and_status(upstreams: h.World) -> None:
 
 
 def test_rate_limit_is_a_rate_limit_error_with_retry_after(upstreams: h.World) -> None:
+    left = 60 - time.time() % 60  # calendar-minute windows: both requests in one
+    if left < 15:
+        time.sleep(left + 0.05)
     hello: Any = [{"role": "user", "content": "hi"}]
     c = client(upstreams, key=SLOW_KEY)
     c.messages.create(model="gpt", max_tokens=5, messages=hello)

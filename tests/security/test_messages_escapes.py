@@ -32,6 +32,7 @@ ANTH_KEY = "llmp-sec-msg-drop-anthropic"
 BUDGET_KEY = "llmp-sec-msg-budget"
 USERS_KEY = "llmp-sec-msg-users"
 PII_KEY = "llmp-sec-msg-pii"
+STRICT_KEY = "llmp-sec-msg-strict"
 HELLO: list[Any] = [{"role": "user", "content": "hello"}]
 EMAIL = "jane.doe@example.com"
 CARD = "4111 1111 1111 1111"
@@ -42,6 +43,8 @@ def world(gateway_world: h.World) -> h.World:
     url = gateway_world.mock("meter")
     anth_url = gateway_world.anthropic()
     pricing = {"inputPerMillionTokens": 1000, "outputPerMillionTokens": 1000}
+    strict_policy = h.policy({"specialized": ["guarded"]}, dataGovernance={"piiRedaction": False})
+    strict_policy["metadata"]["name"], strict_policy["spec"]["default"] = "strict", False
     docs = [
         h.model("meter", url, pricing=pricing),
         h.anthropic_model("claude", anth_url, pricing=pricing),
@@ -68,6 +71,14 @@ def world(gateway_world: h.World) -> h.World:
             userLimits={"requestsPerMinute": 3},
         ),
         *h.tenant("pii", {"k": PII_KEY}, ["standard", "efficient"]),
+        h.model("guarded", url, tier="specialized", maxDataClassification="internal"),
+        strict_policy,
+        *h.tenant(
+            "strict",
+            {"k": STRICT_KEY},
+            ["specialized"],
+            routingPolicy={"name": "strict", "namespace": h.PLATFORM},
+        ),
     ]
     gateway_world.gateway(docs)
     return gateway_world
@@ -275,6 +286,20 @@ def test_personal_data_is_redacted_wherever_it_hides(
     for value in (EMAIL, CARD, "example.com", "1111 1111"):
         assert value not in sent and value not in decoded, (place, sent)
     assert "\\u0034\\u0031" not in sent.lower()
+
+
+def test_classification_rules_refuse_what_no_model_may_receive(world: h.World) -> None:
+    """Without redaction, a card number in a tool result makes the request restricted, and the
+    only model may receive internal data at most: 403 `permission_error`, nothing forwarded."""
+    h.mock_config(world["meter"])
+    body = dict(HIDING_PLACES[3][1], model="guarded", max_tokens=4)
+    r = post(world, STRICT_KEY, body)
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["type"] == "permission_error"
+    assert r.headers["x-llmplatform-data-classification"] == "restricted"
+    assert h.mock_stats(world["meter"])["requests"] == 0
+    ok = post(world, STRICT_KEY, {"model": "guarded", "max_tokens": 4, "messages": HELLO})
+    assert ok.status_code == 200 and ok.json()["type"] == "message"
 
 
 # -- leaving a stream ----------------------------------------------------------------------------
