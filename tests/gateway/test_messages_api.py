@@ -38,8 +38,9 @@ def world(gateway_world: h.World) -> h.World:
     docs = [
         h.anthropic_model("claude", anth_url, tier="premium", maxOutputTokens=1000, pricing=PRICING),
         h.model("gpt", gpt_url, tier="standard"),
+        h.model("gpt-fallback", gpt_url, tier="premium"),
         h.policy(
-            {"standard": ["gpt"], "premium": ["claude"]},
+            {"standard": ["gpt"], "premium": ["claude", "gpt-fallback"]},
             dataGovernance={"piiRedaction": True, "outputScanning": True},
             cache={"enabled": True, "ttlSeconds": 60},
         ),
@@ -434,11 +435,23 @@ def test_upstream_errors_map_to_anthropic_types(upstreams: h.World) -> None:
         "type": "error",
         "error": {"type": "invalid_request_error", "message": "prompt is too long"},
     }
-    # overloaded three times over (every attempt of the policy): the gateway's 503 is overloaded_error
+
+
+def test_an_overloaded_anthropic_model_falls_back_and_a_failed_fallback_is_overloaded(
+    upstreams: h.World,
+) -> None:
+    hello: Any = [{"role": "user", "content": "fall back"}]
     overloaded = {"error": {"status": 529, "type": "overloaded_error", "message": "busy"}}
-    script(upstreams, overloaded, overloaded, overloaded)
+    script(upstreams, overloaded)
+    raw = client(upstreams).messages.with_raw_response.create(model="claude", max_tokens=3, messages=hello)
+    assert raw.headers["x-llmplatform-model"] == "gpt-fallback"
+    assert raw.headers["x-llmplatform-fallback-level"] == "1"
+    assert raw.parse().content[0].text == "this is a "  # type: ignore[union-attr]
+    # both candidates fail: the gateway's 503 is Anthropic's overloaded_error
+    script(upstreams, overloaded)
+    h.mock_config(upstreams["gpt"], fail_next=1, failure_status=503)
     with pytest.raises(anthropic.InternalServerError) as busy:
-        client(upstreams).messages.create(model="claude", max_tokens=5, messages=hello)
+        client(upstreams).messages.create(model="claude", max_tokens=3, messages=hello)
     assert busy.value.status_code == 503
     assert busy.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
 
@@ -530,6 +543,8 @@ def test_one_audit_record_per_request_with_usage(upstreams: h.World) -> None:
     raw = client(upstreams).messages.with_raw_response.create(
         model="claude", max_tokens=10, messages=[{"role": "user", "content": "audit me"}]
     )
+    labels = {"tenant": "team-m/team-m", "model": "claude", "endpoint": "chat", "status": "200"}
+    assert h.metric(upstreams["base"], "llmplatform_requests_total", **labels) > 0
     records = bh.records_of(upstreams["log"], raw.headers["x-request-id"])
     assert len(records) == 1
     record = records[0]
