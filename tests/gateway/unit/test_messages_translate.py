@@ -315,6 +315,19 @@ def test_write_boundaries_do_not_matter(cuts: list[int]) -> None:
     assert out == whole
 
 
+def test_an_id_repeated_in_every_delta_is_one_call() -> None:
+    """vLLM-style servers send the call's id with each arguments fragment."""
+    call = {"index": 0, "id": "c1", "type": "function"}
+    raw = response.StreamTranslator().feed(
+        chunk({"tool_calls": [{**call, "function": {"name": "f", "arguments": '{"a"'}}]})
+        + chunk({"tool_calls": [{**call, "function": {"arguments": ": 1}"}}]})
+        + chunk({}, "tool_calls")
+        + b"data: [DONE]\n\n"
+    )
+    message = accumulated(raw)
+    assert [(b.type, b.id, b.input) for b in message.content] == [("tool_use", "c1", {"a": 1})]
+
+
 def test_an_in_band_error_ends_the_stream_as_an_error_event() -> None:
     error = {
         "error": {

@@ -159,8 +159,8 @@ class StreamTranslator:
     index: int = -1
     open: str | None = None
     """The type of the content block open at `index` (None: none is)."""
-    tools: dict[int, int] = field(default_factory=dict)
-    """Chat tool_calls index -> content block index."""
+    tools: dict[int, tuple[int, str]] = field(default_factory=dict)
+    """Chat tool_calls index -> (content block index, call id)."""
     stop_reason: str | None = None
     usage: dict[str, Any] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0})
 
@@ -241,7 +241,10 @@ class StreamTranslator:
         fn = call.get("function") or {}
         at = call.get("index", 0)
         out = b""
-        if at not in self.tools or call.get("id"):
+        known = self.tools.get(at)
+        # a new call: a new index, or a new id at a known one (some servers repeat the id in
+        # every delta of a call, which is not a new call)
+        if known is None or (call.get("id") and call["id"] != known[1]):
             block: dict[str, Any] = {
                 "type": "tool_use",
                 "id": call.get("id") or "",
@@ -249,14 +252,14 @@ class StreamTranslator:
                 "input": {},
             }
             out = self._open("tool_use", block, force=True)
-            self.tools[at] = self.index
+            self.tools[at] = (self.index, block["id"])
         arguments = fn.get("arguments")
         if isinstance(arguments, str) and arguments:
             # to the call's own block, even when another has opened since (interleaved calls)
             delta = {"type": "input_json_delta", "partial_json": arguments}
             out += sse(
                 "content_block_delta",
-                {"type": "content_block_delta", "index": self.tools[at], "delta": delta},
+                {"type": "content_block_delta", "index": self.tools[at][0], "delta": delta},
             )
         return out
 
