@@ -56,7 +56,7 @@ def upstreams(world: h.World) -> Iterator[h.World]:
     """Both upstreams emptied before the test; after it, every request the gateway sent the
     Anthropic test server must have been valid Messages API."""
     httpx.post(world["anthropic"] + "/_reset").raise_for_status()
-    h.mock_config(world["gpt"])
+    h.mock_config(world["gpt"], reply=None, reply_chunk_chars=5, fail_next=0)
     yield world
     assert [r.get("error") for r in received(world) if not r["valid"]] == []
 
@@ -516,6 +516,17 @@ def test_pii_in_every_forwarded_string_is_redacted(upstreams: h.World) -> None:
     sent = json.dumps(anthropic_body(upstreams))
     assert email not in sent and other not in sent
     assert sent.count("[EMAIL_REDACTED]") == 4, sent
+
+
+def test_output_scanning_redacts_answers_and_streams(upstreams: h.World) -> None:
+    h.mock_config(upstreams["gpt"], reply="write to jane.doe@example.com today", reply_chunk_chars=4)
+    c = client(upstreams)
+    ask: Any = {"model": "gpt", "max_tokens": 50, "messages": [{"role": "user", "content": "who?"}]}
+    whole = c.messages.create(**ask).content[0].text  # type: ignore[union-attr]
+    with c.messages.stream(**ask) as stream:
+        streamed = "".join(stream.text_stream)
+    for text in (whole, streamed):
+        assert "jane.doe" not in text and "[EMAIL_REDACTED]" in text, text
 
 
 def test_cache_hit_replays_json_and_stream_translated(upstreams: h.World) -> None:
