@@ -187,3 +187,32 @@ def h_mock(world: dict[str, Any]) -> str:
     compiled = world["gw"].compiled
     assert compiled is not None
     return str(compiled.models["alpha"].urls["chat"]).removesuffix("/v1/chat/completions")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("step", list(STEPS))
+def test_the_messages_api_leaves_one_record_and_an_anthropic_answer(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, step: str, stream: bool
+) -> None:
+    """The same failures through `/v1/messages`: one record, and answers in Anthropic's shape
+    (an `error` body or, once the stream started, an `error` event)."""
+    patch, plain_status, stream_status = STEPS[step]
+    before = len(request_records(world["audit"]))
+    h.mock_config(h_mock(world), latency_ms=0)
+    patch(monkeypatch, world["gw"])
+    body = {"model": "auto", "messages": MESSAGES, "max_tokens": 8, "stream": stream}
+    with httpx.Client(timeout=60) as c:
+        r = c.post(world["base"] + "/v1/messages", json=body, headers={"x-api-key": KEY})
+    monkeypatch.undo()
+    assert r.status_code == (stream_status if stream else plain_status), (r.status_code, r.text[:300])
+    if r.status_code >= 500:
+        assert r.json()["type"] == "error" and r.json()["error"]["type"] == "api_error"
+        assert "injected" not in r.json()["error"]["message"]
+    elif stream:
+        kinds = [line[7:] for line in r.text.splitlines() if line.startswith("event: ")]
+        assert kinds[0] == "message_start" and kinds[-1] in ("message_stop", "error"), kinds
+    else:
+        assert r.json()["type"] == "message" and r.json()["content"][0]["text"]
+    records = settle_count(world["audit"], before + 1)
+    assert len(records) == before + 1, records[before:]
+    assert records[-1]["status"] == r.status_code

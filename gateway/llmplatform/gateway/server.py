@@ -29,8 +29,8 @@ from aiohttp import web
 from llmplatform.contract.keys import hash_api_key
 from llmplatform.gateway import cache as rc
 from llmplatform.gateway import governance as gv
+from llmplatform.gateway import messagesapi, reloadguard, responsecache, worstcase
 from llmplatform.gateway import metrics as m
-from llmplatform.gateway import reloadguard, responsecache, worstcase
 from llmplatform.gateway.accounting import Recorder
 from llmplatform.gateway.admission import Admission
 from llmplatform.gateway.audit import AuditSink, hash_stream, response_sha256
@@ -50,6 +50,7 @@ log = logging.getLogger("llmplatform.gateway")
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
+ENDPOINTS[messagesapi.PATH] = "chat"  # the Messages API, translated (messagesapi/)
 
 
 @dataclass
@@ -198,6 +199,7 @@ class Gateway:
         app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=[self._errors])
         for path in ENDPOINTS:
             app.router.add_post(path, self.completion)
+        app.router.add_post(messagesapi.COUNT_TOKENS_PATH, self.count_tokens)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/v1/llmplatform/usage", self.usage)
         app.router.add_get("/healthz", self.healthz)
@@ -205,6 +207,7 @@ class Gateway:
         app.router.add_get("/metrics", self.metrics)
         app.on_response_prepare.append(hash_stream)
         app.on_response_prepare.append(echo_request_ids)
+        app.on_response_prepare.append(messagesapi.on_prepare)  # last: wraps the stream hash
         app.on_startup.append(self.on_startup)
         app.on_cleanup.append(self.on_cleanup)
         return app
@@ -224,15 +227,18 @@ class Gateway:
             response: web.StreamResponse = await handler(request)
             return response
         except GatewayError as exc:
-            return json_error(exc)
+            response = json_error(exc)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             body = error_body(exc.status, exc.reason, code=http_error_code(exc.status))
-            return web.json_response(body, status=exc.status, headers=_allow(exc))
+            response = web.json_response(body, status=exc.status, headers=_allow(exc))
         except Exception:
             log.exception("unhandled error", extra={"request_id": request.headers.get("x-request-id")})
-            return web.json_response(error_body(500, "internal gateway error"), status=500)
+            response = web.json_response(error_body(500, "internal gateway error"), status=500)
+        if messagesapi.speaks(request):
+            messagesapi.answer(response)  # Anthropic's error shape on the Messages API
+        return response
 
     # -- small endpoints -------------------------------------------------------------------
 
@@ -261,11 +267,12 @@ class Gateway:
         compiled = self.compiled
         if compiled is None:
             raise GatewayError(503, "the gateway has no valid config yet", code="not_ready")
-        header = request.headers.get("Authorization", "")
+        header = messagesapi.api_key(request) or request.headers.get("Authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            how = "'x-api-key: <key>' or " if messagesapi.speaks(request) else ""
             raise GatewayError(
-                401, "Missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
+                401, f"Missing API key: send {how}'Authorization: Bearer <key>'", code="invalid_api_key"
             )
         try:
             # aiohttp hands over header bytes that are not UTF-8 as lone surrogates, which
@@ -299,6 +306,13 @@ class Gateway:
         """The caller's tenant's counters (requests this minute, tokens today, cost this month)."""
         key = self.authenticate(request)
         return web.json_response(await self.admission.usage(key.tenant))
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """`POST /v1/messages/count_tokens`: the gateway's prompt estimate, no upstream call."""
+        self.authenticate(request)
+        ctx = Ctx(request_id=new_request_id(), endpoint="chat", start=time.perf_counter(), http=request)
+        body = await self._read_body(ctx)
+        return web.Response(body=messagesapi.count_tokens(body), content_type="application/json")
 
     # -- the completion path ---------------------------------------------------------------
 
@@ -338,6 +352,8 @@ class Gateway:
                     body = error_body(500, "internal gateway error", code="internal_error")
                     response = web.json_response(body, status=500)
             if not response.prepared and ctx.status != 499:  # 499: nobody left to answer
+                if messagesapi.speaks(request) and isinstance(response, web.Response):
+                    messagesapi.answer(response)
                 await self._deliver(ctx, response)
         finally:  # exactly one record per request, whatever happened (499: cancelled)
             if response is None:
@@ -407,6 +423,8 @@ class Gateway:
             m.GOVERNANCE_DENIED.labels(tenant.id, "role").inc()
             gv.check_role(key.role)
         ctx.body = body = await self._read_body(ctx)
+        if messagesapi.speaks(request):
+            ctx.body = body = messagesapi.to_chat(body)
         requested, max_tokens, ctx.stream = check_request(body, ctx.endpoint)
         if key.trust_client_user and isinstance(body.get("user"), str) and body["user"]:
             # only a key marked trustClientUser speaks for its end users; any other caller
