@@ -140,6 +140,7 @@ class StreamReader:
         )
 
     def feed(self, event: bytes) -> list[bytes]:
+        sse.check_openai_event(event)  # a line that is not SSE, or data that is not an object
         data = b"".join(line[5:] for line in event.splitlines() if line.startswith(b"data:"))
         if not data.strip():
             return []
