@@ -316,8 +316,30 @@ def test_refused_with_a_clear_400(world: dict[str, Any], extra: dict[str, Any], 
     error = r.json()["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error" and error["message"]
     assert h.mock_stats(world["alpha"])["requests"] == before
+    record = last_record(world, r.headers["x-request-id"])
+    assert (record["status"], record["endpoint"], record["error_code"]) == (
+        400,
+        "responses",
+        "invalid_request",
+    )
     with pytest.raises(openai.BadRequestError):
         client(world).responses.create(**body)
+
+
+def test_content_a_chat_model_cannot_take_is_a_400(world: dict[str, Any]) -> None:
+    """A file part passes through to an OpenAI model, but cannot be translated for chat."""
+    part = {"type": "input_file", "file_id": "file-1"}
+    body: dict[str, Any] = {"model": "local", "input": [{"role": "user", "content": [part]}]}
+    r = httpx.post(world["base"] + "/v1/responses", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input[0].content[0]", r.text
+    assert h.mock_stats(world["beta"])["requests"] == 0
+
+
+def test_metrics_label_the_endpoint(world: dict[str, Any]) -> None:
+    before = h.metric(world["base"], "llmplatform_requests_total", endpoint="responses", status="200")
+    client(world).responses.create(model="alpha", input="hi", max_output_tokens=1)
+    after = h.metric(world["base"], "llmplatform_requests_total", endpoint="responses", status="200")
+    assert after == before + 1
 
 
 def test_auth_and_unknown_model(world: dict[str, Any]) -> None:

@@ -77,11 +77,9 @@ def _number(body: dict[str, Any], name: str) -> None:
 
 def _check_tools(body: dict[str, Any]) -> None:
     tools = body.get("tools")
-    if tools is None:
-        return
-    if not isinstance(tools, list):
+    if tools is not None and not isinstance(tools, list):
         raise _bad("tools", "'tools' must be an array")
-    for i, tool in enumerate(tools):
+    for i, tool in enumerate(tools or []):
         if not isinstance(tool, dict):
             raise _bad(f"tools[{i}]", f"tools[{i}] must be an object")
         if tool.get("type") != "function":

@@ -87,6 +87,11 @@ def chat_completion(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _index(value: Any) -> int:
+    """An event's `output_index` (0 when it is not an integer: the reader never raises on it)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _unreadable(detail: str) -> Failure:
     body = json.dumps(error_body(502, "the upstream sent an unreadable Responses answer")).encode()
     return Failure("status", 502, body, detail)
@@ -162,12 +167,12 @@ class StreamReader:
             item = payload.get("item") or {}
             if item.get("type") != "function_call":
                 return []
-            index = self.calls[int(payload.get("output_index", 0))] = len(self.calls)
+            index = self.calls[_index(payload.get("output_index"))] = len(self.calls)
             fn = {"name": str(item.get("name", "")), "arguments": ""}
             call = {"index": index, "id": str(item.get("call_id", "")), "type": "function", "function": fn}
             return [self._chunk({"tool_calls": [call]})]
         if kind == "response.function_call_arguments.delta":
-            index = self.calls.get(int(payload.get("output_index", 0)), 0)
+            index = self.calls.get(_index(payload.get("output_index")), 0)
             call = {"index": index, "function": {"arguments": str(payload.get("delta", ""))}}
             return [self._chunk({"tool_calls": [call]})]
         if kind in ("response.completed", "response.incomplete"):
