@@ -41,8 +41,15 @@ def world(gateway_world: h.World) -> h.World:
         h.model("alpha", alpha, tier="standard", maxOutputTokens=500),
         local,
         h.anthropic_model("claude", anth, tier="premium"),
+        # dearer than alpha, so ranked after it: the fallback when alpha fails
+        h.anthropic_model(
+            "claude-std",
+            anth,
+            tier="standard",
+            pricing={"inputPerMillionTokens": 50, "outputPerMillionTokens": 100},
+        ),
         h.policy(
-            {"standard": ["alpha"], "efficient": ["local"], "premium": ["claude"]},
+            {"standard": ["alpha", "claude-std"], "efficient": ["local"], "premium": ["claude"]},
             cache={"enabled": True, "ttlSeconds": 60},
         ),
         *h.tenant("team-r", {"app": KEY}, ["standard", "efficient", "premium"]),
@@ -288,6 +295,30 @@ def test_anthropic_text_stream_and_tools(world: dict[str, Any]) -> None:
     assert second.output_text == "Sunny."
     blocks = anthropic_received(world)[-1]["body"]["messages"][-1]["content"]
     assert blocks[0]["type"] == "tool_result" and blocks[0]["tool_use_id"] == "toolu_1"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_fallback_from_passthrough_to_a_translated_model(world: dict[str, Any], stream: bool) -> None:
+    """One request, two upstream APIs: alpha's Responses API fails with a 503, and the next
+    candidate, an Anthropic model, gets the same request translated."""
+    h.mock_config(world["alpha"], fail_next=1, failure_status=503)
+    c = client(world)
+    if stream:
+        with c.responses.with_streaming_response.create(model="standard", input="hi", stream=True) as raw:
+            headers = raw.headers
+            events = [json.loads(line[6:]) for line in raw.iter_lines() if line.startswith("data: ")]
+        text = events[-1]["response"]["output"][0]["content"][0]["text"]
+        assert events[-1]["type"] == "response.completed"
+    else:
+        made = c.responses.with_raw_response.create(model="standard", input="hi")
+        headers, text = made.headers, made.parse().output_text
+    assert text == ANTHROPIC_TEXT
+    assert (headers["x-llmplatform-model"], headers["x-llmplatform-fallback-level"]) == ("claude-std", "1")
+    assert h.mock_stats(world["alpha"])["by_path"] == {"/v1/responses": 1}
+    assert anthropic_received(world)[-1]["body"]["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+    ]
+    h.mock_config(world["alpha"], failure_status=500)
 
 
 # -- refusals and errors ------------------------------------------------------------------------
