@@ -286,9 +286,10 @@ def test_anthropic_text_stream_and_tools(world: dict[str, Any]) -> None:
         and call.call_id == "toolu_1"
         and json.loads(call.arguments) == {"city": "Rome"}
     )
+    # the SDK's agent pattern: the previous output items go back as input, as they are
     history: Any = [
         {"role": "user", "content": "Weather in Rome?"},
-        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        *first.output,
         {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 25C"},
     ]
     second = c.responses.create(model="claude", input=history, tools=[WEATHER])
