@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from llmplatform.gateway.compiled import Model
     from llmplatform.gateway.context import Ctx
-    from llmplatform.gateway.providers.base import Adapter
+    from llmplatform.gateway.providers.base import Adapter, Failure, StreamTranslator, Target
 
 REFUSED = {
     "previous_response_id": (
@@ -356,17 +356,17 @@ class Translated:
         return self.inner.endpoints(base, capabilities)
 
     def build_request(
-        self, body: dict[str, Any], target: Any, stream: bool, request_id: str
+        self, body: dict[str, Any], target: Target, stream: bool, request_id: str
     ) -> tuple[bytes, dict[str, str]]:
         return self.inner.build_request(to_chat(body), target, stream, request_id)
 
-    def parse_response(self, status: int, raw: bytes) -> Any:
+    def parse_response(self, status: int, raw: bytes) -> bytes | Failure:
         return self.inner.parse_response(status, raw)
 
-    def stream_error(self, status: int, raw: bytes) -> Any:
+    def stream_error(self, status: int, raw: bytes) -> Failure:
         return self.inner.stream_error(status, raw)
 
-    def stream_translator(self) -> Any:
+    def stream_translator(self) -> StreamTranslator | None:
         return self.inner.stream_translator()
 
 
