@@ -21,6 +21,7 @@ from llmplatform_testing import gateway as h
 from llmplatform_testing.attacks import records_of
 
 KEY = "llmp-test-responses-key"
+GDPR_KEY = "llmp-test-responses-gdpr-key"
 WEATHER = {
     "type": "function",
     "name": "get_weather",
@@ -53,6 +54,7 @@ def world(gateway_world: h.World) -> h.World:
             cache={"enabled": True, "ttlSeconds": 60},
         ),
         *h.tenant("team-r", {"app": KEY}, ["standard", "efficient", "premium"]),
+        *h.tenant("team-eu", {"app": GDPR_KEY}, ["standard"], compliance={"frameworks": ["gdpr"]}),
     ]
     gateway_world.gateway(docs, "--upstream-override", f"local={beta}/v1")
     return gateway_world
@@ -372,6 +374,20 @@ def test_metrics_label_the_endpoint(world: dict[str, Any]) -> None:
     client(world).responses.create(model="alpha", input="hi", max_output_tokens=1)
     after = h.metric(world["base"], "llmplatform_requests_total", endpoint="responses", status="200")
     assert after == before + 1
+
+
+def test_governance_applies(world: dict[str, Any]) -> None:
+    """Data residency: a gdpr tenant's request has no EU model to go to, so it is refused
+    before any upstream is called; the classification header is set as on chat."""
+    r = httpx.post(
+        world["base"] + "/v1/responses",
+        json={"model": "standard", "input": "hi"},
+        headers={"Authorization": f"Bearer {GDPR_KEY}"},
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "data_residency", r.text
+    assert h.mock_stats(world["alpha"])["requests"] == 0
+    ok = client(world).responses.with_raw_response.create(model="alpha", input="hi", max_output_tokens=1)
+    assert ok.headers["x-llmplatform-data-classification"] == "public"
 
 
 def test_auth_and_unknown_model(world: dict[str, Any]) -> None:
