@@ -350,9 +350,16 @@ def test_pii_in_the_answer_is_redacted(world: dict[str, Any], stream: bool) -> N
 # -- 3. disconnects and hostile upstreams -------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", ["meter", "local"])
+@pytest.mark.parametrize("target", ["meter", "local", "claude"])
 def test_leaving_a_stream_mid_way_is_charged_once(world: dict[str, Any], target: str) -> None:
-    h.mock_config(world["meter" if target == "meter" else "chatm"], chunk_delay_ms=150, completion_tokens=20)
+    if target == "claude":
+        # no digits: output scanning (on in this policy) would hold digit runs back
+        reply = {"chunks": [f"word{c} " for c in "abcdefghijklmnopqrst"], "delay_ms": 150}
+        httpx.post(world["anthropic"] + "/_script", json={"replies": [reply]}).raise_for_status()
+    else:
+        h.mock_config(
+            world["meter" if target == "meter" else "chatm"], chunk_delay_ms=150, completion_tokens=20
+        )
     key = DROP_KEY if target == "meter" else PII_KEY
     body = {"model": target, "input": "hello", "max_output_tokens": 20, "stream": True}
     before = bh.usage(world["base"], key)["tokensToday"]
