@@ -102,6 +102,17 @@ def test_chat_stream_and_embeddings_answer(run: dict[str, Any]) -> None:
     assert len(emb.data) == 2 and emb.data[0].embedding
 
 
+def test_responses_api_answers(run: dict[str, Any]) -> None:
+    """The README's Responses lines: gpt-4o-mini passes through to the mock's Responses API,
+    the self-hosted llama-3-8b (efficient) is translated to its chat completions."""
+    c = client(run["base"])
+    made = c.responses.with_raw_response.create(model="auto", input="Say hello.", max_output_tokens=16)
+    assert made.headers["x-llmplatform-model"] == "gpt-4o-mini" and made.parse().output_text
+    with c.responses.stream(model="efficient", input="Count.", max_output_tokens=8) as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+    assert "".join(deltas)
+
+
 def test_loopback_only_and_audit_in_its_file(run: dict[str, Any]) -> None:
     client(run["base"]).chat.completions.create(
         model="auto", messages=[{"role": "user", "content": "hi"}], max_tokens=4

@@ -39,6 +39,8 @@ class Model:
     max_class: int = 1
     """Rank of maxDataClassification in clearance.CLASSES (0 public .. 3 restricted)."""
     region: str | None = None
+    self_hosted: bool = False
+    """Served by the platform (`LLMModel.spec.serving`), not by a provider's API."""
 
     @property
     def adapter(self) -> Adapter:
@@ -134,6 +136,7 @@ def _model(entry: ModelEntry, adapter: Adapter, secrets: SecretResolver) -> Mode
         ),
         max_class=RANK[entry.max_data_classification],
         region=entry.region,
+        self_hosted=entry.self_hosted,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmplatform.gateway.keyfilter import redact
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from llmplatform.gateway.compiled import Model, Policy
+    from llmplatform.gateway.providers.base import Adapter
     from llmplatform.gateway.worstcase import Shape
 
 NO_BODY: dict[str, Any] = {}
@@ -52,6 +53,37 @@ def client_request_id(header: str | None) -> str | None:
     if not (value.isascii() and value.isprintable()):
         value = "".join(c if " " <= c <= "~" else "_" for c in value)
     return redact(value.strip()) or None
+
+
+class Dialect(Protocol):
+    """A client API served on the completion path with answers carried inside in the OpenAI
+    form of `form` (the Responses API: responses.py)."""
+
+    form: str
+
+    def check(self, body: dict[str, Any]) -> tuple[str, int | None, bool]:
+        """The requested model, output cap and stream flag, or a 400 (bodies.check_request)."""
+        ...
+
+    def prompt_tokens(self, body: dict[str, Any]) -> int:
+        """Estimated input tokens (tokens.py)."""
+        ...
+
+    def shape(self, body: dict[str, Any]) -> Shape:
+        """What the request asks for (worstcase.py)."""
+        ...
+
+    def adapter(self, model: Model) -> tuple[Adapter, str]:
+        """The adapter and URL of one attempt at `model`."""
+        ...
+
+    def stream(self, ctx: Ctx, headers: dict[str, str]) -> web.StreamResponse:
+        """The client's stream, which renders the `form` events written to it."""
+        ...
+
+    def answer(self, ctx: Ctx, raw: bytes) -> bytes:
+        """A complete `form` JSON answer rendered for the client."""
+        ...
 
 
 @dataclass(slots=True)
@@ -124,6 +156,13 @@ class Ctx:
     cache_ttl: int = 0
     scan_output: bool = False
     hipaa: bool = False
+    dialect: Dialect | None = None
+    """The client's API when it is not the endpoint's own OpenAI form (the Responses API)."""
+
+    @property
+    def form(self) -> str:
+        """The endpoint whose OpenAI form requests and answers take inside the gateway."""
+        return self.dialect.form if self.dialect is not None else self.endpoint
 
     def include_usage(self) -> bool:
         """Whether the client asked for the usage chunk of a stream."""

@@ -49,9 +49,10 @@ from llmplatform.gateway.bodies import MAX_DEPTH, depth_exceeds
 WINDOW = 128
 """Characters taken on each side of a boundary between two strings (the longest values: a
 spaced IBAN is 42, an e-mail address rarely over 64; context words are looked for 48 back)."""
-PROSE_KEYS = frozenset({"content", "text", "prompt", "input"})
+PROSE_KEYS = frozenset({"content", "text", "prompt", "input", "instructions", "output"})
 """Keys whose string values (and list items) are the conversation's text: message content and
-text parts, completions prompts, embeddings inputs. Only these are joined across boundaries."""
+text parts, completions prompts, embeddings inputs, Responses instructions and function call
+outputs. Only these are joined across boundaries."""
 API_KEYS = frozenset(
     {"model", "messages", "role", "content", "name", "type", "text", "image_url", "url", "detail"}
     | {"tool_calls", "id", "function", "arguments", "tool_call_id", "tools", "description"}
@@ -64,8 +65,10 @@ API_KEYS = frozenset(
     | {"filename", "file_id", "prediction", "store", "service_tier", "reasoning_effort"}
     | {"modalities", "audio", "voice", "refusal", "function_call", "functions", "echo", "best_of"}
     | {"additionalProperties", "title", "anyOf", "oneOf", "allOf", "$ref", "$defs", "examples"}
+    | {"instructions", "call_id", "output", "max_output_tokens", "truncation", "reasoning"}
 )
-"""Object keys of the OpenAI request schemas (and JSON Schema's): fixed words, so these keys
+"""Object keys of the OpenAI request schemas (chat, completions, embeddings, Responses) and
+JSON Schema's: fixed words, so these keys
 are not scanned (their values are); any other key is, like a value."""
 BINARY_KEYS = frozenset({"data", "file_data"})
 BINARY_MIN = 64

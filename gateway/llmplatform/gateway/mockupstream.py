@@ -83,6 +83,10 @@ class MockSettings:
     `endless` good chunks until `hostile_bytes` are sent; `garbage_first` sends the bad line
     before any good chunk."""
     hostile_bytes: int = 1024 * 1024
+    tool_arguments: str | None = None
+    """`/v1/responses` only: when set and the request has function tools, the answer is a call
+    of the first tool with these arguments, until the input ends with a function call output
+    (then the answer is text again): one function-calling round trip."""
 
 
 @dataclass
@@ -108,6 +112,7 @@ class MockUpstream:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/v1/responses", self.responses)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/_mock/stats", self.get_stats)
         app.router.add_post("/_mock/config", self.set_config)
@@ -225,9 +230,17 @@ class MockUpstream:
     def _word(i: int) -> str:
         return WORDS[i % len(WORDS)] + " "
 
-    def _usage(self, prompt: int, completion: int) -> Any:
+    def _usage(self, prompt: int, completion: int, responses: bool = False) -> Any:
         if self.settings.usage_json is not None:
             return USAGE_PLACEHOLDER
+        if responses:
+            return {
+                "input_tokens": prompt,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": completion,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": prompt + completion,
+            }
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     def _encode(self, payload: dict[str, Any]) -> bytes:
@@ -373,6 +386,158 @@ class MockUpstream:
         await response.write(sse.DONE + sse.SEPARATOR)
         await response.write_eof()
         return response
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API (`POST /v1/responses`): text (the test words or `reply`), or a call
+        of the first function tool (`tool_arguments`); the failure and hostile modes as for chat."""
+        body = await self._receive(request)
+        s = self.settings
+        fails = self._should_fail()
+        if fails and not (s.failure_mode == "drop" and body.get("stream")):
+            return await self._fail(request)
+        if s.hostile == "redirect":
+            raise web.HTTPFound("/_mock/redirected")
+        rid = "resp_" + hashlib.sha1(str(self.rng.random()).encode()).hexdigest()[:24]
+        limit = body.get("max_output_tokens")
+        n_out = (
+            max(1, min(s.completion_tokens, limit))
+            if isinstance(limit, int) and limit > 0
+            else s.completion_tokens
+        )
+        pieces = [self._word(i) for i in range(n_out)]
+        if s.reply is not None:
+            size = max(1, s.reply_chunk_chars)
+            pieces = [s.reply[i : i + size] for i in range(0, len(s.reply), size)]
+            n_out = len(pieces)
+        inp = body.get("input")
+        prompt = max(1, len(json.dumps([body.get("instructions"), inp])) // 4)
+        tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+        last = inp[-1] if isinstance(inp, list) and inp else {}
+        call = None
+        if (
+            s.tool_arguments is not None
+            and tools
+            and not (isinstance(last, dict) and last.get("type") == "function_call_output")
+        ):
+            call = {
+                "id": "fc_" + rid[5:],
+                "type": "function_call",
+                "status": "completed",
+                "call_id": "call_" + rid[5:],
+                "name": str(tools[0].get("name")),
+                "arguments": s.tool_arguments,
+            }
+            n_out = max(1, len(s.tool_arguments) // 4)
+        text = "".join(pieces)
+        if s.hostile == "huge_body" and not body.get("stream"):
+            text = "x" * s.hostile_bytes
+        msg_id = "msg_" + rid[5:]
+        content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+        message = {
+            "id": msg_id,
+            "type": "message",
+            "status": "completed",
+            "role": "assistant",
+            "content": content,
+        }
+        output = [call] if call is not None else [message]
+        response: dict[str, Any] = {
+            "id": rid,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "error": None,
+            "incomplete_details": None,
+            "instructions": body.get("instructions"),
+            "model": str(body.get("model", "mock-model")),
+            "output": output,
+            "parallel_tool_calls": True,
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools") or [],
+            "store": body.get("store", True),
+            "metadata": {"server": TEST_LABEL},
+            "usage": self._usage(prompt, n_out, responses=True),
+        }
+        headers = {"x-llmplatform-mock": "test-server"}
+        if not body.get("stream"):
+            return web.Response(body=self._encode(response), content_type="application/json", headers=headers)
+        out = web.StreamResponse(
+            headers={"content-type": "text/event-stream", "cache-control": "no-cache", **headers}
+        )
+        await out.prepare(request)
+        seq = 0
+
+        async def send(kind: str, **payload: Any) -> None:
+            nonlocal seq
+            data = self._encode({"type": kind, "sequence_number": seq, **payload})
+            seq += 1
+            await out.write(f"event: {kind}\n".encode() + sse.data_event(data) + sse.SEPARATOR)
+
+        if s.hostile == "garbage_first":
+            await out.write(b"this is not server-sent events\n\n")
+            await out.write_eof()
+            return out
+        await send(
+            "response.created", response={**response, "status": "in_progress", "output": [], "usage": None}
+        )
+        if call is not None:
+            await send(
+                "response.output_item.added",
+                output_index=0,
+                item={**call, "arguments": "", "status": "in_progress"},
+            )
+            for i in range(0, len(call["arguments"]), 8):
+                piece = call["arguments"][i : i + 8]
+                await send(
+                    "response.function_call_arguments.delta", item_id=call["id"], output_index=0, delta=piece
+                )
+            await send(
+                "response.function_call_arguments.done",
+                item_id=call["id"],
+                output_index=0,
+                arguments=call["arguments"],
+            )
+            await send("response.output_item.done", output_index=0, item=call)
+        else:
+            where = {"item_id": msg_id, "output_index": 0, "content_index": 0}
+            await send(
+                "response.output_item.added",
+                output_index=0,
+                item={**message, "status": "in_progress", "content": []},
+            )
+            await send("response.content_part.added", **where, part={**content[0], "text": ""})
+            if s.hostile in ("huge_event", "garbage_sse", "bad_json_sse", "endless"):
+                await send("response.output_text.delta", **where, delta="ok ")
+                if s.hostile == "huge_event":
+                    await out.write(b'data: {"pad": "' + b"x" * s.hostile_bytes + b'"}\n\n')
+                elif s.hostile == "garbage_sse":
+                    await out.write(b"<html>502 Bad Gateway</html>\n\n")
+                elif s.hostile == "bad_json_sse":
+                    await out.write(b"data: {not json\n\n")
+                else:
+                    sent = 0
+                    while sent < s.hostile_bytes:
+                        await send("response.output_text.delta", **where, delta="x" * 16384)
+                        sent += 16384
+            drop_at = n_out // 2 if fails else -1
+            if fails:
+                self.stats.failures += 1
+            for i, piece in enumerate(pieces):
+                if i == drop_at:
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return out
+                if s.chunk_delay_ms:
+                    await asyncio.sleep(s.chunk_delay_ms / 1000)
+                await send("response.output_text.delta", **where, delta=piece, logprobs=[])
+            await send("response.output_text.done", **where, text=text, logprobs=[])
+            await send("response.content_part.done", **where, part=content[0])
+            await send("response.output_item.done", output_index=0, item=message)
+        if s.done_delay_ms:
+            await asyncio.sleep(s.done_delay_ms / 1000)
+        await send("response.completed", response=response)
+        await out.write_eof()
+        return out
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await self._receive(request)

@@ -28,6 +28,7 @@ from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.context import Ctx
 from llmplatform.gateway.errors import error_body
 from llmplatform.gateway.health import HealthBook
+from llmplatform.gateway.providers.base import Adapter
 
 log = logging.getLogger("llmplatform.gateway")
 
@@ -42,6 +43,15 @@ class StreamLimits:
     """Most upstream bytes relayed in one stream; past it the stream ends with an in-band error."""
     write_seconds: float
     """Longest wait for a client to take a write; past it the client counts as gone (499)."""
+
+
+def open_stream(ctx: Ctx, headers: dict[str, str]) -> web.StreamResponse:
+    """The client's stream response (not prepared): the dialect's when the client speaks its
+    own API (Ctx.dialect renders the OpenAI events written to it)."""
+    headers = {**headers, **STREAM_HEADERS}
+    if ctx.dialect is not None:
+        return ctx.dialect.stream(ctx, headers)
+    return web.StreamResponse(status=200, headers=headers)
 
 
 class ClientGone(Exception):
@@ -96,13 +106,14 @@ class StreamState:
 
 
 async def openai_events(
-    resp: aiohttp.ClientResponse, ctx: Ctx, model: Model, health: HealthBook
+    resp: aiohttp.ClientResponse, ctx: Ctx, model: Model, health: HealthBook, adapter: Adapter | None = None
 ) -> AsyncIterator[bytes]:
     """The upstream's SSE events in OpenAI form: as they come from an OpenAI-style upstream, or
     through the model's adapter (one upstream event may become zero or more). An error event
     mid-stream reaches the client in-band and counts as a failed stream, as a dropped
-    connection does in `relay`."""
-    translator = model.adapter.stream_translator()
+    connection does in `relay`. `adapter`: the attempt's, when not the model's own (a
+    dialect's: Ctx.dialect)."""
+    translator = (adapter or model.adapter).stream_translator()
     while (event := await sse.read_event(resp)) is not None:
         if translator is None:
             sse.check_openai_event(event)
@@ -189,7 +200,7 @@ async def relay(
     policy = ctx.policy
     assert policy is not None
     request = ctx.http
-    out = web.StreamResponse(status=200, headers={**headers, **STREAM_HEADERS})
+    out = open_stream(ctx, headers)
     ctx.served = model  # from here the upstream has answered: the request is charged
     try:
         await out.prepare(request)
@@ -201,9 +212,9 @@ async def relay(
     ctx.first_chunk = ctx.first_chunk_at - ctx.start
     state = StreamState(client_usage=ctx.include_usage())
     if ctx.scan_output:
-        state.scanner = gv.StreamScanner(ctx.endpoint, ctx.hipaa)
+        state.scanner = gv.StreamScanner(ctx.form, ctx.hipaa)
     if ctx.cache_key is not None:
-        state.collector = rc.Collector(ctx.endpoint)
+        state.collector = rc.Collector(ctx.form)
     event: bytes | None = first
     relayed = len(first)
     try:

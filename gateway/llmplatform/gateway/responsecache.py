@@ -14,7 +14,7 @@ from llmplatform.gateway import cache as rc
 from llmplatform.gateway.accounting import answer_of, scan_json, take_usage
 from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.context import Ctx
-from llmplatform.gateway.relay import STREAM_HEADERS
+from llmplatform.gateway.relay import open_stream
 from llmplatform.gateway.router import Candidate
 
 
@@ -69,10 +69,10 @@ async def lookup(
     }
     if not body.get("stream"):
         return web.Response(body=raw, content_type="application/json", headers=headers)
-    out = web.StreamResponse(status=200, headers={**headers, **STREAM_HEADERS})
+    out = open_stream(ctx, headers)
     await out.prepare(ctx.http)
     ctx.committed, ctx.committed_open = out, True  # from here on, failures are in-band
-    await out.write(rc.as_stream(raw, ctx.endpoint, ctx.include_usage()))
+    await out.write(rc.as_stream(raw, ctx.form, ctx.include_usage()))
     await out.write_eof()
     ctx.committed_open = False
     return out

@@ -29,7 +29,7 @@ from aiohttp import web
 from llmplatform.contract.keys import hash_api_key
 from llmplatform.gateway import cache as rc
 from llmplatform.gateway import governance as gv
-from llmplatform.gateway import messagesapi, reloadguard, responsecache, worstcase
+from llmplatform.gateway import messagesapi, reloadguard, responsecache, responses, worstcase
 from llmplatform.gateway import metrics as m
 from llmplatform.gateway.accounting import Recorder
 from llmplatform.gateway.admission import Admission
@@ -37,7 +37,7 @@ from llmplatform.gateway.audit import AuditSink, hash_stream, response_sha256
 from llmplatform.gateway.bodies import check_content_type, check_request, parse_body
 from llmplatform.gateway.compiled import Compiled, Key, Model, compile_config
 from llmplatform.gateway.connection import DEFAULT_BODY_SECONDS
-from llmplatform.gateway.context import Ctx, client_request_id, new_request_id
+from llmplatform.gateway.context import Ctx, Dialect, client_request_id, new_request_id
 from llmplatform.gateway.errors import GatewayError, error_body, http_error_code
 from llmplatform.gateway.health import HealthBook
 from llmplatform.gateway.relay import StreamLimits, end_in_band
@@ -49,8 +49,15 @@ from llmplatform.gateway.upstream import DEFAULT_MAX_UPSTREAM_BODY, Upstream
 log = logging.getLogger("llmplatform.gateway")
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
-ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
-ENDPOINTS[messagesapi.PATH] = "chat"  # the Messages API, translated (messagesapi/)
+ENDPOINTS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/responses": "responses",
+}
+ENDPOINTS[messagesapi.PATH] = "chat"  # the Messages API, translated to chat on arrival (messagesapi/)
+DIALECTS: dict[str, Dialect] = {"responses": responses.DIALECT}
+"""Endpoints whose client API is not an OpenAI form the path carries itself (Ctx.dialect)."""
 
 
 @dataclass
@@ -324,11 +331,15 @@ class Gateway:
             http=request,
             client_request_id=client_request_id(request.headers.get("x-request-id")),
         )
+        ctx.dialect = DIALECTS.get(ctx.endpoint)
         request[REQUEST_IDS] = (ctx.request_id, ctx.client_request_id)
         response: web.StreamResponse | None = None
         try:
             try:
                 response = await self._complete(ctx)
+                if ctx.dialect is not None and type(response) is web.Response and response.status == 200:
+                    assert isinstance(response.body, bytes)
+                    response.body = ctx.dialect.answer(ctx, response.body)
             except GatewayError as exc:
                 if ctx.committed is not None:  # the stream has started: no second status line
                     response = await self._fail_committed(ctx, exc.status, exc.code or "error", exc.message)
@@ -425,7 +436,10 @@ class Gateway:
         ctx.body = body = await self._read_body(ctx)
         if messagesapi.speaks(request):
             ctx.body = body = messagesapi.to_chat(body)
-        requested, max_tokens, ctx.stream = check_request(body, ctx.endpoint)
+        if ctx.dialect is not None:
+            requested, max_tokens, ctx.stream = ctx.dialect.check(body)
+        else:
+            requested, max_tokens, ctx.stream = check_request(body, ctx.endpoint)
         if key.trust_client_user and isinstance(body.get("user"), str) and body["user"]:
             # only a key marked trustClientUser speaks for its end users; any other caller
             # could pick a fresh `user` per request and step around userLimits
@@ -442,15 +456,19 @@ class Gateway:
                 )
         tier_header = request.headers.get("x-llm-tier")
         ctx.use_case = request.headers.get("x-llm-use-case", "")[:64] or None  # audited, not a label
-        ctx.prompt = prompt = prompt_tokens(body, ctx.endpoint)
-        ctx.shape = shape = worstcase.shape(body, ctx.endpoint, prompt)
+        if ctx.dialect is not None:
+            ctx.prompt = prompt = ctx.dialect.prompt_tokens(body)
+            ctx.shape = shape = ctx.dialect.shape(body)
+        else:
+            ctx.prompt = prompt = prompt_tokens(body, ctx.endpoint)
+            ctx.shape = shape = worstcase.shape(body, ctx.endpoint, prompt)
         if shape.max_tokens:
             max_tokens = shape.max_tokens
         cands = candidates(
             tenant,
             requested,
             tier_header,
-            ctx.endpoint,
+            ctx.form,
             prompt,
             max_tokens,
             priority,
@@ -460,7 +478,7 @@ class Gateway:
         cands = self._govern(ctx, key, requested, cands)
         assert ctx.extra is not None
 
-        outputs = [(c.model, worst_case_output(c.model, prompt, shape, ctx.endpoint)) for c in cands]
+        outputs = [(c.model, worst_case_output(c.model, prompt, shape, ctx.form)) for c in cands]
         ctx.worst_out = max(out for _, out in outputs)
         worst_tokens = prompt + ctx.worst_out
         worst_cost = max(model.cost(prompt, out) for model, out in outputs)

@@ -253,9 +253,11 @@ class Upstream:
         """One attempt: the answer sent to the client, or the Failure that may fall back."""
         assert self.session is not None and ctx.policy is not None
         policy, stream = ctx.policy, ctx.stream
-        adapter = model.adapter
+        if ctx.dialect is not None:  # a client API of its own (the Responses API)
+            adapter, url = ctx.dialect.adapter(model)
+        else:
+            adapter, url = model.adapter, model.urls[ctx.endpoint]
         data, up_headers = adapter.build_request(body, model, stream, ctx.request_id)
-        url = model.urls[ctx.endpoint]
         resp: aiohttp.ClientResponse | None = None
         try:
             try:
@@ -287,7 +289,7 @@ class Upstream:
                         )
                         failure.retry_after = retry_after(resp)
                         return failure
-                    events = openai_events(resp, ctx, model, self.health)
+                    events = openai_events(resp, ctx, model, self.health, adapter)
                     first = await anext(events, None)
                     if first is None:
                         return Failure("connect", detail="stream ended before its first event")

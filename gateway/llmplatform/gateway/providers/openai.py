@@ -13,7 +13,12 @@ from typing import Any
 
 from llmplatform.gateway.providers.base import Failure, Target
 
-PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+PATHS = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+    "responses": "/responses",  # only for the Responses API passthrough (responses.py)
+}
 
 
 class OpenAIAdapter:
