@@ -28,8 +28,9 @@ from llmplatform.contract.config import (
     read_config_file,
     seal,
 )
+from llmplatform.contract.names import GATEWAY_SECRETS_DIR
 
-DEFAULT_SECRETS_DIR = "/var/run/llmplatform/secrets"
+DEFAULT_SECRETS_DIR = GATEWAY_SECRETS_DIR
 
 
 class ConfigSource(Protocol):
