@@ -8,7 +8,7 @@ key by declaration). What must hold, checked with the official client and the mo
 a model without its credential is never called (no request leaves unauthenticated), a request
 falls back to a usable model or gets a 503 naming the Secret and the chart value, the log warns
 once per model, `llmplatform_model_credentials_missing` and /readyz report it, and a reload
-after the Secret is mounted makes the model usable again.
+after the Secret is mounted (or its key file filled in place) makes the model usable again.
 """
 
 from __future__ import annotations
@@ -63,10 +63,11 @@ def write_config(world: h.World, **kwargs: Any) -> None:
 
 
 def mount(secrets_dir: Path, name: str, value: str) -> None:
-    """A Secret as the kubelet mounts it: <dir>/<namespace>/<name>/<key>."""
+    """A Secret as the kubelet mounts it: <dir>/<namespace>/<name>/<key>, replaced atomically."""
     folder = secrets_dir / h.PLATFORM / name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "api-key").write_text(value)
+    (folder / ".api-key.tmp").write_text(value)
+    (folder / ".api-key.tmp").replace(folder / "api-key")
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +176,24 @@ def test_a_reload_after_the_secret_is_mounted_makes_the_model_usable(
     log = world["gw"].log.read_text()
     assert "model unmounted: its upstream credential is readable again" in log
     assert log.count("model empty is skipped") == 1  # still missing: not warned again
+
+
+def test_a_key_filled_in_place_is_used_without_a_config_change(world: h.World, client: openai.OpenAI) -> None:
+    """The kubelet updates a mounted Secret's files in place (a rotated or filled-in key): the
+    gateway reloads on the credential file alone. After the test above."""
+    mount(world["secrets"], "emptied", "sk-filled-in-place")
+    wait_for(
+        lambda: httpx.get(world["base"] + "/readyz").json()["credentials_missing"] == {},
+        30,
+        "the credential reload",
+    )
+    raw = client.chat.completions.with_raw_response.create(model="premium", messages=MESSAGES)
+    assert raw.headers["x-llmplatform-model"] == "empty"
+    seen = h.mock_stats(world["urls"]["empty"])
+    assert seen["requests"] == 1 and seen["last_headers"]["authorization"] == "Bearer sk-filled-in-place"
+    assert h.metric(world["base"], "llmplatform_model_credentials_missing", model="empty") == 0
+    body = httpx.get(world["base"] + "/readyz").json()
+    assert body["degraded"] is False and body["models_usable"] == 4
 
 
 def test_a_gateway_with_no_usable_model_is_not_ready(world: h.World) -> None:

@@ -99,6 +99,11 @@ def _allow(exc: web.HTTPException) -> dict[str, str]:
     return {"Allow": allow} if allow else {}
 
 
+def _credentials(compiled: Compiled) -> dict[str, str | None]:
+    """Each model's upstream key, to tell whether a reload with the same config changed one."""
+    return {model.id: model.api_key for model in compiled.models.values()}
+
+
 class Gateway:
     def __init__(self, source: ConfigSource, settings: Settings) -> None:
         self.source = source
@@ -145,8 +150,12 @@ class Gateway:
             self._reject("invalid", f"{self.source.describe()}: {exc}")
             return False
         self._fingerprint = fingerprint
-        if self.compiled is not None and compiled.content_hash == self.compiled.content_hash:
-            return False
+        if (
+            self.compiled is not None
+            and compiled.content_hash == self.compiled.content_hash
+            and _credentials(compiled) == _credentials(self.compiled)
+        ):
+            return False  # nothing changed (a changed credential file with the same config does)
         refused = reloadguard.refusal(self.compiled, compiled, self.settings.reload_max_removed)
         if refused is not None:
             self._reject(refused[0], f"{self.source.describe()}: {refused[1]}")
