@@ -16,6 +16,8 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
+from llmplatform.contract.names import GATEWAY_SECRETS_DIR
+
 if TYPE_CHECKING:
     from llmplatform.gateway.main import WorkerSpec
     from llmplatform.gateway.source import ConfigSource
@@ -157,7 +159,7 @@ def add_gateway_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     )
     gw.add_argument(
         "--secrets-dir",
-        default="/var/run/llmplatform/secrets",
+        default=GATEWAY_SECRETS_DIR,
         metavar="DIR",
         help="with --config: upstream keys are read from DIR/<namespace>/<secret>/<key>",
     )

@@ -19,6 +19,7 @@ Modules:
 - `operator_process`: `llmplatform operator` as a real subprocess with its metrics.
 - `machine`: the machine description and result files every benchmark writes.
 - `scripts`: repository scripts (not in any package) imported by path, once.
+- `readme`: the README quickstart's commands, read from README.md.
 """
 
 from pathlib import Path

@@ -27,6 +27,7 @@ from llmplatform_testing import ROOT, scripts
 from llmplatform_testing.controlplane import Cluster
 from llmplatform_testing.kube import Api, model, policy, quota, wait_for
 from llmplatform_testing.operator_process import OperatorProcess
+from llmplatform_testing.readme import quickstart_command
 
 health = scripts.argocd_health()
 
@@ -236,16 +237,19 @@ def test_examples_become_healthy_and_show_no_drift(
 def test_examples_apply_after_helm_created_the_namespace_without_warning(
     cluster: Cluster, crds: None
 ) -> None:
-    """`helm install --create-namespace` creates `llm-platform` without kubectl's last-applied
-    annotation; client-side `kubectl apply -f examples/` then warns about it (the trigger,
-    checked here), and the documented `kubectl apply --server-side -f examples/` does not."""
+    """#16.7: `helm install --create-namespace` creates `llm-platform` without kubectl's
+    last-applied annotation; client-side `kubectl apply -f examples/` then warns about it (the
+    trigger, checked here), and the README quickstart's own apply command (read from README.md:
+    `kubectl apply --server-side -f examples/`) prints no warning at all."""
     delete_example_namespaces(cluster)
     try:
         cluster.kubectl("create", "namespace", "llm-platform")  # as helm does: no annotation
-        ssa = kubectl_rc(cluster, "apply", "--server-side", "-f", str(EXAMPLES))
-        assert ssa.returncode == 0, ssa.stderr
-        assert "last-applied-configuration" not in ssa.stderr, ssa.stderr
-        assert "namespace/llm-platform serverside-applied" in ssa.stdout
+        kubectl, *args = quickstart_command("kubectl apply")
+        assert kubectl == "kubectl" and "--server-side" in args
+        readme = kubectl_rc(cluster, *args)
+        assert readme.returncode == 0, readme.stderr
+        assert "warning" not in readme.stderr.lower(), readme.stderr
+        assert "namespace/llm-platform serverside-applied" in readme.stdout
         csa = kubectl_rc(cluster, "apply", "-f", str(EXAMPLES / "00-namespaces.yaml"))
         assert "missing the kubectl.kubernetes.io/last-applied-configuration annotation" in csa.stderr
     finally:

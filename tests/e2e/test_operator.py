@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from llmplatform_testing.chart import one, template
 from llmplatform_testing.controlplane import Cluster
 from llmplatform_testing.kube import (
     CM_NAME,
@@ -316,6 +317,69 @@ def _one_more_pass(api: Api, op: Any, p: str) -> None:
 
 def _tenant(api: Api, p: str, name: str) -> dict[str, Any] | None:
     return next((x for x in api.config(p)["tenants"] if x["name"] == name), None)
+
+
+def test_a_model_is_ready_only_when_the_gateway_mounts_its_secret(
+    cluster: Cluster, operator_env: Any
+) -> None:
+    """#16.1: the quickstart left `gateway.providerSecrets` empty and the model said Ready. With
+    `--gateway-deployment` (as the chart runs it) the operator reads the chart's own gateway
+    Deployment, rendered by `helm template`: the Secret exists, but until the Deployment mounts
+    it the model is Ready=False (CredentialsNotMounted, naming the Secret and the chart value,
+    with a Warning Event) and out of the gateway config; the chart with the value set makes it
+    Ready. The keyless model is Ready throughout."""
+    api, p = Api(cluster), operator_env.platform
+    chart_gateway = one(template(p), "Deployment", "-gateway")
+    name = chart_gateway["metadata"]["name"]
+    operator_env(start=False).start(f"--gateway-deployment={name}")
+    api.core.create_namespaced_secret(
+        p, client.V1Secret(metadata=client.V1ObjectMeta(name="provider"), string_data={"api-key": "sk-1"})
+    )
+    m1 = model("m1", p)
+    m1["spec"]["endpoint"]["apiKeySecretRef"] = {"name": "provider", "key": "api-key"}
+    api.create(m1)
+    api.create(model("keyless", p))
+    api.create(policy("default", p, {"standard": ["m1", "keyless"]}))
+
+    def ready(name: str, reason: str, text: str = "") -> dict[str, Any] | None:
+        c = api.condition("LLMModel", p, name, "Ready")
+        return c if c and c["reason"] == reason and text in c["message"] else None
+
+    # no gateway Deployment at all
+    cond = wait_for(lambda: ready("m1", "CredentialsNotMounted", "does not exist"), 30, "m1 not Ready")
+    assert cond["status"] == "False" and f"Deployment {p}/{name}" in cond["message"], cond
+    wait_for(lambda: is_true(api.condition("LLMModel", p, "keyless", "Ready")), 30, "keyless Ready")
+
+    # the chart's gateway with the default values: it mounts no provider Secret
+    chart_gateway["spec"]["replicas"] = 0  # only its pod template matters here
+    api.apps.create_namespaced_deployment(p, chart_gateway)
+    cond = wait_for(lambda: ready("m1", "CredentialsNotMounted", "gateway.providerSecrets"), 30, "the hint")
+    assert cond["status"] == "False" and f"does not mount Secret {p}/provider" in cond["message"], cond
+    assert "--set 'gateway.providerSecrets={provider}'" in cond["message"], cond
+    assert [m["name"] for m in api.config(p)["models"]] == ["keyless"]
+    wait_for(
+        lambda: any(
+            (ty, r) == ("Warning", "CredentialsNotMounted") and "Ready=False" in msg
+            for ty, r, msg in _events(api, p, "m1")
+        ),
+        30,
+        "a Warning Event on m1",
+    )
+
+    # `helm upgrade --set gateway.providerSecrets={provider}`: the Deployment now mounts it
+    mounted = one(template(p, "gateway.providerSecrets={provider}"), "Deployment", "-gateway")
+    mounted["spec"]["replicas"] = 0
+    api.apps.patch_namespaced_deployment(name, p, mounted)
+    wait_for(lambda: ready("m1", "Configured"), 30, "m1 Ready once mounted")
+    assert is_true(api.condition("LLMModel", p, "m1", "Ready"))
+    wait_for(
+        lambda: {m["name"] for m in api.config(p)["models"]} == {"m1", "keyless"}, 30, "m1 in the config"
+    )
+    wait_for(
+        lambda: any((ty, r) == ("Normal", "Configured") for ty, r, _ in _events(api, p, "m1")),
+        30,
+        "a Normal Event once Ready",
+    )
 
 
 def test_quota_using_a_provider_credential_is_refused(cluster: Cluster, operator_env: Any) -> None:

@@ -15,47 +15,67 @@ fallback into the self-hosted tier, and a 429 for a user over its limit.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
+import yaml
 
+from llmplatform.render import load_manifests, mounts_from_deployment, render
+from llmplatform_testing.chart import helm, one
 from llmplatform_testing.controlplane import Cluster, bed
+from llmplatform_testing.readme import quickstart_command, quickstart_commands
 from llmplatform_testing.realnodes import bed_nodes as realnodes
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTION = "## Quickstart on a real cluster"
-
-
-def readme_commands() -> list[str]:
-    """The commands of the first ```sh block of the quickstart section (continuations joined)."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index(SECTION) :]
-    section = section[: section.find("\n## ", 3)]
-    m = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert m, "no ```sh block in the README's quickstart section"
-    commands, current = [], ""
-    for line in m.group(1).splitlines():
-        current += line
-        if current.rstrip().endswith("\\"):
-            current = current.rstrip()[:-1] + " "
-            continue
-        if current.strip():
-            commands.append(current.strip())
-        current = ""
-    return commands
 
 
 def test_readme_block_is_parsed_as_expected() -> None:
     """The parser sees the steps the quickstart promises (so a reformatted README fails here)."""
-    cmds = readme_commands()
+    cmds = quickstart_commands()
     assert cmds[0].startswith("helm install llm-platform charts/llm-platform")
     assert any(c.startswith("kubectl apply --server-side -f examples/") for c in cmds)
     assert cmds[-1].startswith("kubectl -n llm-platform port-forward svc/llm-platform-gateway 8080:80")
+
+
+def readme_chart_gateway(*, drop_sets: str = "") -> dict[str, Any]:
+    """The gateway Deployment the README's `helm install` creates: its own arguments, given to
+    `helm template` (a `--set` containing `drop_sets` left out)."""
+    args = quickstart_command("helm install")[2:]
+    if drop_sets:
+        i = next(i for i, a in enumerate(args) if a == "--set" and drop_sets in args[i + 1])
+        del args[i : i + 2]
+    return one([d for d in yaml.safe_load_all(helm("template", *args).stdout) if d], "Deployment", "-gateway")
+
+
+def examples_rendered(gateway: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    """examples/ rendered as the operator does when the chart runs it: with the Secrets of
+    examples/ and the credentials `gateway` mounts. Endpoint models only, name -> Ready."""
+    manifests = load_manifests(ROOT / "examples")
+    result = render(manifests.resources, manifests.secrets, gateway_mounts=mounts_from_deployment(gateway))
+    return {v.name: (v.ready.status, v.ready.reason, v.ready.message) for v in result.models if not v.serving}
+
+
+def test_readme_quickstart_mounts_every_provider_secret_the_examples_name() -> None:
+    """#16.1: the README's helm command must set `gateway.providerSecrets` to the Secrets the
+    example models' `apiKeySecretRef`s name (examples/ creates them), or the models are not
+    Ready and the gateway cannot call them. Checked the way the operator checks it: the chart's
+    gateway Deployment from the README's own arguments, read by `mounts_from_deployment`."""
+    verdicts = examples_rendered(readme_chart_gateway())
+    assert {"gpt-4o-mini", "claude-sonnet"} <= set(verdicts)
+    assert all(status == "True" for status, _, _ in verdicts.values()), verdicts
+    # the same command without the value (the original quickstart): not Ready, and the
+    # message says what to set; so this test fails when the README loses the line
+    without = examples_rendered(readme_chart_gateway(drop_sets="gateway.providerSecrets"))
+    assert {n: r for n, (_, r, _) in without.items()} == {
+        "gpt-4o-mini": "CredentialsNotMounted",
+        "claude-sonnet": "CredentialsNotMounted",
+    }
+    assert "gateway.providerSecrets" in without["gpt-4o-mini"][2]
 
 
 def test_quickstart_as_written(real_cluster: Cluster, tmp_path: Path) -> None:
@@ -67,7 +87,7 @@ def test_quickstart_as_written(real_cluster: Cluster, tmp_path: Path) -> None:
         "KUBECONFIG": str(rb.kubeconfig),
         "HOME": str(tmp_path),  # helm's cache and config stay in the test's folder
     }
-    *steps, forward = readme_commands()
+    *steps, forward = quickstart_commands()
     outputs = []
     started = time.monotonic()
     for cmd in steps:

@@ -134,6 +134,8 @@ CASES: list[tuple[str, dict[str, tuple[str, str]], str]] = [
     ("LLMModel", {"Ready": ("False", "DeploymentUnavailable")}, "Progressing"),
     ("LLMModel", {"Ready": ("False", "SecretNotFound")}, "Degraded"),
     ("LLMModel", {"Ready": ("False", "SecretKeyNotFound")}, "Degraded"),
+    ("LLMModel", {"Ready": ("False", "SecretKeyEmpty")}, "Degraded"),
+    ("LLMModel", {"Ready": ("False", "CredentialsNotMounted")}, "Degraded"),
     ("LLMModel", {"Ready": ("False", "InvalidSpec")}, "Degraded"),
     ("RoutingPolicy", {"Ready": ("True", "AllModelsReady")}, "Healthy"),
     ("RoutingPolicy", {"Ready": ("False", "MissingModels")}, "Degraded"),

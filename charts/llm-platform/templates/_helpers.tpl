@@ -89,7 +89,8 @@ more is refused):
 - Secrets: list/watch (provider and key Secrets feed the render), get, create (generated API
   keys) and delete (a key removed from a TenantQuota spec);
 - the children of self-hosted models: server-side apply (patch, and create when the object is
-  new), get, delete (a model that stopped being self-hosted) and list/watch;
+  new), get, delete (a model that stopped being self-hosted) and list/watch; list/watch also
+  covers reading the gateway Deployment's volumes (which provider Secrets it mounts);
 - ConfigMaps: list/watch only here (the gateway ConfigMap is written in the release namespace);
 - Events: create (condition transitions, and Kopf's own warnings).
 */}}

@@ -36,3 +36,11 @@ TIERS: tuple[Tier, ...] = ("premium", "standard", "efficient", "specialized")
 DataClassification = Literal["public", "internal", "confidential", "restricted"]
 CLASSIFICATIONS: tuple[DataClassification, ...] = ("public", "internal", "confidential", "restricted")
 """Lowest to highest: a class's rank is its index."""
+
+GATEWAY_SECRETS_DIR = "/var/run/llmplatform/secrets"
+"""Where the gateway reads each model's `apiKeySecretRef`: `<dir>/<namespace>/<name>/<key>`
+(its `--secrets-dir` default; the chart mounts `gateway.providerSecrets` there, and the
+operator reads the gateway Deployment's mounts against the same layout)."""
+PROVIDER_SECRETS_VALUE = "gateway.providerSecrets"
+"""The chart value that mounts provider Secrets into the gateway, named by the operator's
+CredentialsNotMounted condition and by the gateway when a credential cannot be read."""

@@ -27,6 +27,7 @@ from llmplatform.render.core import (
     render,
 )
 from llmplatform.render.manifests import ManifestError, Manifests, load_manifests
+from llmplatform.render.mounts import GatewayMounts, missing_deployment, mounts_from_deployment
 from llmplatform.render.quotas import generated_secret_name
 from llmplatform.render.secrets import GeneratedKey, hash_api_key
 from llmplatform.render.verdicts import (
@@ -50,6 +51,7 @@ __all__ = [
     "ApiKeySecretVerdict",
     "ConditionVerdict",
     "GatewayConfig",
+    "GatewayMounts",
     "GeneratedKey",
     "ManifestError",
     "Manifests",
@@ -69,7 +71,9 @@ __all__ = [
     "load_config",
     "load_manifests",
     "merge_conditions",
+    "missing_deployment",
     "model_ready_condition",
+    "mounts_from_deployment",
     "read_config_file",
     "render",
     "service_url",

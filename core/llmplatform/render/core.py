@@ -20,6 +20,7 @@ from llmplatform.contract import config as gc
 from llmplatform.contract.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from llmplatform.render.inputs import parse_resources
 from llmplatform.render.models import invalid_model, resolve_model
+from llmplatform.render.mounts import GatewayMounts
 from llmplatform.render.policies import default_policy, invalid_policy, resolve_policy
 from llmplatform.render.quotas import QuotaOutcome, invalid_quota, provider_credentials, resolve_quota
 from llmplatform.render.secrets import GeneratedKey, SecretStore
@@ -147,6 +148,7 @@ def render(
     platform_namespace: str = DEFAULT_PLATFORM_NAMESPACE,
     previous: gc.GatewayConfig | None = None,
     serving_overrides: Mapping[str, Any] | None = None,
+    gateway_mounts: GatewayMounts | None = None,
 ) -> RenderResult:
     """Render LLMModel / RoutingPolicy / TenantQuota dicts plus the Secrets they name.
 
@@ -154,13 +156,18 @@ def render(
     tenant whose RoutingPolicy is lost keeps its earlier grant under the policy it had there.
     Without it (`llmplatform render`, `--manifests`) such a tenant is left out.
 
+    `gateway_mounts` are the credentials the gateway's pods can read (the operator derives them
+    from the gateway Deployment, see mounts.py): a model whose Secret is not among them is left
+    out and not Ready. None (no Deployment to look at: `llmplatform render`, `--manifests`, a
+    gateway run as a process) checks only that the Secret and its key exist.
+
     Raises ValueError for input that is not a set (a resource or Secret given twice) or that
     holds another kind; invalid resources do not raise, they get an InvalidSpec verdict.
     """
     inputs = parse_resources(resources)
     store = SecretStore(secrets)
 
-    model_outcomes = [resolve_model(inputs.models[i], store) for i in sorted(inputs.models)]
+    model_outcomes = [resolve_model(inputs.models[i], store, gateway_mounts) for i in sorted(inputs.models)]
     model_entries = [o.entry for o in model_outcomes if o.entry is not None]
     usable = {e.id for e in model_entries}
     model_verdicts = [o.verdict for o in model_outcomes]

@@ -2,7 +2,11 @@
 
 Why a model with a missing Secret stays out of the gateway config: the gateway could only
 fail every request to it; leaving it out makes the policy fall back at once and the model's
-Ready=False says which Secret to create.
+Ready=False says which Secret to create. The same holds for a Secret that exists but that the
+gateway does not mount (`mounts.GatewayMounts`, known when the operator runs with
+`--gateway-deployment`): Ready=False, reason CredentialsNotMounted, names the Secret and the
+chart value that mounts it. A model without `apiKeySecretRef` is keyless by declaration
+(a self-hosted server, or one that authenticates otherwise) and is called without a key.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from llmplatform.api.llmmodel import LLMModel
 from llmplatform.contract import config as gc
 from llmplatform.render.inputs import Invalid, Parsed
+from llmplatform.render.mounts import GatewayMounts
 from llmplatform.render.secrets import SecretStore
 from llmplatform.render.verdicts import ConditionVerdict, ModelVerdict
 from llmplatform.render.workloads import child_name, service_url
@@ -23,7 +28,23 @@ class ModelOutcome:
     entry: gc.ModelEntry | None
 
 
-def resolve_model(parsed: Parsed[LLMModel], secrets: SecretStore) -> ModelOutcome:
+def credential_problem(
+    namespace: str, name: str, key: str, secrets: SecretStore, mounts: GatewayMounts | None
+) -> tuple[str, str] | None:
+    """(reason, message) when the gateway could not read the credential, None when it can."""
+    problem = secrets.problem(namespace, name, key)
+    if problem is not None:
+        return ("SecretKeyNotFound" if secrets.exists(namespace, name) else "SecretNotFound", problem)
+    if not (secrets.value(namespace, name, key) or b"").strip():
+        return ("SecretKeyEmpty", f"key {key!r} of Secret {namespace}/{name} is empty")
+    if mounts is not None and (problem := mounts.problem(namespace, name, key)) is not None:
+        return ("CredentialsNotMounted", problem)
+    return None
+
+
+def resolve_model(
+    parsed: Parsed[LLMModel], secrets: SecretStore, mounts: GatewayMounts | None = None
+) -> ModelOutcome:
     model = parsed.resource
     spec = model.spec
     ns, name = parsed.namespace, parsed.name
@@ -44,10 +65,10 @@ def resolve_model(parsed: Parsed[LLMModel], secrets: SecretStore) -> ModelOutcom
         ref = spec.endpoint.api_key_secret_ref
         if ref is not None:
             secret_ref = gc.SecretRef(namespace=ns, name=ref.name, key=ref.key)
-            problem = secrets.problem(ns, ref.name, ref.key)
-            if problem is not None:
+            found = credential_problem(ns, ref.name, ref.key, secrets, mounts)
+            if found is not None:
+                reason, problem = found
                 problems.append(problem)
-                reason = "SecretKeyNotFound" if secrets.exists(ns, ref.name) else "SecretNotFound"
                 ready = ConditionVerdict("Ready", "False", reason, problem)
     in_config = not problems
     entry = None

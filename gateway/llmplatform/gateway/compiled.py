@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llmplatform.contract.config import GatewayConfig, Limits, ModelEntry, PolicyEntry, SecretResolver
+from llmplatform.contract.names import PROVIDER_SECRETS_VALUE
 from llmplatform.gateway.cache import CacheSettings
 from llmplatform.gateway.clearance import RANK, PolicyGovernance, TenantGovernance, compile_policy
 from llmplatform.gateway.providers import ADAPTERS, adapter_for
@@ -41,6 +42,11 @@ class Model:
     region: str | None = None
     self_hosted: bool = False
     """Served by the platform (`LLMModel.spec.serving`), not by a provider's API."""
+    credential_problem: str | None = None
+    """Why the model cannot be called: its `apiKeySecretRef` names a credential this gateway
+    cannot read (not mounted, or empty). Such a model is never called without its key: the
+    fallback loop skips it (upstream.py) and /readyz and a metric report it (server.py). A
+    model without `apiKeySecretRef` is keyless by declaration and has no problem."""
 
     @property
     def adapter(self) -> Adapter:
@@ -105,14 +111,25 @@ class Compiled:
     models: dict[str, Model]
     """By id and by name (a name shared across namespaces maps to the first id)."""
     tenants: dict[str, Tenant]
+    credentials_missing: dict[str, Model] = field(default_factory=dict)
+    """By id: models whose credential cannot be read (see `Model.credential_problem`)."""
 
 
 def _model(entry: ModelEntry, adapter: Adapter, secrets: SecretResolver) -> Model:
     api_key = None
+    problem = None
     if entry.api_key_secret_ref is not None:
         ref = entry.api_key_secret_ref
         raw = secrets(ref.namespace, ref.name, ref.key)
         api_key = raw.decode("utf-8", "replace").strip() if raw is not None else None
+        if not api_key:
+            api_key = None
+            problem = (
+                f"the gateway cannot read the upstream credential of model '{entry.name}' (key "
+                f"{ref.key!r} of Secret {ref.namespace}/{ref.name}"
+                f"{' is empty' if raw is not None else ' is not mounted'}): the platform team must "
+                f"mount it into the gateway (chart value {PROVIDER_SECRETS_VALUE})"
+            )
     base = entry.url.rstrip("/")
     if not base.endswith("/v1"):
         base += "/v1"  # an endpoint given as the server root (https://api.example.com)
@@ -137,6 +154,7 @@ def _model(entry: ModelEntry, adapter: Adapter, secrets: SecretResolver) -> Mode
         max_class=RANK[entry.max_data_classification],
         region=entry.region,
         self_hosted=entry.self_hosted,
+        credential_problem=problem,
     )
 
 
@@ -217,4 +235,10 @@ def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
     models: dict[str, Model] = dict(models_by_id)
     for m in models_by_id.values():
         models.setdefault(m.name, m)
-    return Compiled(content_hash=config.content_hash, keys=keys, models=models, tenants=tenants)
+    return Compiled(
+        content_hash=config.content_hash,
+        keys=keys,
+        models=models,
+        tenants=tenants,
+        credentials_missing={i: m for i, m in models_by_id.items() if m.credential_problem},
+    )

@@ -94,6 +94,13 @@ TLS_STALE = Gauge(
     "1 while the TLS files on disk are refused and an older certificate serves; absent without TLS",
     multiprocess_mode="max",
 )
+CREDENTIALS_MISSING = Gauge(
+    "llmplatform_model_credentials_missing",
+    "1 while a model's apiKeySecretRef names a credential this gateway cannot read (not mounted "
+    "or empty): the model is skipped, never called without its key; 0 once it is readable",
+    ["model"],
+    multiprocess_mode="max",
+)
 CONFIG_LOADED = Gauge("llmplatform_config_loaded", "1 once a config is serving", multiprocess_mode="min")
 REDIS_UP = Gauge(
     "llmplatform_redis_up",

@@ -107,6 +107,11 @@ def _allow(exc: web.HTTPException) -> dict[str, str]:
     return {"Allow": allow} if allow else {}
 
 
+def _credentials(compiled: Compiled) -> dict[str, str | None]:
+    """Each model's upstream key, to tell whether a reload with the same config changed one."""
+    return {model.id: model.api_key for model in compiled.models.values()}
+
+
 class Gateway:
     def __init__(self, source: ConfigSource, settings: Settings) -> None:
         self.source = source
@@ -153,14 +158,19 @@ class Gateway:
             self._reject("invalid", f"{self.source.describe()}: {exc}")
             return False
         self._fingerprint = fingerprint
-        if self.compiled is not None and compiled.content_hash == self.compiled.content_hash:
-            return False
+        if (
+            self.compiled is not None
+            and compiled.content_hash == self.compiled.content_hash
+            and _credentials(compiled) == _credentials(self.compiled)
+        ):
+            return False  # nothing changed (a changed credential file with the same config does)
         refused = reloadguard.refusal(self.compiled, compiled, self.settings.reload_max_removed)
         if refused is not None:
             self._reject(refused[0], f"{self.source.describe()}: {refused[1]}")
             return False
         self.rejected = None
-        self.compiled = compiled
+        previous, self.compiled = self.compiled, compiled
+        self._report_credentials(previous, compiled)
         m.CONFIG_RELOADS.labels("loaded").inc()
         m.CONFIG_LOADED.set(1)
         log.info(
@@ -172,6 +182,24 @@ class Gateway:
             },
         )
         return True
+
+    def _report_credentials(self, previous: Compiled | None, compiled: Compiled) -> None:
+        """A warning once per model whose credential cannot be read (at start and whenever a
+        reload makes it so; not per request), a line when it is readable again, and the
+        `llmplatform_model_credentials_missing` gauge either way."""
+        before = previous.credentials_missing if previous is not None else {}
+        now = compiled.credentials_missing
+        for model_id, model in now.items():
+            m.CREDENTIALS_MISSING.labels(model.name).set(1)
+            if model_id not in before:
+                log.warning(
+                    "model %s is skipped: %s", model.name, model.credential_problem, extra={"model": model_id}
+                )
+        for model_id, model in before.items():
+            if model_id not in now:
+                m.CREDENTIALS_MISSING.labels(model.name).set(0)
+                if model_id in compiled.models:
+                    log.info("model %s: its upstream credential is readable again", model.name)
 
     def _reject(self, reason: str, message: str) -> None:
         """A config that must not serve: log, count, and show it in /readyz until a good one loads."""
@@ -253,12 +281,24 @@ class Gateway:
         return web.json_response({"status": "alive"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        ready = self.compiled is not None
+        """Ready with a config, unless Redis is required and down, or every model lacks its
+        credential. Some models without one leave the gateway ready (`degraded`, with each
+        model's problem in `credentials_missing`): all replicas mount the same Secrets, so
+        failing readiness would take every replica out of the Service for a problem that
+        fallbacks to the other models route around; with no usable model at all, readiness
+        fails, so a rollout that loses every credential stops instead of replacing working pods."""
+        compiled = self.compiled
+        total = len(reloadguard.model_ids(compiled)) if compiled else 0
+        missing = compiled.credentials_missing if compiled else {}
+        usable = total - len(missing)
         body = {
-            "ready": ready and not self.admission.refusing(),
-            "config": self.compiled.content_hash if self.compiled else None,
+            "ready": compiled is not None and not self.admission.refusing() and (usable > 0 or total == 0),
+            "config": compiled.content_hash if compiled else None,
             "limiter": self.admission.state(),
-            "models": len(reloadguard.model_ids(self.compiled)) if self.compiled else 0,
+            "models": total,
+            "models_usable": usable,
+            "degraded": bool(missing),
+            "credentials_missing": {mod.name: mod.credential_problem for mod in missing.values()},
             "config_rejected": self.rejected,
         }
         return web.json_response(body, status=200 if body["ready"] else 503)

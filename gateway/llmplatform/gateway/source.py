@@ -28,8 +28,9 @@ from llmplatform.contract.config import (
     read_config_file,
     seal,
 )
+from llmplatform.contract.names import GATEWAY_SECRETS_DIR
 
-DEFAULT_SECRETS_DIR = "/var/run/llmplatform/secrets"
+DEFAULT_SECRETS_DIR = GATEWAY_SECRETS_DIR
 
 
 class ConfigSource(Protocol):
@@ -54,31 +55,52 @@ def stat_fingerprint(path: Path) -> tuple[str, int, int, int]:
     return (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+def _stat_or_none(path: Path) -> tuple[str, int, int, int] | None:
+    try:
+        return stat_fingerprint(path)
+    except OSError:
+        return None
+
+
 class ConfigFile:
+    """The config file (or mounted ConfigMap folder) and the credential files it names.
+
+    The fingerprint covers the credential files the last load read, too: the kubelet updates
+    a mounted Secret in place (a rotated key, an empty key filled in), and the gateway should
+    call the model with the new key, or at all, without waiting for the next config change."""
+
     def __init__(self, path: str, secrets_dir: str = DEFAULT_SECRETS_DIR) -> None:
         self.path = Path(path)
         self.secrets_dir = Path(secrets_dir)
+        self._read: set[Path] = set()
+        """Credential files the last load asked for."""
 
     def describe(self) -> str:
         return f"config file {self.path}"
 
     def fingerprint(self) -> object:
         if self.path.is_dir():  # the mounted ConfigMap folder: config.json or config.json.gz
-            return tuple(
+            config: object = tuple(
                 stat_fingerprint(self.path / k)
                 for k in (CONFIG_KEY, CONFIG_GZ_KEY)
                 if (self.path / k).exists()
             )
-        return stat_fingerprint(self.path)
+        else:
+            config = stat_fingerprint(self.path)
+        return (config, tuple(_stat_or_none(p) for p in sorted(self._read)))
 
     def _secret(self, namespace: str, name: str, key: str) -> bytes | None:
+        path = self.secrets_dir / namespace / name / key
+        self._read.add(path)
         try:
-            return (self.secrets_dir / namespace / name / key).read_bytes()
+            return path.read_bytes()
         except OSError:
             return None
 
     def load(self) -> tuple[GatewayConfig, SecretResolver]:
-        return read_config_file(self.path), self._secret
+        config = read_config_file(self.path)
+        self._read = set()
+        return config, self._secret
 
 
 def parse_override(text: str) -> tuple[str, str]:

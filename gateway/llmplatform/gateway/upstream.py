@@ -172,6 +172,14 @@ class Upstream:
         for cand in cands:
             if attempts >= policy.max_attempts:
                 break
+            if cand.model.credential_problem is not None:
+                # never sent without its key (the upstream's 401 would blame the caller, and a
+                # keyless call may reach a provider that answers anyway): not an attempt, so
+                # the next candidate is tried whatever the policy's retryOn says
+                ctx.model, ctx.tier = cand.model.name, cand.tier
+                failures.append((cand, Failure("credentials", 503, detail=cand.model.credential_problem)))
+                m.UPSTREAM_ERRORS.labels(cand.model.name, cand.tier, "credentials").inc()
+                continue
             health = self.health.get(cand.model.id)
             if not health.allow(policy.breaker_open_seconds):
                 continue
@@ -237,8 +245,18 @@ class Upstream:
                 code="no_healthy_upstream",
                 headers=extra,
             )
-        summary = ", ".join(f"{c.model.name}: {f.status or f.kind}" for c, f in failures)
         headers = {**extra, "x-llmplatform-fallback-level": str(ctx.fallback_level)}
+        if all(f.kind == "credentials" for _, f in failures):
+            raise GatewayError(
+                503,
+                "; ".join(dict.fromkeys(f.detail for _, f in failures)),
+                code="upstream_credentials_missing",
+                headers=headers,
+            )
+        summary = ", ".join(
+            f"{c.model.name}: {'credentials missing' if f.kind == 'credentials' else f.status or f.kind}"
+            for c, f in failures
+        )
         if failures[-1][1].kind == "timeout":
             raise GatewayError(
                 504, f"upstream timed out ({summary})", code="upstream_timeout", headers=headers

@@ -31,6 +31,14 @@ def add_parser(subparsers: Any) -> None:
         metavar="NS",
         help="namespace of the gateway ConfigMap and the leader Lease (default: llm-platform)",
     )
+    op.add_argument(
+        "--gateway-deployment",
+        default=os.environ.get("LLMPLATFORM_GATEWAY_DEPLOYMENT") or None,
+        metavar="NAME",
+        help="the gateway's Deployment in the platform namespace: a model is Ready only if the "
+        "Secret its apiKeySecretRef names is mounted into it (the chart sets this). Default: not "
+        "checked (a gateway run outside the cluster)",
+    )
     op.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     op.add_argument(
         "--no-leader-election", action="store_true", help="do not take the Lease (a single local process)"

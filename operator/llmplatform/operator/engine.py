@@ -36,6 +36,7 @@ from llmplatform.render import (
     CONFIG_MAP_NAME,
     ConditionVerdict,
     GatewayConfig,
+    GatewayMounts,
     GeneratedKey,
     RenderResult,
     config_from_config_map,
@@ -129,6 +130,8 @@ class Snapshot:
     # write closely is not mistaken for the index lagging behind that write
     deleted: dict[Ref, int] = field(default_factory=dict)
     platform_namespace_exists: bool = True
+    # what the gateway Deployment mounts (`--gateway-deployment`), None when not checked
+    gateway_mounts: GatewayMounts | None = None
 
 
 @dataclass
@@ -219,6 +222,7 @@ class Reconciler:
                 platform_namespace=self.platform_namespace,
                 previous=previous,
                 serving_overrides=self.serving_overrides,
+                gateway_mounts=snap.gateway_mounts,
             )
 
         result = render_all()
@@ -486,8 +490,10 @@ class Reconciler:
 def _transitions(
     previous: Iterable[Mapping[str, Any]] | None, new: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    old = {c.get("type"): c.get("status") for c in previous or []}
-    return [c for c in new if old.get(c["type"]) != c["status"]]
+    """Conditions whose status or reason changed (Ready=False for another reason is news too:
+    SecretNotFound once the Secret exists may become CredentialsNotMounted)."""
+    old = {c.get("type"): (c.get("status"), c.get("reason")) for c in previous or []}
+    return [c for c in new if old.get(c["type"]) != (c["status"], c["reason"])]
 
 
 def describe(report: PassReport) -> str:

@@ -32,6 +32,7 @@ from llmplatform.contract.names import (
     VERSION,
 )
 from llmplatform.operator.engine import PassReport, Reconciler, Snapshot
+from llmplatform.render import GatewayMounts, missing_deployment, mounts_from_deployment
 
 log = logging.getLogger("llmplatform.operator")
 
@@ -53,6 +54,9 @@ PASSES = Counter("llmplatform_operator_passes", "Completed reconcile passes")
 PASS_SECONDS = Gauge("llmplatform_operator_last_pass_seconds", "Duration of the last reconcile pass")
 PASS_FAILURES = Counter("llmplatform_operator_pass_failures", "Reconcile passes that raised")
 
+GATEWAY_INDEX = "gateway_idx"
+"""The gateway Deployment (`--gateway-deployment`), indexed as the credentials its pods can read."""
+
 # Secrets the render can need: Opaque ones (keys and upstream credentials). Helm releases,
 # service-account tokens, TLS and registry Secrets are never read, so never held in memory.
 SECRET_TYPES = {"Opaque", "", None}
@@ -68,6 +72,7 @@ class Loop:
     debounce: float = 0.05
     resync_seconds: float = 300.0
     usage_seconds: float | None = None  # refresh TenantQuota usage this often, when configured
+    gateway_deployment: str | None = None  # `--gateway-deployment`: check models' credentials
     indices: dict[str, Any] | None = None
     deleted: dict[tuple[str, str, str], tuple[float, int]] = field(default_factory=dict)
     platform_namespace_exists: bool = False
@@ -78,7 +83,8 @@ class Loop:
 
     def poke(self, indices: Mapping[str, Any]) -> None:
         if self.indices is None:
-            self.indices = {k: indices[k] for k in WATCHED}
+            ids = [*WATCHED, GATEWAY_INDEX] if self.gateway_deployment else list(WATCHED)
+            self.indices = {k: indices[k] for k in ids}
         self._dirty.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="llmplatform-reconcile")
@@ -101,6 +107,7 @@ class Loop:
         snap = Snapshot(
             platform_namespace_exists=self.platform_namespace_exists,
             deleted={k: rv for k, (_, rv) in self.deleted.items()},
+            gateway_mounts=self.gateway_mounts(),
         )
         for index_id, (_, _, _, kind, _) in WATCHED.items():
             for key, store in self.indices[index_id].items():
@@ -119,6 +126,17 @@ class Loop:
                 else:
                     snap.children[(kind, namespace, name)] = body
         return snap
+
+    def gateway_mounts(self) -> GatewayMounts | None:
+        """What the gateway Deployment mounts (None when not checked, see `--gateway-deployment`)."""
+        if self.gateway_deployment is None:
+            return None
+        assert self.indices is not None
+        store = self.indices[GATEWAY_INDEX].get((self.platform_namespace, self.gateway_deployment))
+        mounts = next(iter(store), None) if store is not None else None
+        if isinstance(mounts, GatewayMounts):
+            return mounts
+        return missing_deployment(self.platform_namespace, self.gateway_deployment)
 
     async def _run(self) -> None:
         backoff = 1.0
@@ -205,6 +223,9 @@ def register(registry: kopf.OperatorRegistry, loop: Loop, platform_namespace: st
         loop.platform_namespace_exists = type != "DELETED"
         loop.poke(kwargs)
 
+    if loop.gateway_deployment:
+        _register_gateway(registry, loop, platform_namespace, loop.gateway_deployment)
+
     kopf.on.event(
         "",
         "v1",
@@ -214,3 +235,46 @@ def register(registry: kopf.OperatorRegistry, loop: Loop, platform_namespace: st
         value=platform_namespace,
         registry=registry,
     )(on_namespace)
+
+
+def _register_gateway(registry: kopf.OperatorRegistry, loop: Loop, namespace: str, name: str) -> None:
+    """Index the gateway Deployment as the credentials it mounts (`mounts.GatewayMounts`), and
+    wake the loop when those change: a helm upgrade that mounts a provider Secret makes the
+    models that need it Ready. Its status changes (every pod that comes and goes) change no
+    mounts and cost no pass."""
+
+    def mine(body: kopf.Body, **_: Any) -> bool:
+        return bool(body.get("metadata", {}).get("namespace") == namespace)
+
+    async def index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], GatewayMounts]:
+        return {(namespace, name): mounts_from_deployment(body)}
+
+    index.__name__ = GATEWAY_INDEX
+    kopf.index(
+        "apps",
+        "v1",
+        "deployments",
+        id=GATEWAY_INDEX,
+        field="metadata.name",
+        value=name,
+        when=mine,
+        registry=registry,
+    )(index)
+    seen: list[GatewayMounts | None] = [None]
+
+    async def on_gateway(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+        mounts = None if type == "DELETED" else mounts_from_deployment(body)
+        if mounts != seen[0] or type == "DELETED":
+            seen[0] = mounts
+            loop.poke(kwargs)
+
+    kopf.on.event(
+        "apps",
+        "v1",
+        "deployments",
+        id="poke-gateway",
+        field="metadata.name",
+        value=name,
+        when=mine,
+        registry=registry,
+    )(on_gateway)

@@ -152,6 +152,7 @@ async def _operate(
         args.platform_namespace,
         resync_seconds=args.resync_seconds,
         usage_seconds=args.usage_seconds if args.usage_redis_url else None,
+        gateway_deployment=getattr(args, "gateway_deployment", None),
     )
     registry = kopf.OperatorRegistry()
     register(registry, loop, args.platform_namespace)

@@ -18,7 +18,8 @@ class Failure:
     """An upstream attempt that produced no answer for the client (yet)."""
 
     kind: str
-    """`status`, `timeout` or `connect` (refused, reset or dropped)."""
+    """`status`, `timeout` or `connect` (refused, reset or dropped); `credentials` for a
+    model that was not called because its upstream credential cannot be read."""
     status: int = 0
     body: bytes = b""
     detail: str = ""
