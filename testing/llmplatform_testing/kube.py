@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -120,3 +121,22 @@ def quota(name: str, ns: str, **spec: Any) -> dict[str, Any]:
 
 def is_true(cond: dict[str, Any] | None) -> bool:
     return bool(cond and cond["status"] == "True")
+
+
+def events(api: Api, ns: str, name: str) -> list[tuple[str | None, str | None, str | None]]:
+    """(type, reason, message) of the Events about object `name` in `ns`."""
+    items = api.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
+    return [(e.type, e.reason, e.message) for e in items]
+
+
+def one_more_pass(api: Api, op: Any, p: str) -> None:
+    """Wait for a pass that starts after everything so far: poke the operator with a label on
+    LLMModel m1 (no effect on anything it renders) and wait for the pass it causes."""
+    passes = op.metric("llmplatform_operator_passes_total")
+    api.patch("LLMModel", p, "m1", {"metadata": {"labels": {"poke": str(time.monotonic_ns())}}})
+    op.wait_passes(passes + 1)
+
+
+def tenant_entry(api: Api, p: str, name: str) -> dict[str, Any] | None:
+    """Tenant `name`'s entry in the gateway config the operator wrote in namespace `p`."""
+    return next((x for x in api.config(p)["tenants"] if x["name"] == name), None)

@@ -25,10 +25,13 @@ from llmplatform_testing.kube import (
     PLURAL,
     VERSION,
     Api,
+    events,
     is_true,
     model,
+    one_more_pass,
     policy,
     quota,
+    tenant_entry,
     wait_for,
 )
 
@@ -302,23 +305,6 @@ def test_key_from_secret_ref_and_upstream_credentials_stay_out(cluster: Cluster,
     assert not [s for s in api.core.list_namespaced_secret(t).items if s.metadata.name.startswith("team-")]
 
 
-def _events(api: Api, ns: str, name: str) -> list[tuple[str, str, str]]:
-    items = api.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
-    return [(e.type, e.reason, e.message) for e in items]
-
-
-def _one_more_pass(api: Api, op: Any, p: str) -> None:
-    """Wait for a pass that starts after everything so far: poke the operator with a label on
-    LLMModel m1 (no effect on anything it renders) and wait for the pass it causes."""
-    passes = op.metric("llmplatform_operator_passes_total")
-    api.patch("LLMModel", p, "m1", {"metadata": {"labels": {"poke": str(time.monotonic_ns())}}})
-    op.wait_passes(passes + 1)
-
-
-def _tenant(api: Api, p: str, name: str) -> dict[str, Any] | None:
-    return next((x for x in api.config(p)["tenants"] if x["name"] == name), None)
-
-
 def test_a_model_is_ready_only_when_the_gateway_mounts_its_secret(
     cluster: Cluster, operator_env: Any
 ) -> None:
@@ -360,7 +346,7 @@ def test_a_model_is_ready_only_when_the_gateway_mounts_its_secret(
     wait_for(
         lambda: any(
             (ty, r) == ("Warning", "CredentialsNotMounted") and "Ready=False" in msg
-            for ty, r, msg in _events(api, p, "m1")
+            for ty, r, msg in events(api, p, "m1")
         ),
         30,
         "a Warning Event on m1",
@@ -376,87 +362,10 @@ def test_a_model_is_ready_only_when_the_gateway_mounts_its_secret(
         lambda: {m["name"] for m in api.config(p)["models"]} == {"m1", "keyless"}, 30, "m1 in the config"
     )
     wait_for(
-        lambda: any((ty, r) == ("Normal", "Configured") for ty, r, _ in _events(api, p, "m1")),
+        lambda: any((ty, r) == ("Normal", "Configured") for ty, r, _ in events(api, p, "m1")),
         30,
         "a Normal Event once Ready",
     )
-
-
-def test_quota_using_a_provider_credential_is_refused(cluster: Cluster, operator_env: Any) -> None:
-    """#12.16: a TenantQuota in the platform namespace names a model's provider Secret."""
-    api, p, t = Api(cluster), operator_env.platform, operator_env.tenant
-    op = operator_env()
-    upstream = "sk-upstream-credential-9876543210"
-    api.core.create_namespaced_secret(
-        p, client.V1Secret(metadata=client.V1ObjectMeta(name="provider"), string_data={"key": upstream})
-    )
-    m1 = model("m1", p)
-    m1["spec"]["endpoint"]["apiKeySecretRef"] = {"name": "provider", "key": "key"}
-    api.create(m1)
-    api.create(policy("default", p, {"standard": ["m1"]}))
-    api.create(quota("honest", t, apiKeys=[{"name": "app", "user": "svc", "role": "admin"}]))
-    stolen = {"name": "stolen", "user": "x", "role": "admin", "secretRef": {"name": "provider", "key": "key"}}
-    api.create(quota("evil", p, apiKeys=[stolen]))
-    cond = wait_for(
-        lambda: (c := api.condition("TenantQuota", p, "evil", "Approved")) and c["status"] == "False" and c,
-        30,
-        "the quota to be refused",
-    )
-    assert cond["reason"] == "ProviderCredential", cond
-    assert f"Secret {p}/provider" in cond["message"] and f"LLMModel {p}/m1" in cond["message"], cond
-    ready = api.condition("TenantQuota", p, "evil", "Ready")
-    assert ready and (ready["status"], ready["reason"]) == ("False", "ProviderCredential"), ready
-    wait_for(
-        lambda: is_true(api.condition("TenantQuota", t, "honest", "Ready")), 30, "the honest quota Ready"
-    )
-    wait_for(
-        lambda: any(r == "ProviderCredential" and ty == "Warning" for ty, r, _ in _events(api, p, "evil")),
-        30,
-        "a Warning Event on the refused quota",
-    )
-    _one_more_pass(api, op, p)
-    config = api.config(p)
-    assert [x["name"] for x in config["tenants"]] == ["honest"]
-    text = json.dumps(config)
-    assert hashlib.sha256(upstream.encode()).hexdigest() not in text and upstream not in text
-    assert is_true(api.condition("LLMModel", p, "m1", "Ready")), "the provider model itself is unaffected"
-
-
-def test_keys_are_minted_only_with_a_grant_in_force(cluster: Cluster, operator_env: Any) -> None:
-    """#12.17: a never-approved quota gets no Secret; an over-ceiling edit keeps the keys."""
-    api, p, t = Api(cluster), operator_env.platform, operator_env.tenant
-    op = operator_env()
-    keys = [{"name": "app", "user": "svc", "role": "admin"}]
-    api.create(model("m1", p))
-    api.create(policy("default", p, {"standard": ["m1"]}, tenantCeilings={"requestsPerMinute": 100}))
-    api.create(quota("greedy", t, limits={"requestsPerMinute": 500}, apiKeys=keys))
-    api.create(quota("team", t, limits={"requestsPerMinute": 50}, apiKeys=keys))
-    wait_for(lambda: is_true(api.condition("TenantQuota", t, "team", "Ready")), 30, "team Ready")
-    ready = wait_for(lambda: api.condition("TenantQuota", t, "greedy", "Ready"), 30, "greedy's Ready")
-    assert ready["reason"] == "NotAdmitted", ready
-    _one_more_pass(api, op, p)
-    names = [s.metadata.name for s in api.core.list_namespaced_secret(t).items]
-    assert "greedy-app" not in names and "team-app" in names, names
-    key = api.secret_value(t, "team-app")
-
-    # Over the ceiling: the earlier grant, and with it the key, stays in force.
-    api.patch("TenantQuota", t, "team", {"spec": {"limits": {"requestsPerMinute": 500}}})
-    wait_for(
-        lambda: (c := api.condition("TenantQuota", t, "team", "Approved")) and c["status"] == "False",
-        30,
-        "team Approved=False",
-    )
-    _one_more_pass(api, op, p)
-    assert api.secret_value(t, "team-app") == key
-    tenant = _tenant(api, p, "team")
-    assert tenant and [k["sha256"] for k in tenant["keys"]] == [hashlib.sha256(key.encode()).hexdigest()]
-    ready = api.condition("TenantQuota", t, "team", "Ready")
-    assert ready and (ready["status"], ready["reason"]) == ("True", "PreviousGrantInForce"), ready
-
-    # Once the greedy quota asks for what it may have, its key is minted.
-    api.patch("TenantQuota", t, "greedy", {"spec": {"limits": {"requestsPerMinute": 80}}})
-    wait_for(lambda: api.core.read_namespaced_secret("greedy-app", t), 30, "greedy's key Secret")
-    wait_for(lambda: is_true(api.condition("TenantQuota", t, "greedy", "Ready")), 30, "greedy Ready")
 
 
 def test_losing_the_default_policy_keeps_the_tenants(cluster: Cluster, operator_env: Any) -> None:
@@ -482,7 +391,7 @@ def test_losing_the_default_policy_keeps_the_tenants(cluster: Cluster, operator_
         )
     )
     wait_for(lambda: is_true(api.condition("TenantQuota", t, "team", "Ready")), 30, "team Ready")
-    before = wait_for(lambda: _tenant(api, p, "team"), 30, "the tenant in the config")
+    before = wait_for(lambda: tenant_entry(api, p, "team"), 30, "the tenant in the config")
     policy_before = next(x for x in api.config(p)["policies"] if x["name"] == "default")
 
     api.patch("RoutingPolicy", p, "default", {"spec": {"default": False}})
@@ -495,12 +404,12 @@ def test_losing_the_default_policy_keeps_the_tenants(cluster: Cluster, operator_
     ready = api.condition("TenantQuota", t, "team", "Ready")
     assert ready and (ready["status"], ready["reason"]) == ("True", "PreviousGrantInForce"), ready
     wait_for(
-        lambda: any(r == "PolicyNotFound" and ty == "Warning" for ty, r, _ in _events(api, t, "team")),
+        lambda: any(r == "PolicyNotFound" and ty == "Warning" for ty, r, _ in events(api, t, "team")),
         30,
         "a Warning Event saying why",
     )
     config = wait_for(lambda: (c := api.config(p))["defaultPolicy"] is None and c, 30, "no default policy")
-    assert _tenant(api, p, "team") == before, "the tenant's entry must stay as it was"
+    assert tenant_entry(api, p, "team") == before, "the tenant's entry must stay as it was"
     assert api.get("TenantQuota", t, "team")["status"]["granted"]["requestsPerMinute"] == 40
     assert [x["name"] for x in config["policies"]] == ["default"]
 
@@ -511,8 +420,8 @@ def test_losing_the_default_policy_keeps_the_tenants(cluster: Cluster, operator_
         30,
         "the carried-over policy in the condition",
     )
-    _one_more_pass(api, op, p)
-    assert _tenant(api, p, "team") == before
+    one_more_pass(api, op, p)
+    assert tenant_entry(api, p, "team") == before
     (carried,) = api.config(p)["policies"]
     assert carried == {**policy_before, "default": False}
 
@@ -522,7 +431,7 @@ def test_losing_the_default_policy_keeps_the_tenants(cluster: Cluster, operator_
     wait_for(lambda: api.config(p)["defaultPolicy"] == f"{p}/default", 30, "the default policy back")
     ready = api.condition("TenantQuota", t, "team", "Ready")
     assert ready and (ready["status"], ready["reason"]) == ("True", "Configured"), ready
-    assert _tenant(api, p, "team") == before
+    assert tenant_entry(api, p, "team") == before
 
 
 # --------------------------------------------------------------------------- restarts, leases, GitOps
