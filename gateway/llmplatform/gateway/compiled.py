@@ -9,13 +9,26 @@ keep the snapshot they started with.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
-from llmplatform.contract.config import GatewayConfig, Limits, ModelEntry, PolicyEntry, SecretResolver
+from llmplatform.contract.config import (
+    GatewayConfig,
+    Limits,
+    ModelEntry,
+    PolicyEntry,
+    Retention,
+    SecretResolver,
+)
+from llmplatform.contract.names import DEFAULT_RETENTION_DAYS, REGULATED_TRANSIT_FRAMEWORKS
 from llmplatform.gateway.cache import CacheSettings
 from llmplatform.gateway.clearance import RANK, PolicyGovernance, TenantGovernance, compile_policy
 from llmplatform.gateway.providers import ADAPTERS, adapter_for
 from llmplatform.gateway.providers.base import Adapter
+from llmplatform.gateway.upstreamtls import DEFAULT, UpstreamTLS, for_bundle
+
+log = logging.getLogger("llmplatform.gateway")
+DAY_SECONDS = 86400
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,11 @@ class Model:
     max_class: int = 1
     """Rank of maxDataClassification in clearance.CLASSES (0 public .. 3 restricted)."""
     region: str | None = None
+    tls: bool = True
+    """Reached over TLS (the declared url is https://); plain models serve regulated requests
+    only where the policy allows them in-cluster (governance.py)."""
+    upstream_tls: UpstreamTLS = DEFAULT
+    """aiohttp's `ssl=` for this model (upstreamtls.py: verification always on)."""
 
     @property
     def adapter(self) -> Adapter:
@@ -72,6 +90,7 @@ class Policy:
     breaker_open_seconds: float
     governance: PolicyGovernance
     cache: CacheSettings
+    retention: Retention = field(default_factory=Retention)
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,10 @@ class Tenant:
     limits: Limits
     user_limits: Limits | None
     governance: TenantGovernance
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    """How long the tenant's audit records are kept (retention_days below)."""
+    cache_ttl: int = 300
+    """The policy's cache TTL, capped by the retention: no cached answer outlives it."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +126,16 @@ class Compiled:
     models: dict[str, Model]
     """By id and by name (a name shared across namespaces maps to the first id)."""
     tenants: dict[str, Tenant]
+    default_retention_days: int = DEFAULT_RETENTION_DAYS
+    """Retention of records that belong to no tenant: the default policy's defaultDays."""
+
+
+def retention_days(retention: Retention, frameworks: list[str]) -> int:
+    """A tenant's retention: the longest period of its frameworks, or the policy's default
+    when it declares none (a framework the config has no period for counts as the default)."""
+    if not frameworks:
+        return retention.default_days
+    return max(retention.frameworks.get(f, retention.default_days) for f in frameworks)
 
 
 def _model(entry: ModelEntry, adapter: Adapter, secrets: SecretResolver) -> Model:
@@ -111,6 +144,14 @@ def _model(entry: ModelEntry, adapter: Adapter, secrets: SecretResolver) -> Mode
         ref = entry.api_key_secret_ref
         raw = secrets(ref.namespace, ref.name, ref.key)
         api_key = raw.decode("utf-8", "replace").strip() if raw is not None else None
+    upstream_tls = DEFAULT
+    if entry.ca_bundle_secret_ref is not None:
+        ca = entry.ca_bundle_secret_ref
+        upstream_tls = for_bundle(
+            secrets(ca.namespace, ca.name, ca.key), f"Secret {ca.namespace}/{ca.name} key {ca.key!r}"
+        )
+        if upstream_tls.error is not None:
+            log.error("model %s: %s; requests skip it", entry.id, upstream_tls.error)
     base = entry.url.rstrip("/")
     if not base.endswith("/v1"):
         base += "/v1"  # an endpoint given as the server root (https://api.example.com)
@@ -134,6 +175,8 @@ def _model(entry: ModelEntry, adapter: Adapter, secrets: SecretResolver) -> Mode
         ),
         max_class=RANK[entry.max_data_classification],
         region=entry.region,
+        tls=entry.tls if entry.tls is not None else entry.url.startswith("https://"),
+        upstream_tls=upstream_tls,
     )
 
 
@@ -172,6 +215,7 @@ def _policy(entry: PolicyEntry, models: dict[str, Model]) -> Policy:
             ttl_seconds=entry.cache.ttl_seconds,
             temperature_zero_only=entry.cache.temperature_zero_only,
         ),
+        retention=entry.retention,
     )
 
 
@@ -188,6 +232,7 @@ def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
         policy = policies.get(t.policy) or (policies.get(config.default_policy or ""))
         if policy is None:
             continue  # a tenant whose policy is gone cannot be served; the operator reports it
+        days = retention_days(policy.retention, t.compliance.frameworks)
         tenant = Tenant(
             id=t.id,
             name=t.name,
@@ -199,7 +244,10 @@ def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
                 hipaa="hipaa" in t.compliance.frameworks,
                 gdpr="gdpr" in t.compliance.frameworks,
                 region=t.compliance.region,
+                encrypted_transit=bool(REGULATED_TRANSIT_FRAMEWORKS.intersection(t.compliance.frameworks)),
             ),
+            retention_days=days,
+            cache_ttl=min(policy.cache.ttl_seconds, days * DAY_SECONDS),
         )
         tenants[t.id] = tenant
         for k in t.keys:
@@ -214,4 +262,11 @@ def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
     models: dict[str, Model] = dict(models_by_id)
     for m in models_by_id.values():
         models.setdefault(m.name, m)
-    return Compiled(content_hash=config.content_hash, keys=keys, models=models, tenants=tenants)
+    default = policies.get(config.default_policy or "")
+    return Compiled(
+        content_hash=config.content_hash,
+        keys=keys,
+        models=models,
+        tenants=tenants,
+        default_retention_days=default.retention.default_days if default else DEFAULT_RETENTION_DAYS,
+    )

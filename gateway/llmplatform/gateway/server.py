@@ -395,6 +395,7 @@ class Gateway:
         assert compiled is not None
         tenant = key.tenant
         ctx.tenant, ctx.key, ctx.user, ctx.policy = tenant.id, key.name, key.user, tenant.policy
+        ctx.retention_days, ctx.cache_ttl = tenant.retention_days, tenant.cache_ttl
         if key.role not in gv.ROLE_CEILING:
             m.GOVERNANCE_DENIED.labels(tenant.id, "role").inc()
             gv.check_role(key.role)
