@@ -261,6 +261,7 @@ class AuditSink:
         if path is not None:
             self._resume(path)
             self._open()
+            self._planned = self._size  # a resumed file counts towards rotation
         self.write({"kind": "start", "time": rfc3339(self.clock()), "pid": os.getpid()})
         if path is not None:
             self.prune()  # after a long stop, files may have expired meanwhile
@@ -340,7 +341,7 @@ class AuditSink:
         """Seal the current file's `rotate` record (when its records expire) and mark the
         rotation in the buffer; the next record starts the new file."""
         now = self.clock()
-        expires = max(self._expires, now + self.default_retention_days * DAY_SECONDS)
+        expires = self._expires or now  # the records' own expiry: the trailer adds none
         trailer = {"kind": "rotate", "time": rfc3339(now), "expires": rfc3339(expires)}
         self._lines.append(self._seal(trailer))
         self._lines.append(None)
@@ -536,7 +537,10 @@ class AuditSink:
         once it serves; tools and tests call `prune` themselves)."""
         if self.path is None or self._prune_timer is not None or self.prune_seconds <= 0:
             return
-        self._prune_timer = asyncio.get_running_loop().call_later(self.prune_seconds, self._prune_tick)
+        try:
+            self._prune_timer = asyncio.get_running_loop().call_later(self.prune_seconds, self._prune_tick)
+        except RuntimeError:  # no event loop: whoever drives the sink calls prune itself
+            pass
 
     def close(self) -> None:
         """Write the chain's `close` record, flush, fsync and close. The head hash is logged
