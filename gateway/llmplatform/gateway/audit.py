@@ -39,6 +39,7 @@ oldest beyond `keep` is deleted) and a new FILE continues the same chain.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -537,10 +538,8 @@ class AuditSink:
         once it serves; tools and tests call `prune` themselves)."""
         if self.path is None or self._prune_timer is not None or self.prune_seconds <= 0:
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # no event loop: the caller prunes itself
             self._prune_timer = asyncio.get_running_loop().call_later(self.prune_seconds, self._prune_tick)
-        except RuntimeError:  # no event loop: whoever drives the sink calls prune itself
-            pass
 
     def close(self) -> None:
         """Write the chain's `close` record, flush, fsync and close. The head hash is logged

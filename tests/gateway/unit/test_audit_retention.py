@@ -45,9 +45,7 @@ def files_of(tmp: Path) -> list[str]:
 def day_sink(tmp: Path, clock: Clock, **kwargs: Any) -> AuditSink:
     """A sink that rotates once a day (by time only), with the platform's default of 90 days
     for records of no tenant."""
-    return AuditSink(
-        str(tmp / "audit.jsonl"), rotate_seconds=DAY, fsync_seconds=-1, clock=clock, **kwargs
-    )
+    return AuditSink(str(tmp / "audit.jsonl"), rotate_seconds=DAY, fsync_seconds=-1, clock=clock, **kwargs)
 
 
 def test_files_rotate_daily_and_end_with_when_they_expire(tmp_path: Path) -> None:
