@@ -348,6 +348,8 @@ def add_mock_upstream_parser(subparsers: argparse._SubParsersAction[argparse.Arg
     mock.add_argument("--hang-seconds", type=float, default=3600.0, help="how long timeout failures hang")
     mock.add_argument("--models", default="mock-model", help="comma-separated ids for /v1/models")
     mock.add_argument("--seed", type=int, default=None, help="seed for the failure draw")
+    mock.add_argument("--tls-cert-file", metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    mock.add_argument("--tls-key-file", metavar="PEM", help="the certificate's private key")
     mock.set_defaults(handler=run_mock_upstream)
 
 
@@ -365,7 +367,7 @@ def run_mock_upstream(args: argparse.Namespace) -> int:
         models=[m for m in args.models.split(",") if m],
         seed=args.seed,
     )
-    serve(args.host, args.port, settings)
+    serve(args.host, args.port, settings, args.tls_cert_file, args.tls_key_file)
     return 0
 
 
