@@ -60,10 +60,10 @@ class Endpoint(K8sModel):
     """Secret (in the model's namespace) holding the upstream API key. The gateway reads it
     from a mounted Secret; the key never enters the gateway config."""
     ca_bundle_secret_ref: SecretKeyRef | None = None
-    """Secret (in the model's namespace) holding PEM CA certificates that the upstream's
-    certificate must chain to, instead of the system's trusted CAs (a private CA in front of
-    a self-run server). Verification itself is always on: the certificate must be valid and
-    name the url's host."""
+    """Secret (an Opaque one, in the model's namespace) holding PEM CA certificates that the
+    upstream's certificate must chain to, instead of the system's trusted CAs (a private CA in
+    front of a self-run server; trust-manager can keep such a Secret). Verification itself is
+    always on: the certificate must be valid and name the url's host."""
 
 
 class Replicas(K8sModel):
