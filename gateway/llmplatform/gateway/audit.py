@@ -494,8 +494,6 @@ class AuditSink:
             except OSError as exc:
                 log.error("audit retention: cannot read %s: %s", name, exc)
                 continue
-            if facts.chain is not None and facts.chain != self.chain:
-                continue  # another chain's file (never this sink's to delete)
             if facts.expires <= now:
                 doomed.append((name, facts.entry(os.path.basename(name), "retention")))
             elif self.keep > 0 and n > self.keep:

@@ -49,6 +49,7 @@ class FileFacts:
         """The file as listed in a `prune` record (what `audit verify` matches gaps against)."""
         return {
             "file": name,
+            "chain": self.chain,
             "first_seq": self.first_seq,
             "prev": self.first_prev,
             "last_seq": self.last_seq,

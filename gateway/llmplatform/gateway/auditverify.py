@@ -143,7 +143,8 @@ def _pruned_files(paths: list[str]) -> Pruned:
                             str(e.get("reason", "")),
                             int(record["seq"]),
                         )
-                        out.setdefault(str(record["chain"]), {})[item.first_seq] = item
+                        # a file of an earlier chain (the log restarted afresh) names its own
+                        out.setdefault(str(e.get("chain") or record["chain"]), {})[item.first_seq] = item
                 except (ValueError, KeyError, TypeError):
                     continue
     return out
