@@ -15,7 +15,8 @@ re-serialising: drop the hash field from the line's bytes and hash the rest.
 
 Chain fields: `v` (format, 1), `chain` (random id, 16 hex digits, fixed for the chain's
 life), `seq` (1, 2, ... with no gaps), `prev` (the previous record's `hash`; 64 zeros for
-seq 1), `kind`: `request`, `start` (a process opened the sink) or `close` (a clean shutdown;
+seq 1), `kind`: `request`, `rotate` (ends a rotated file), `prune` (lists deleted files),
+`start` (a process opened the sink) or `close` (a clean shutdown;
 a `start` not preceded by `close` marks a crash, before which up to `FLUSH_SECONDS` of records
 may never have been written: they were never part of the chain, so it cannot show them).
 
@@ -31,9 +32,14 @@ the disk; 0 fsyncs after every write (still in a thread); < 0 never, except on r
 shutdown, which always fsync (inline: rare). So a process crash loses at most the unwritten
 buffer (0.1 s); a machine crash loses at most the last `fsync_seconds` of written records.
 
-Rotation (`max_bytes` > 0): before a write that would take the file past `max_bytes`, the
-file is fsynced and renamed `FILE.1` (older ones shift to `FILE.2` ... `FILE.<keep>`, the
-oldest beyond `keep` is deleted) and a new FILE continues the same chain.
+Rotation and retention: rotation is decided when a record is sealed (`max_bytes` > 0 and the
+record would take the file past it, or the file is `rotate_seconds` old), so the file can be
+ended by a `rotate` record in its own chain saying when its last record's retention ends
+(`expires`); the file is then fsynced and renamed `FILE.1` (older ones shift up by one) and a
+new FILE continues the same chain. `prune` (after each rotation, hourly on the event loop, and
+at start) deletes rotated files that have expired, and with `keep` > 0 those beyond `keep`,
+after a `prune` record listing them is on disk (see `auditretention.py`; `auditverify.py`
+accepts exactly those gaps). Every time rule reads `clock`, so tests run years in an instant.
 """
 
 from __future__ import annotations
