@@ -147,7 +147,20 @@ def add_gateway_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="rotate the audit log before it grows past N bytes; 0: never (default: 100 MiB)",
     )
     gw.add_argument(
-        "--audit-log-keep", type=int, default=10, metavar="N", help="rotated audit files kept (default: 10)"
+        "--audit-log-keep",
+        type=int,
+        default=0,
+        metavar="N",
+        help="at most N rotated audit files, deleting older ones even before their retention (recorded "
+        "in the chain, logged as an error); 0: files are deleted only when their retention ends (default)",
+    )
+    gw.add_argument(
+        "--audit-log-rotate-seconds",
+        type=float,
+        default=86400.0,
+        metavar="S",
+        help="also rotate the audit log once its file is S seconds old, so that files expire by "
+        "retention a day at a time; 0: by size only (default: 86400)",
     )
     gw.add_argument(
         "--audit-fsync-seconds",
@@ -349,6 +362,7 @@ def gateway_spec(
         audit_log=args.audit_log,
         audit_log_max_bytes=args.audit_log_max_bytes,
         audit_log_keep=args.audit_log_keep,
+        audit_log_rotate_seconds=args.audit_log_rotate_seconds,
         audit_fsync_seconds=args.audit_fsync_seconds,
         max_body_bytes=args.max_body_bytes,
         reload_interval=args.reload_interval,
@@ -389,6 +403,8 @@ def add_mock_upstream_parser(subparsers: argparse._SubParsersAction[argparse.Arg
     mock.add_argument("--hang-seconds", type=float, default=3600.0, help="how long timeout failures hang")
     mock.add_argument("--models", default="mock-model", help="comma-separated ids for /v1/models")
     mock.add_argument("--seed", type=int, default=None, help="seed for the failure draw")
+    mock.add_argument("--tls-cert-file", metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    mock.add_argument("--tls-key-file", metavar="PEM", help="the certificate's private key")
     mock.set_defaults(handler=run_mock_upstream)
 
 
@@ -406,7 +422,7 @@ def run_mock_upstream(args: argparse.Namespace) -> int:
         models=[m for m in args.models.split(",") if m],
         seed=args.seed,
     )
-    serve(args.host, args.port, settings)
+    serve(args.host, args.port, settings, args.tls_cert_file, args.tls_key_file)
     return 0
 
 

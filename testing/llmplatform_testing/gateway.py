@@ -235,6 +235,21 @@ def model(name: str, url: str, tier: str = "standard", **spec: Any) -> dict[str,
     }
 
 
+def self_hosted(name: str, tier: str = "standard", **spec: Any) -> dict[str, Any]:
+    """An LLMModel the operator would deploy (`serving`): its config url is the cluster Service
+    (plain http://, which the rendered NetworkPolicy protects), so a gateway serving it needs
+    `override(name, url)` among its arguments to reach a test upstream instead."""
+    doc = model(name, "http://unused", tier, **spec)
+    del doc["spec"]["endpoint"]
+    doc["spec"]["serving"] = {"image": "example.test/model-server:1", "port": 8000}
+    return doc
+
+
+def override(name: str, url: str) -> list[str]:
+    """Gateway arguments sending model `name` to the upstream at `url` (a stand-in for DNS)."""
+    return ["--upstream-override", f"{name}={url}/v1"]
+
+
 def anthropic_model(name: str, url: str, tier: str = "efficient", **spec: Any) -> dict[str, Any]:
     """An LLMModel served by the Anthropic test server at `url` (chat only, model
     `claude-test-1`, at most 200 output tokens), with `spec` on top."""

@@ -220,7 +220,11 @@ def test_template_non_default_values() -> None:
     assert "--redis-url=$(LLMPLATFORM_REDIS_URL)" in gc["args"]
     assert gc["args"][-2:] == ["--redis-failure-mode", "refuse"]
     assert "--audit-log=/var/log/llmplatform/audit.jsonl" in gc["args"]
-    assert {"--audit-log-max-bytes=104857600", "--audit-log-keep=5"} <= set(gc["args"])
+    assert {
+        "--audit-log-max-bytes=104857600",
+        "--audit-log-keep=5",
+        "--audit-log-rotate-seconds=86400",
+    } <= set(gc["args"])
     assert gc["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "llmp-redis", "key": "redis-url"}
     mounts = {m["mountPath"]: m["name"] for m in gc["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}

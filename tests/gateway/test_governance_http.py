@@ -34,7 +34,10 @@ LEAK = "reach jane.doe@example.com or call ssn 078-05-1120 today"
 
 
 def _policy(name: str, tiers: dict[str, list[str]], **spec: Any) -> dict[str, Any]:
-    doc = h.policy(tiers, **spec)
+    """Every model is self-hosted and allowed in-cluster plain HTTP, so encryption in transit
+    (tests/gateway/test_upstream_tls.py) never decides here: these tests are about the rules."""
+    governance = {"allowInClusterPlaintext": ["open", "conf", "vault"], **spec.pop("dataGovernance", {})}
+    doc = h.policy(tiers, dataGovernance=governance, **spec)
     doc["metadata"]["name"] = name
     doc["spec"]["default"] = name == "default"
     return doc
@@ -59,9 +62,9 @@ def world(gateway_world: h.World) -> h.World:
     mocks = {name: gateway_world.mock(name) for name in ("open", "conf", "vault")}
     tiers = {"standard": ["open", "conf"], "premium": ["vault"]}
     docs = [
-        h.model("open", mocks["open"], maxDataClassification="internal"),
-        h.model("conf", mocks["conf"], maxDataClassification="confidential"),
-        h.model("vault", mocks["vault"], tier="premium", maxDataClassification="restricted", region="EU"),
+        h.self_hosted("open", maxDataClassification="internal"),
+        h.self_hosted("conf", maxDataClassification="confidential"),
+        h.self_hosted("vault", tier="premium", maxDataClassification="restricted", region="EU"),
         _policy("default", tiers),
         _policy("strict", tiers, dataGovernance={"piiRedaction": False}),
         _policy(
@@ -91,7 +94,7 @@ def world(gateway_world: h.World) -> h.World:
         *_tenant("gov-scanned", {"admin": (SCANNED, "admin")}, "scanned"),
         *_tenant("gov-hipaa", {"admin": (HIPAA, "admin")}, "default", compliance={"frameworks": ["hipaa"]}),
     ]
-    gateway_world.gateway(docs)
+    gateway_world.gateway(docs, *(arg for name, url in mocks.items() for arg in h.override(name, url)))
     return gateway_world
 
 

@@ -42,11 +42,28 @@ class Pricing(K8sModel):
 class Endpoint(K8sModel):
     """An external or already running server the gateway calls directly."""
 
+    cel_rules = (
+        CelRule(
+            rule="!has(self.caBundleSecretRef) || self.url.startsWith('https://')",
+            message=(
+                "caBundleSecretRef needs an https:// url (a plain http:// endpoint has no "
+                "certificate to verify)"
+            ),
+            field_path=".caBundleSecretRef",
+            reason="FieldValueInvalid",
+        ),
+    )
+
     url: Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")]
     """Base URL of the API, e.g. https://api.openai.com/v1 or https://api.anthropic.com."""
     api_key_secret_ref: SecretKeyRef | None = None
     """Secret (in the model's namespace) holding the upstream API key. The gateway reads it
     from a mounted Secret; the key never enters the gateway config."""
+    ca_bundle_secret_ref: SecretKeyRef | None = None
+    """Secret (an Opaque one, in the model's namespace) holding PEM CA certificates that the
+    upstream's certificate must chain to, instead of the system's trusted CAs (a private CA in
+    front of a self-run server; trust-manager can keep such a Secret). Verification itself is
+    always on: the certificate must be valid and name the url's host."""
 
 
 class Replicas(K8sModel):

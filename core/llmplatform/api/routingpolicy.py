@@ -24,6 +24,7 @@ from llmplatform.api.common import (
     ObjectMeta,
     Tier,
 )
+from llmplatform.contract.names import DEFAULT_RETENTION_DAYS, FRAMEWORKS, Framework
 
 DEFAULT_RETRY_ON: tuple[int | str, ...] = (429, 500, 502, 503, 504, "timeout", "connect")
 
@@ -155,6 +156,14 @@ class DataGovernance(K8sModel):
     output_scanning: bool = False
     """Also scan model responses (JSON and streams) and redact personal data in them before
     they reach the client; off by default because it costs a scan of every generated chunk."""
+    allow_in_cluster_plaintext: list[DnsSubdomain] | None = Field(
+        None, max_length=32, json_schema_extra=list_set()
+    )
+    """Self-hosted models (spec.serving) of this policy that may receive regulated requests
+    (classified restricted, or from tenants under hipaa or pci_dss) over plain HTTP inside the
+    cluster, where the NetworkPolicy the operator renders admits only gateway pods. Without
+    this, such requests go only to models reached over TLS. A model with an http:// endpoint
+    never qualifies (nothing the platform renders protects its traffic)."""
 
 
 class Cache(K8sModel):
@@ -168,6 +177,29 @@ class Cache(K8sModel):
     """Cache only requests with temperature 0 (deterministic sampling)."""
 
 
+class FrameworkRetention(K8sModel):
+    """How long records of tenants under one compliance framework are kept."""
+
+    framework: Framework
+    """gdpr, hipaa, sox, pci_dss or soc2."""
+    days: int = Field(ge=1, le=36500)
+    """Days an audit record is kept after it is written (1 to 36500)."""
+
+
+class Retention(K8sModel):
+    """How long the gateway keeps what it records about requests (its audit files; cached
+    responses never outlive it either). A tenant's retention is the longest one of its
+    compliance frameworks, or defaultDays when it declares none. Platform defaults (days):
+    gdpr 90, hipaa 2557, sox 2557, pci_dss 365, soc2 365; see docs/security.md."""
+
+    default_days: int = Field(DEFAULT_RETENTION_DAYS, ge=1, le=36500)
+    """Retention of tenants under no framework, and of records that belong to no tenant."""
+    frameworks: list[FrameworkRetention] | None = Field(
+        None, max_length=len(FRAMEWORKS), json_schema_extra=list_map("framework")
+    )
+    """Overrides of the platform's default period for some frameworks."""
+
+
 class RoutingPolicySpec(K8sModel):
     """Desired state of a RoutingPolicy."""
 
@@ -176,6 +208,17 @@ class RoutingPolicySpec(K8sModel):
             rule="!has(self.defaultTier) || self.tiers.exists(t, t.name == self.defaultTier)",
             message="defaultTier must be the name of one of the tiers",
             field_path=".defaultTier",
+            reason="FieldValueInvalid",
+        ),
+        CelRule(
+            rule=(
+                "!has(self.dataGovernance.allowInClusterPlaintext) || self.dataGovernance."
+                "allowInClusterPlaintext.all(n, self.tiers.exists(t, t.models.exists(m, m == n)))"
+            ),
+            message=(
+                "every dataGovernance.allowInClusterPlaintext entry must be a model named in one of the tiers"
+            ),
+            field_path=".dataGovernance.allowInClusterPlaintext",
             reason="FieldValueInvalid",
         ),
         CelRule(
@@ -206,6 +249,8 @@ class RoutingPolicySpec(K8sModel):
     """Response cache."""
     tenant_ceilings: Limits | None = None
     """The most any one TenantQuota under this policy may be granted."""
+    retention: Retention = defaulted(Retention)
+    """How long records of the policy's tenants are kept, by compliance framework."""
 
 
 class RoutingPolicyStatus(LenientModel):

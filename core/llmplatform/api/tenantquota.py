@@ -14,9 +14,9 @@ from pydantic import Field, StringConstraints
 from llmplatform.api.base import K8sModel, LenientModel, list_map, list_set
 from llmplatform.api.cel import CelRule
 from llmplatform.api.common import Condition, DnsLabel, DnsSubdomain, Limits, ObjectMeta, SecretKeyRef, Tier
+from llmplatform.contract.names import Framework as Framework
 
 Role = Literal["admin", "data_scientist", "business_user", "readonly"]
-Framework = Literal["gdpr", "hipaa", "sox", "pci_dss", "soc2"]
 
 # A generated key lives in the Secret `<quota>-<key name>`; its value is under this data key.
 GENERATED_KEY_DATA_KEY = "api-key"

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from llmplatform.contract.names import CONFIG_HASH_ANNOTATION as CONFIG_HASH_ANNOTATION
+from llmplatform.contract.names import DEFAULT_RETENTION_DAYS, RETENTION_DAYS
 
 SCHEMA_VERSION = 1
 CONFIG_MAP_NAME = "llmplatform-gateway-config"
@@ -88,6 +89,14 @@ class ModelEntry(ConfigModel):
     capabilities: list[str]
     max_data_classification: str
     region: str | None
+    tls: bool | None = None
+    """Whether the model is reached over TLS: its declared endpoint url is https://. Rendered
+    from the declared url (a self-hosted model's Service url is plain http://), and kept when a
+    local stand-in replaces `url` (`--upstream-override`, the demo). Absent (older operators):
+    the gateway reads it from `url`."""
+    ca_bundle_secret_ref: SecretRef | None = None
+    """PEM CA certificates the upstream's certificate must chain to (instead of the system's);
+    absent: the system's trusted CAs. Verification is always on."""
 
 
 class TierEntry(ConfigModel):
@@ -132,12 +141,24 @@ class DataGovernance(ConfigModel):
     rules: list[ClassificationRule]
     output_scanning: bool = False
     """Added within schemaVersion 1; absent in older configs means off."""
+    in_cluster_plaintext: list[str] = Field(default_factory=list)
+    """Ids of self-hosted models that may receive regulated requests over plain HTTP (the
+    policy's allowInClusterPlaintext, keeping only models whose NetworkPolicy the operator
+    renders); absent in older configs: none."""
 
 
 class Cache(ConfigModel):
     enabled: bool
     ttl_seconds: int
     temperature_zero_only: bool
+
+
+class Retention(ConfigModel):
+    """Days audit records are kept: per framework (every framework, the policy's overrides
+    applied to the platform defaults) and for tenants under none."""
+
+    default_days: int = DEFAULT_RETENTION_DAYS
+    frameworks: dict[str, int] = Field(default_factory=lambda: dict(RETENTION_DAYS))
 
 
 class PolicyEntry(ConfigModel):
@@ -153,6 +174,8 @@ class PolicyEntry(ConfigModel):
     circuit_breaker: CircuitBreaker
     data_governance: DataGovernance
     cache: Cache
+    retention: Retention = Field(default_factory=Retention)
+    """Absent in older configs: the platform defaults."""
 
 
 class Limits(ConfigModel):

@@ -49,6 +49,7 @@ def resolve_model(
     spec = model.spec
     ns, name = parsed.namespace, parsed.name
     secret_ref: gc.SecretRef | None = None
+    ca_ref: gc.SecretRef | None = None
     problems: list[str] = []
     if spec.serving is not None:
         url = service_url(name, ns, spec.serving.port)
@@ -70,6 +71,19 @@ def resolve_model(
                 reason, problem = found
                 problems.append(problem)
                 ready = ConditionVerdict("Ready", "False", reason, problem)
+        ca = spec.endpoint.ca_bundle_secret_ref
+        if ca is not None:
+            ca_ref = gc.SecretRef(namespace=ns, name=ca.name, key=ca.key)
+            ca_problem = _ca_bundle_problem(secrets, ns, ca.name, ca.key)
+            if ca_problem is not None:
+                problems.append(ca_problem)
+                if not secrets.exists(ns, ca.name):
+                    reason = "SecretNotFound"
+                elif secrets.value(ns, ca.name, ca.key) is None:
+                    reason = "SecretKeyNotFound"
+                else:
+                    reason = "InvalidCABundle"
+                ready = ConditionVerdict("Ready", "False", reason, "; ".join(problems))
     in_config = not problems
     entry = None
     if in_config:
@@ -93,6 +107,8 @@ def resolve_model(
             capabilities=sorted(spec.capabilities),
             max_data_classification=spec.max_data_classification,
             region=spec.region,
+            tls=url.startswith("https://"),
+            ca_bundle_secret_ref=ca_ref,
         )
     verdict = ModelVerdict(
         namespace=ns,
@@ -104,6 +120,23 @@ def resolve_model(
         problems=tuple(problems),
     )
     return ModelOutcome(verdict, entry)
+
+
+PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+
+
+def _ca_bundle_problem(secrets: SecretStore, ns: str, name: str, key: str) -> str | None:
+    """Why the CA bundle Secret cannot serve, or None. Only the PEM framing is checked here (the
+    core parses no certificates); the gateway builds the TLS context and reports the rest."""
+    problem = secrets.problem(ns, name, key)
+    if problem is not None:
+        return f"CA bundle: {problem}"
+    value = secrets.value(ns, name, key) or b""
+    if PEM_CERTIFICATE not in value:
+        return (
+            f"CA bundle: Secret {ns}/{name} key {key!r} holds no PEM certificate ({PEM_CERTIFICATE.decode()})"
+        )
+    return None
 
 
 def invalid_model(invalid: Invalid) -> ModelVerdict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from llmplatform.api.routingpolicy import RoutingPolicy
 from llmplatform.contract import config as gc
+from llmplatform.contract.names import RETENTION_DAYS
 from llmplatform.render.inputs import Inputs, Invalid, Parsed
 from llmplatform.render.verdicts import ConditionVerdict, PolicyVerdict
 
@@ -34,7 +35,31 @@ def default_policy(policies: Mapping[str, Parsed[RoutingPolicy]]) -> str | None:
     return winner.id
 
 
-def _entry(parsed: Parsed[RoutingPolicy], is_default: bool, usable: set[str]) -> gc.PolicyEntry:
+def plaintext_models(parsed: Parsed[RoutingPolicy], inputs: Inputs) -> tuple[list[str], list[str]]:
+    """The policy's allowInClusterPlaintext split into model ids that qualify (self-hosted: the
+    operator renders the NetworkPolicy that admits only gateway pods) and names that do not
+    (an endpoint model, or no such LLMModel): those get no plain-HTTP allowance."""
+    allowed: list[str] = []
+    refused: list[str] = []
+    for name in parsed.resource.spec.data_governance.allow_in_cluster_plaintext or []:
+        model = inputs.models.get(f"{parsed.namespace}/{name}")
+        if model is not None and model.resource.spec.serving is not None:
+            allowed.append(model.id)
+        else:
+            refused.append(name)
+    return sorted(allowed), sorted(refused)
+
+
+def _retention(parsed: Parsed[RoutingPolicy]) -> gc.Retention:
+    spec = parsed.resource.spec.retention
+    frameworks = dict(RETENTION_DAYS)
+    frameworks.update({r.framework: r.days for r in spec.frameworks or []})
+    return gc.Retention(default_days=spec.default_days, frameworks=frameworks)
+
+
+def _entry(
+    parsed: Parsed[RoutingPolicy], is_default: bool, usable: set[str], plaintext: list[str]
+) -> gc.PolicyEntry:
     spec = parsed.resource.spec
     tiers = [
         gc.TierEntry(
@@ -71,8 +96,10 @@ def _entry(parsed: Parsed[RoutingPolicy], is_default: bool, usable: set[str]) ->
                 for r in sorted(gov.rules or [], key=lambda r: r.classification)
             ],
             output_scanning=gov.output_scanning,
+            in_cluster_plaintext=[m for m in plaintext if m in usable],
         ),
         cache=gc.Cache(**spec.cache.model_dump(by_alias=False)),
+        retention=_retention(parsed),
     )
 
 
@@ -103,6 +130,16 @@ def resolve_policy(
                 f"LLMModel(s) not ready for the gateway: {', '.join(unusable)} (see their status)",
             )
         )
+    plaintext, unprotected = plaintext_models(parsed, inputs)
+    if unprotected:
+        problems.append(
+            (
+                "PlaintextNotProtected",
+                "dataGovernance.allowInClusterPlaintext names model(s) that are not self-hosted (no "
+                f"NetworkPolicy of the operator protects their plain HTTP): {', '.join(unprotected)}; "
+                "regulated requests reach them only over TLS",
+            )
+        )
     if spec.default and not is_default:
         problems.append(
             (
@@ -124,7 +161,7 @@ def resolve_policy(
         missing_models=tuple(missing),
         unusable_models=tuple(unusable),
     )
-    return PolicyOutcome(verdict, _entry(parsed, is_default, usable_models))
+    return PolicyOutcome(verdict, _entry(parsed, is_default, usable_models, plaintext))
 
 
 def invalid_policy(invalid: Invalid) -> PolicyVerdict:

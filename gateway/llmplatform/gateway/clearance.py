@@ -70,6 +70,9 @@ class PolicyGovernance:
     rules: tuple[Rule, ...]
     """Indexed by class rank."""
     output_scanning: bool
+    plaintext_ok: frozenset[str] = frozenset()
+    """Ids of self-hosted models that may receive regulated requests over in-cluster plain
+    HTTP (the policy's allowInClusterPlaintext, as the operator resolved it)."""
 
     def admits(self, rank: int, tier: str, region: str | None) -> bool:
         rule = self.rules[rank]
@@ -93,7 +96,11 @@ def compile_policy(gov: DataGovernance) -> PolicyGovernance:
                 redaction=r.pii_redaction if r.pii_redaction is not None else gov.pii_redaction,
             )
         )
-    return PolicyGovernance(rules=tuple(rules), output_scanning=getattr(gov, "output_scanning", False))
+    return PolicyGovernance(
+        rules=tuple(rules),
+        output_scanning=gov.output_scanning,
+        plaintext_ok=frozenset(gov.in_cluster_plaintext),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +110,6 @@ class TenantGovernance:
     hipaa: bool
     gdpr: bool
     region: str | None
+    encrypted_transit: bool = False
+    """Under hipaa or pci_dss: every request must reach its model over TLS (or over in-cluster
+    plain HTTP the policy allows)."""

@@ -9,14 +9,30 @@ keep the snapshot they started with.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
-from llmplatform.contract.config import GatewayConfig, Limits, ModelEntry, PolicyEntry, SecretResolver
-from llmplatform.contract.names import PROVIDER_SECRETS_VALUE
+from llmplatform.contract.config import (
+    GatewayConfig,
+    Limits,
+    ModelEntry,
+    PolicyEntry,
+    Retention,
+    SecretResolver,
+)
+from llmplatform.contract.names import (
+    DEFAULT_RETENTION_DAYS,
+    PROVIDER_SECRETS_VALUE,
+    REGULATED_TRANSIT_FRAMEWORKS,
+)
 from llmplatform.gateway.cache import CacheSettings
 from llmplatform.gateway.clearance import RANK, PolicyGovernance, TenantGovernance, compile_policy
 from llmplatform.gateway.providers import ADAPTERS, adapter_for
 from llmplatform.gateway.providers.base import Adapter
+from llmplatform.gateway.upstreamtls import DEFAULT, UpstreamTLS, for_bundle
+
+log = logging.getLogger("llmplatform.gateway")
+DAY_SECONDS = 86400
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,11 @@ class Model:
     cannot read (not mounted, or empty). Such a model is never called without its key: the
     fallback loop skips it (upstream.py) and /readyz and a metric report it (server.py). A
     model without `apiKeySecretRef` is keyless by declaration and has no problem."""
+    tls: bool = True
+    """Reached over TLS (the declared url is https://); plain models serve regulated requests
+    only where the policy allows them in-cluster (governance.py)."""
+    upstream_tls: UpstreamTLS = DEFAULT
+    """aiohttp's `ssl=` for this model (upstreamtls.py: verification always on)."""
 
     @property
     def adapter(self) -> Adapter:
@@ -80,6 +101,7 @@ class Policy:
     breaker_open_seconds: float
     governance: PolicyGovernance
     cache: CacheSettings
+    retention: Retention = field(default_factory=Retention)
 
 
 @dataclass(frozen=True)
@@ -91,6 +113,10 @@ class Tenant:
     limits: Limits
     user_limits: Limits | None
     governance: TenantGovernance
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    """How long the tenant's audit records are kept (retention_days below)."""
+    cache_ttl: int = 300
+    """The policy's cache TTL, capped by the retention: no cached answer outlives it."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +139,16 @@ class Compiled:
     tenants: dict[str, Tenant]
     credentials_missing: dict[str, Model] = field(default_factory=dict)
     """By id: models whose credential cannot be read (see `Model.credential_problem`)."""
+    default_retention_days: int = DEFAULT_RETENTION_DAYS
+    """Retention of records that belong to no tenant: the default policy's defaultDays."""
+
+
+def retention_days(retention: Retention, frameworks: list[str]) -> int:
+    """A tenant's retention: the longest period of its frameworks, or the policy's default
+    when it declares none (a framework the config has no period for counts as the default)."""
+    if not frameworks:
+        return retention.default_days
+    return max(retention.frameworks.get(f, retention.default_days) for f in frameworks)
 
 
 def _model(entry: ModelEntry, adapter: Adapter, secrets: SecretResolver) -> Model:
@@ -130,6 +166,14 @@ def _model(entry: ModelEntry, adapter: Adapter, secrets: SecretResolver) -> Mode
                 f"{' is empty' if raw is not None else ' is not mounted'}): the platform team must "
                 f"mount it into the gateway (chart value {PROVIDER_SECRETS_VALUE})"
             )
+    upstream_tls = DEFAULT
+    if entry.ca_bundle_secret_ref is not None:
+        ca = entry.ca_bundle_secret_ref
+        upstream_tls = for_bundle(
+            secrets(ca.namespace, ca.name, ca.key), f"Secret {ca.namespace}/{ca.name} key {ca.key!r}"
+        )
+        if upstream_tls.error is not None:
+            log.error("model %s: %s; requests skip it", entry.id, upstream_tls.error)
     base = entry.url.rstrip("/")
     if not base.endswith("/v1"):
         base += "/v1"  # an endpoint given as the server root (https://api.example.com)
@@ -155,6 +199,8 @@ def _model(entry: ModelEntry, adapter: Adapter, secrets: SecretResolver) -> Mode
         region=entry.region,
         self_hosted=entry.self_hosted,
         credential_problem=problem,
+        tls=entry.tls if entry.tls is not None else entry.url.startswith("https://"),
+        upstream_tls=upstream_tls,
     )
 
 
@@ -193,6 +239,7 @@ def _policy(entry: PolicyEntry, models: dict[str, Model]) -> Policy:
             ttl_seconds=entry.cache.ttl_seconds,
             temperature_zero_only=entry.cache.temperature_zero_only,
         ),
+        retention=entry.retention,
     )
 
 
@@ -209,6 +256,7 @@ def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
         policy = policies.get(t.policy) or (policies.get(config.default_policy or ""))
         if policy is None:
             continue  # a tenant whose policy is gone cannot be served; the operator reports it
+        days = retention_days(policy.retention, t.compliance.frameworks)
         tenant = Tenant(
             id=t.id,
             name=t.name,
@@ -220,7 +268,10 @@ def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
                 hipaa="hipaa" in t.compliance.frameworks,
                 gdpr="gdpr" in t.compliance.frameworks,
                 region=t.compliance.region,
+                encrypted_transit=bool(REGULATED_TRANSIT_FRAMEWORKS.intersection(t.compliance.frameworks)),
             ),
+            retention_days=days,
+            cache_ttl=min(policy.cache.ttl_seconds, days * DAY_SECONDS),
         )
         tenants[t.id] = tenant
         for k in t.keys:
@@ -235,10 +286,12 @@ def compile_config(config: GatewayConfig, secrets: SecretResolver) -> Compiled:
     models: dict[str, Model] = dict(models_by_id)
     for m in models_by_id.values():
         models.setdefault(m.name, m)
+    default = policies.get(config.default_policy or "")
     return Compiled(
         content_hash=config.content_hash,
         keys=keys,
         models=models,
         tenants=tenants,
         credentials_missing={i: m for i, m in models_by_id.items() if m.credential_problem},
+        default_retention_days=default.retention.default_days if default else DEFAULT_RETENTION_DAYS,
     )

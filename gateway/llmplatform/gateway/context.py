@@ -154,6 +154,10 @@ class Ctx:
     """`hit` or `miss` when the response cache applies to the request."""
     cache_key: str | None = None
     cache_ttl: int = 0
+    """Seconds a stored answer is served: the tenant's (its policy's TTL capped by its retention)."""
+    retention_days: int | None = None
+    """How long the tenant's audit record is kept; None before authentication (then the
+    gateway's default for records of no tenant applies)."""
     scan_output: bool = False
     hipaa: bool = False
     dialect: Dialect | None = None

@@ -26,6 +26,12 @@ called from the server with a few lines. The rules, in the order they apply:
   the request stays first.
 - `gdpr` tenants are served only by EU/EEA models (see `is_eu`); a tenant's
   `compliance.region` admits only models in that region (see `region_matches`).
+- Encryption in transit: a model reached over plain HTTP (`tls` false: an http:// endpoint
+  or a self-hosted Service) receives no request of a tenant under hipaa or pci_dss, and no
+  data classified restricted (its redacted copy may go when that is less), unless the policy
+  allows it in-cluster (`allowInClusterPlaintext`, self-hosted models only, which their
+  NetworkPolicy protects). The fallback walks only the models that remain; when none does,
+  the 403 says so (code `encryption_required`).
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ from llmplatform.gateway.forwarded import Forwarded, Piece
 
 if TYPE_CHECKING:
     from llmplatform.gateway.router import Candidate
+
+RESTRICTED = RANK["restricted"]
 
 ROLE_CEILING = {
     "admin": RANK["restricted"],
@@ -184,6 +192,8 @@ def route(
     redaction = gov.rules[raw].redaction and bool(found.findings)
     routes: list[Route] = []
     resident = 0
+    unencrypted: list[str] = []
+    """Models left out only because the request would reach them over plain HTTP."""
     for cand in cands:
         model = cand.model
         if (tenant.gdpr and not is_eu(model.region)) or (
@@ -191,20 +201,50 @@ def route(
         ):
             continue
         resident += 1
+        plain = not model.tls and model.id not in gov.plaintext_ok
+        if plain and tenant.encrypted_transit:
+            unencrypted.append(model.name)
+            continue
         clearance = min(model.max_class, ceiling)
+        blocked = False
         if raw <= clearance and gov.admits(raw, cand.tier, model.region):
-            routes.append(Route(cand, False))
-        elif redaction:
+            if not plain or raw < RESTRICTED:
+                routes.append(Route(cand, False))
+                continue
+            blocked = True  # restricted data over plain HTTP: perhaps its redacted copy may go
+        if redaction:
             red = found.redacted()[1]
             if red <= clearance and gov.admits(red, cand.tier, model.region):
-                routes.append(Route(cand, True))
+                if not plain or red < RESTRICTED:
+                    routes.append(Route(cand, True))
+                    continue
+                blocked = True
+        if blocked:
+            unencrypted.append(model.name)
     if not routes:
+        if unencrypted:
+            raise _unencrypted(found, unencrypted, tenant)
         raise _denial(found, cands, resident, ceiling, role, redaction, tenant)
     if named or not any(r.redacted for r in routes):
         return routes
     # within a tier, models cleared for the request as is go before those needing redaction
     position = {tier: i for i, tier in enumerate(dict.fromkeys(r.cand.tier for r in routes))}
     return sorted(routes, key=lambda r: (position[r.cand.tier], r.redacted))
+
+
+def _unencrypted(found: Scan, models: list[str], tenant: TenantGovernance) -> GovernanceDenied:
+    if tenant.encrypted_transit:
+        who = "requests of a tenant under hipaa or pci_dss"
+    else:
+        who = f"data classified {found.classification}"
+    names = ", ".join(dict.fromkeys(models))
+    return GovernanceDenied(
+        f"{who} must reach the model over TLS: the model(s) that could serve this request "
+        f"({names}) are reached over plain HTTP, and the routing policy does not allow in-cluster "
+        "plain traffic for them (dataGovernance.allowInClusterPlaintext, self-hosted models only)",
+        "encryption_required",
+        "transit",
+    )
 
 
 def _denial(

@@ -83,8 +83,9 @@ class WorkerSpec:
     reload_interval: float
     log_level: str
     audit_log_max_bytes: int = 0
-    audit_log_keep: int = 10
+    audit_log_keep: int = 0
     audit_fsync_seconds: float = 1.0
+    audit_log_rotate_seconds: float = 86400.0
     max_upstream_body_bytes: int = 32 * 1024 * 1024
     client_write_seconds: float = 60.0
     body_read_seconds: float = 60.0

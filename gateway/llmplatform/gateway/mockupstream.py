@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -561,17 +562,25 @@ class MockUpstream:
         return web.json_response(payload, headers={"x-llmplatform-mock": "test-server"})
 
 
-def serve(host: str, port: int, settings: MockSettings) -> None:
-    """Run the test server until interrupted."""
+def serve(
+    host: str, port: int, settings: MockSettings, tls_cert: str | None = None, tls_key: str | None = None
+) -> None:
+    """Run the test server until interrupted; with `tls_cert` and `tls_key` (PEM files) it
+    speaks HTTPS (tests of the gateway's upstream TLS: certificates from a test CA)."""
     from llmplatform.gateway.main import run_loop
 
     mock = MockUpstream(settings)
+    context = None
+    if tls_cert is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls_cert, tls_key)
 
     async def main() -> None:
         runner = web.AppRunner(mock.app(), access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        print(f"{TEST_LABEL} listening on http://{host}:{port}/v1", flush=True)
+        await web.TCPSite(runner, host, port, ssl_context=context).start()
+        scheme = "https" if context is not None else "http"
+        print(f"{TEST_LABEL} listening on {scheme}://{host}:{port}/v1", flush=True)
         await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt):

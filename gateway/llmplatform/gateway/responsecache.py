@@ -41,7 +41,6 @@ async def lookup(
     if redacted:
         target += ":redacted"  # what left the gateway differs, so may the answer
     ctx.cache_key = rc.key(ctx.tenant, ctx.endpoint, target, body)
-    ctx.cache_ttl = policy.cache.ttl_seconds
     entry = await cache.get(ctx.cache_key)
     if entry is None:
         ctx.cache = "miss"

@@ -70,8 +70,9 @@ class Settings:
     reload_interval: float = 1.0
     audit_log: str | None = None
     audit_log_max_bytes: int = 0
-    audit_log_keep: int = 10
+    audit_log_keep: int = 0
     audit_fsync_seconds: float = 1.0
+    audit_log_rotate_seconds: float = 86400.0
     max_upstream_body_bytes: int = DEFAULT_MAX_UPSTREAM_BODY
     """Largest upstream answer read (JSON body or a whole stream): 502 / in-band error above."""
     client_write_seconds: float = 60.0
@@ -127,6 +128,7 @@ class Gateway:
             max_bytes=settings.audit_log_max_bytes,
             keep=settings.audit_log_keep,
             fsync_seconds=settings.audit_fsync_seconds,
+            rotate_seconds=settings.audit_log_rotate_seconds,
         )
         self.recorder = Recorder(self.audit)
         self.cache: rc.LocalCache | rc.RedisCache = (
@@ -171,6 +173,7 @@ class Gateway:
         self.rejected = None
         previous, self.compiled = self.compiled, compiled
         self._report_credentials(previous, compiled)
+        self.audit.default_retention_days = compiled.default_retention_days
         m.CONFIG_RELOADS.labels("loaded").inc()
         m.CONFIG_LOADED.set(1)
         log.info(
@@ -217,6 +220,7 @@ class Gateway:
     async def on_startup(self, app: web.Application) -> None:
         self.upstream.start()
         self.reload()
+        self.audit.start_timers()
         self._tasks.append(asyncio.create_task(self._reload_loop()))
         redis_task = await self.admission.start()
         if redis_task is not None:
@@ -470,6 +474,7 @@ class Gateway:
         assert compiled is not None
         tenant = key.tenant
         ctx.tenant, ctx.key, ctx.user, ctx.policy = tenant.id, key.name, key.user, tenant.policy
+        ctx.retention_days, ctx.cache_ttl = tenant.retention_days, tenant.cache_ttl
         if key.role not in gv.ROLE_CEILING:
             m.GOVERNANCE_DENIED.labels(tenant.id, "role").inc()
             gv.check_role(key.role)

@@ -276,13 +276,21 @@ class Upstream:
         else:
             adapter, url = model.adapter, model.urls[ctx.endpoint]
         data, up_headers = adapter.build_request(body, model, stream, ctx.request_id)
+        tls = model.upstream_tls
+        if tls.error is not None:  # its CA bundle is unusable: never fall back to weaker checks
+            return Failure("connect", detail=tls.error)
         resp: aiohttp.ClientResponse | None = None
         try:
             try:
                 if not stream:  # aiohttp's total timeout covers connect, headers and body
                     timeout = client_timeout(policy.connect_seconds, policy.request_seconds)
                     resp = await self.session.post(
-                        url, data=data, headers=up_headers, timeout=timeout, allow_redirects=False
+                        url,
+                        data=data,
+                        headers=up_headers,
+                        timeout=timeout,
+                        allow_redirects=False,
+                        ssl=tls.ssl,
                     )
                     if 300 <= resp.status < 400:
                         return redirected(resp)
@@ -297,7 +305,12 @@ class Upstream:
                 async with asyncio.timeout(policy.request_seconds):
                     timeout = client_timeout(policy.connect_seconds, None)
                     resp = await self.session.post(
-                        url, data=data, headers=up_headers, timeout=timeout, allow_redirects=False
+                        url,
+                        data=data,
+                        headers=up_headers,
+                        timeout=timeout,
+                        allow_redirects=False,
+                        ssl=tls.ssl,
                     )
                     if 300 <= resp.status < 400:
                         return redirected(resp)

@@ -151,11 +151,21 @@ def test_rotation_keeps_one_chain_across_files_in_any_order(tmp_path: Path) -> N
     assert where(failure(files)) == f"{tmp_path / 'audit.jsonl.2'}:1"
 
 
-def test_rotation_deletes_beyond_keep_and_partial_accepts_the_rest(tmp_path: Path) -> None:
+def test_rotation_deletes_beyond_keep_recorded_in_the_chain(tmp_path: Path) -> None:
+    """Files deleted for --audit-log-keep are listed in `prune` records first, so the rest
+    still verifies (the summary says pruned, and why); a file deleted by hand does not."""
     log = tmp_path / "audit.jsonl"
     write_log(log, 60, max_bytes=2000, keep=2)
     files = sorted(tmp_path.iterdir())
     assert [f.name for f in files] == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"]
+    report = verify([str(f) for f in files])
+    assert report.problem is None, report.problem
+    assert "pruned (keep" in summary(report)
+    # deleting a file without a prune record is still a broken link
+    problem = failure([files[0], files[2]])
+    assert "records deleted" in problem.reason
+    first = tmp_path / "audit.jsonl.2"
+    first.write_bytes(b"".join(lines(first)[1:]))  # its first record cut: the prefix no longer matches
     assert "not 1" in failure(files).reason
     report = verify([str(f) for f in files], partial=True)
     assert report.problem is None

@@ -4,6 +4,7 @@ tests/gateway/test_governance_http.py."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -216,3 +217,32 @@ def test_redaction_keeps_the_class_of_parts_it_cannot_change() -> None:
     assert copy["messages"][1]["content"] == "mail [EMAIL_REDACTED]"
     alone = gv.scan({"messages": [{"role": "user", "content": f"mail {EMAIL}"}]}, "chat", False)
     assert cl.CLASSES[alone.redacted()[1]] == "public"
+
+
+def test_regulated_requests_reach_plain_models_only_where_the_policy_allows() -> None:
+    plain = Candidate(dataclasses.replace(VAULT.model, id="p/plain", name="plain", tls=False), "premium")
+    secure = VAULT  # tls (the default)
+    allowed = cl.PolicyGovernance(gov().rules, False, plaintext_ok=frozenset({"p/plain"}))
+    strict_plain = cl.PolicyGovernance(gov(False).rules, False)
+    pci = cl.TenantGovernance(hipaa=False, gdpr=False, region=None, encrypted_transit=True)
+    hello = gv.scan(chat("hello"), "chat", False)
+    # a tenant under pci_dss/hipaa: the plain model is skipped, the TLS one stays
+    assert names(gv.route(hello, [plain, secure], gov(), pci, "admin", False)) == [("vault", False)]
+    assert names(gv.route(hello, [plain, secure], allowed, pci, "admin", False)) == [
+        ("plain", False),
+        ("vault", False),
+    ]
+    with pytest.raises(gv.GovernanceDenied) as err:
+        gv.route(hello, [plain], gov(), pci, "admin", False)
+    assert err.value.code == "encryption_required" and "plain" in str(err.value.message)
+    # restricted data: not over plain HTTP, but its redacted copy (no longer restricted) may go
+    ssn = gv.scan(chat("ssn 078-05-1120"), "chat", False)
+    assert ssn.classification == "restricted"
+    assert names(gv.route(ssn, [plain, secure], gov(), NOBODY, "admin", False)) == [
+        ("vault", False),
+        ("plain", True),
+    ]
+    with pytest.raises(gv.GovernanceDenied) as err:
+        gv.route(ssn, [plain], strict_plain, NOBODY, "admin", False)
+    assert err.value.code == "encryption_required" and "classified restricted" in str(err.value.message)
+    assert names(gv.route(ssn, [plain], allowed, NOBODY, "admin", False)) == [("plain", False)]
