@@ -29,6 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmplatform.contract import redisurl
 from llmplatform.gateway import sse
 
 log = logging.getLogger("llmplatform.gateway.cache")
@@ -126,9 +127,7 @@ class RedisCache:
     def __init__(self, url: str, timeout: float = 0.5) -> None:
         import redis.asyncio as aioredis
 
-        self._redis: Any = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
-        )
+        self._redis: Any = redisurl.connect(aioredis, url, timeout)
         self._failing = False
 
     def _failed(self, exc: Exception) -> None:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmplatform.contract import redisurl
 from llmplatform.contract.config import Limits
 from llmplatform.contract.usage import MICRO, counter_stem, scope_key, window_id
 
@@ -203,16 +204,16 @@ class RedisUnavailable(Exception):
 
 
 class RedisLimiter:
-    """Counters shared by every replica through atomic Lua scripts on one Redis."""
+    """Counters shared by every replica through atomic Lua scripts on one Redis: a single server,
+    the primary Sentinel reports, or Redis Cluster (a request's keys share the tenant's hash tag,
+    so each script call runs on one node; `llmplatform.contract.redisurl` reads the URL)."""
 
     name = "redis"
 
     def __init__(self, url: str, timeout: float = 0.5) -> None:
         import redis.asyncio as aioredis
 
-        self._redis: Any = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
-        )
+        self._redis: Any = redisurl.connect(aioredis, url, timeout)
         self._reserve = self._redis.register_script(RESERVE_LUA)
         self._settle = self._redis.register_script(SETTLE_LUA)
 
