@@ -102,6 +102,19 @@ def start_cluster(tmp: Path, primaries: int = 3) -> tuple[list[Proc], str]:
     return procs, "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
 
 
+def slot_owner(port: int, key: str) -> str:
+    """host:port of the cluster primary that holds `key` (asked through the node on `port`)."""
+    slot = int(cli_call(port, "CLUSTER", "KEYSLOT", key).strip())
+    for line in cli_call(port, "CLUSTER", "NODES").splitlines():
+        fields = line.split()
+        if "master" in fields[2]:
+            for spec in fields[8:]:
+                low, _, high = spec.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return fields[1].split("@")[0]
+    raise RuntimeError(f"no primary holds slot {slot}")
+
+
 class SentinelSet:
     """A primary, one replica and three Sentinels (quorum 2) that declare the primary down
     after `down_ms` and fail over to the replica."""
