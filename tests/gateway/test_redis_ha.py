@@ -19,6 +19,7 @@ import pytest
 
 from llmplatform_testing import gateway as h
 from llmplatform_testing import redisha
+from llmplatform_testing.procs import wait_for
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hello"}]
 HOURLY = 20
@@ -182,3 +183,21 @@ def test_sentinel_failover_under_load_recovers_on_the_promoted_replica(
     # fail-closed admits nothing over the limit; fail-open at most the limit once per process
     assert closed_after.count(200) == 0 and closed_after.count(503) > 0
     assert open_after.count(200) <= 3 * HOURLY
+
+
+def test_local_fallback_goes_on_from_the_shared_count(gateway_world: h.World, upstream: str) -> None:
+    """A worker that saw a tenant at its limit in Redis keeps refusing it when Redis goes away
+    (`local` mode starts from the last shared count it saw, not from zero), while a tenant with
+    headroom left is still served, up to that headroom."""
+    w = gateway_world
+    redis, url = h.start_redis(w.tmp)
+    w.procs.append(redis)
+    path = w.manifests(docs(upstream), "manifests-fallback")
+    base = w.serve(["--manifests", str(path)], "--redis-url", url, name="fallback-gw")
+    avoid_hour_edge()
+    assert asyncio.run(burst([base], "t5", HOURLY + 3)).count(200) == HOURLY
+    assert asyncio.run(burst([base], "t6", HOURLY - 2)).count(200) == HOURLY - 2
+    redis.stop()
+    wait_for(lambda: limiter_states([base]) == {"redis unreachable (local)"}, 10, "the local fallback")
+    assert set(asyncio.run(burst([base], "t5", 5))) == {429}
+    assert sorted(asyncio.run(burst([base], "t6", 5))) == [200, 200, 429, 429, 429]

@@ -155,6 +155,15 @@ class LocalLimiter:
             self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
         return None, values
 
+    def seed(self, charges: Sequence[Charge], values: Sequence[int]) -> None:
+        """Raise counters to values the shared store reported for the same keys (never lower
+        one): when Redis becomes unreachable this process goes on from the shared count it last
+        saw instead of from zero, so the fallback overshoots by at most the headroom left then."""
+        now = time.monotonic()
+        for c, value in zip(charges, values, strict=True):
+            if self._get(c.key, now) < value:
+                self._counts[c.key] = (value, now + c.reset_seconds + 1)
+
     async def settle(self, charges: Sequence[Charge], deltas: Sequence[int]) -> None:
         now = time.monotonic()
         for c, delta in zip(charges, deltas, strict=True):
