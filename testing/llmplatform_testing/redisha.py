@@ -171,3 +171,78 @@ class SentinelSet:
         for proc in reversed(self.procs):
             proc.stop()
         self.procs.clear()
+
+
+def tls_files(tmp: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for IP 127.0.0.1 (openssl), in `tmp`."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    files = {name: tmp / f"{name}.pem" for name in ("ca", "ca-key", "server", "server-key")}
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError(
+            "openssl is not installed; the Redis TLS test needs it: apt-get install -y openssl"
+        )
+
+    def run(*args: str | Path) -> None:
+        subprocess.run([openssl, *map(str, args)], check=True, capture_output=True, timeout=120)
+
+    new_key = ("-newkey", "rsa:2048", "-nodes")
+    run(
+        "req",
+        "-x509",
+        *new_key,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=llmp-test-ca",
+        "-keyout",
+        files["ca-key"],
+        "-out",
+        files["ca"],
+    )
+    csr, ext = tmp / "server.csr", tmp / "server.ext"
+    run("req", *new_key, "-subj", "/CN=127.0.0.1", "-keyout", files["server-key"], "-out", csr)
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        files["ca"],
+        "-CAkey",
+        files["ca-key"],
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        ext,
+        "-out",
+        files["server"],
+    )
+    return files
+
+
+def start_tls_server(tmp: Path) -> tuple[Proc, str]:
+    """One `redis-server` that speaks only TLS (no client certificates asked) on 127.0.0.1;
+    returns it and a `rediss://` URL that trusts its CA."""
+    from llmplatform_testing.procs import free_port
+
+    files = tls_files(tmp / "tls")
+    port = free_port()
+    directory = tmp / f"redis-tls-{port}"
+    directory.mkdir(parents=True, exist_ok=True)
+    tls = ["--tls-port", str(port), "--port", "0", "--tls-auth-clients", "no"]
+    tls += ["--tls-cert-file", str(files["server"]), "--tls-key-file", str(files["server-key"])]
+    tls += ["--tls-ca-cert-file", str(files["ca"])]
+    proc = Proc(
+        [binary(), "--bind", "127.0.0.1", "--dir", str(directory), *NO_PERSISTENCE, *tls],
+        tmp / f"redis-tls-{port}.log",
+    )
+    ping = ("--tls", "--cacert", str(files["ca"]), "PING")
+    try:
+        wait_for(lambda: "PONG" in cli_call(port, *ping), timeout=20, what=f"TLS redis on {port}")
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={files['ca']}"

@@ -173,3 +173,50 @@ def test_spend_survives_a_redis_restart_without_persistence(
             gateway.stop()
         mock.stop()
         redis_proc.stop()
+
+
+def test_usage_restore_on_a_redis_cluster(tmp_path: Path) -> None:
+    """The operator's side alone, on a 3-primary Redis Cluster: usage of tenants on different
+    primaries is read per slot; after every primary is flushed (Redis lost its data) each
+    tenant is restored from its checkpoint once; a counter settled below the checkpoint while
+    Redis kept its data is left alone."""
+    import redis
+
+    from llmplatform.contract.usage import tenant_usage_keys
+    from llmplatform.operator.usage import RedisUsage
+    from llmplatform_testing import redisha
+
+    procs, url = redisha.start_cluster(tmp_path)
+    try:
+        ports = [int(hp.rsplit(":", 1)[1]) for hp in url.removeprefix("redis+cluster://").split(",")]
+        direct = redis.RedisCluster(host="127.0.0.1", port=ports[0])
+        tenants = [f"ns{i}/q{i}" for i in range(6)]
+        assert len({redisha.slot_owner(ports[0], f"llmp:{{{t}}}:") for t in tenants}) > 1
+        now = time.time()
+        for i, tid in enumerate(tenants):
+            for _field, key, micro in tenant_usage_keys(tid, now):
+                direct.set(key, (i + 1) * (1_000_000 if micro else 100), ex=3600)
+        reader = RedisUsage(url)
+        first = reader.read(dict.fromkeys(tenants))
+        assert first is not None and reader.restored == 0
+        assert first["ns2/q2"]["tokensToday"] == 300 and first["ns2/q2"]["costThisMonthUSD"] == 3.0
+        assert first["ns2/q2"]["day"] == today()
+
+        for port in ports:
+            assert "OK" in redisha.cli_call(port, "FLUSHALL")
+        restored = reader.read(first)
+        assert restored is not None and reader.restored == len(tenants)
+        for tid in tenants:
+            assert restored[tid]["tokensToday"] == first[tid]["tokensToday"]
+            assert restored[tid]["costThisMonthUSD"] == first[tid]["costThisMonthUSD"]
+            assert restored[tid]["requestsThisMinute"] == 0  # the minute is not checkpointed
+
+        _, tokens_key, _ = tenant_usage_keys("ns0/q0", time.time())[1]
+        direct.decrby(tokens_key, 50)  # a settlement gave tokens back
+        again = reader.read(first)
+        assert again is not None and again["ns0/q0"]["tokensToday"] == first["ns0/q0"]["tokensToday"] - 50
+        assert reader.restored == len(tenants)
+        direct.close()
+    finally:
+        for proc in procs:
+            proc.stop()

@@ -201,3 +201,19 @@ def test_local_fallback_goes_on_from_the_shared_count(gateway_world: h.World, up
     wait_for(lambda: limiter_states([base]) == {"redis unreachable (local)"}, 10, "the local fallback")
     assert set(asyncio.run(burst([base], "t5", 5))) == {429}
     assert sorted(asyncio.run(burst([base], "t6", 5))) == [200, 200, 429, 429, 429]
+
+
+def test_tls_redis_keeps_limits_exact(gateway_world: h.World, upstream: str) -> None:
+    """`rediss://` to a Redis that speaks only TLS, trusting its CA (`ssl_ca_certs`)."""
+    w = gateway_world
+    redis, url = redisha.start_tls_server(w.tmp)
+    w.procs.append(redis)
+    path = w.manifests(docs(upstream), "manifests-tls")
+    bases = [
+        w.serve(["--manifests", str(path)], "--redis-url", url, name="tls-gw1"),
+        w.serve(["--manifests", str(path)], "--redis-url", url, name="tls-gw2"),
+    ]
+    avoid_hour_edge()
+    codes = asyncio.run(burst(bases, "t4", 2 * HOURLY))
+    assert codes.count(200) == HOURLY and set(codes) == {200, 429}
+    assert limiter_states(bases) == {"redis"}

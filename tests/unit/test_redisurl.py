@@ -59,3 +59,33 @@ def test_the_flag_error_never_shows_the_password() -> None:
         redisurl.argument("redis+cluster://:hunter2@n1:7000/5")
     assert "hunter2" not in str(err.value)
     assert redisurl.argument("redis://:hunter2@h/0") == "redis://:hunter2@h/0"
+
+
+def test_connect_builds_each_client_from_the_url_without_connecting() -> None:
+    import redis.asyncio as aioredis
+
+    single = redisurl.connect(aioredis, "redis://h:6379/1", 0.5, 2.0, max_connections=8)
+    assert isinstance(single.connection_pool, aioredis.BlockingConnectionPool)
+    assert single.connection_pool.max_connections == 8
+    assert single.connection_pool.connection_kwargs["socket_connect_timeout"] == 2.0
+
+    cluster = redisurl.connect(aioredis, "rediss+cluster://:pw@n1:7000,n2:7001?ssl_cert_reqs=none", 0.5)
+    assert isinstance(cluster, aioredis.RedisCluster)
+    seeds = cluster.nodes_manager
+    assert {(n.host, n.port) for n in seeds.startup_nodes.values()} == {("n1", 7000), ("n2", 7001)}
+    assert seeds.connection_kwargs["connection_class"] is aioredis.SSLConnection
+    assert (seeds.connection_kwargs["ssl_cert_reqs"], seeds.connection_kwargs["password"]) == ("none", "pw")
+
+    primary = redisurl.connect(
+        aioredis, "rediss+sentinel://:pw@s1:26379,s2/svc/2?sentinel_password=sp", 0.5, 2.0
+    )
+    pool = primary.connection_pool
+    assert (pool.service_name, pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (
+        "svc",
+        2,
+        "pw",
+    )
+    assert pool.connection_class is aioredis.sentinel.SentinelManagedSSLConnection
+    sentinels = pool.sentinel_manager.sentinels
+    assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [26379, 26379]
+    assert sentinels[0].connection_pool.connection_kwargs["password"] == "sp"

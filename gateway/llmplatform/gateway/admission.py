@@ -143,7 +143,7 @@ class Admission:
     async def start(self) -> asyncio.Task[None] | None:
         if self.redis is None:
             return None
-        self.redis_ok = await self.redis.ping()
+        self.redis_ok = await self.redis.warm()
         m.REDIS_UP.set(1 if self.redis_ok else 0)
         return asyncio.create_task(self._redis_loop())
 

@@ -21,6 +21,7 @@ Semantics (also in docs/gateway.md):
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -208,6 +209,12 @@ return 0
 """
 
 
+MAX_CONNECTIONS = 8
+"""Connections per worker to a single Redis (the limiter's, and the cache's own): a script call
+takes well under a millisecond, so 8 in flight keep a worker busy, and a burst waits for one of
+them rather than opening (and TLS-handshaking) one connection per request."""
+
+
 class RedisUnavailable(Exception):
     pass
 
@@ -219,10 +226,14 @@ class RedisLimiter:
 
     name = "redis"
 
-    def __init__(self, url: str, timeout: float = 0.5) -> None:
+    def __init__(self, url: str, timeout: float = 0.5, connect_timeout: float = 2.0) -> None:
         import redis.asyncio as aioredis
 
-        self._redis: Any = redisurl.connect(aioredis, url, timeout)
+        # Opening a connection (a TLS handshake on a busy machine) can take longer than a
+        # command: a 0.5 s connect timeout put whole bursts on the per-process fallback while
+        # Redis was fine. A Redis that is really down refuses connections at once, and after
+        # one failure the health probe decides.
+        self._redis: Any = redisurl.connect(aioredis, url, timeout, connect_timeout, MAX_CONNECTIONS)
         self._reserve = self._redis.register_script(RESERVE_LUA)
         self._settle = self._redis.register_script(SETTLE_LUA)
 
@@ -233,6 +244,14 @@ class RedisLimiter:
             return await coro
         except (TimeoutError, RedisError, OSError) as exc:  # also errors Redis answers (OOM...)
             raise RedisUnavailable(str(exc)) from exc
+
+    async def warm(self) -> bool:
+        """Open the pool's connections now (concurrent PINGs), before traffic: with TLS each new
+        connection costs a TLS context built on the event loop, and a cold pool under the first
+        burst blocked the loop long enough for commands in flight to time out. Whether Redis
+        answered."""
+        answers = await asyncio.gather(*(self.ping() for _ in range(MAX_CONNECTIONS)))
+        return all(answers)
 
     async def ping(self) -> bool:
         try:
