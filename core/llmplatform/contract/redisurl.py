@@ -82,7 +82,8 @@ def parse(url: str) -> RedisTarget:
         path = path[1:]
     if path:
         if len(path) > 1 or not path[0].isdigit() or (mode == CLUSTER and path[0] != "0"):
-            raise ValueError(f"Redis {mode} URL: bad database {'/'.join(path)!r} (Cluster has only 0)")
+            want = "Cluster has only database 0" if mode == CLUSTER else "want a number"
+            raise ValueError(f"Redis {mode} URL: bad database {'/'.join(path)!r} ({want})")
         db = int(path[0])
     query = parse_qs(parts.query)
     unknown = sorted(set(query) - set(OPTIONS))
