@@ -16,6 +16,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
+from llmplatform.contract import redisurl
 from llmplatform.contract.names import GATEWAY_SECRETS_DIR
 
 if TYPE_CHECKING:
@@ -128,7 +129,11 @@ def add_gateway_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         "--workers", type=int, default=1, metavar="N", help="processes sharing the port (default: 1)"
     )
     gw.add_argument(
-        "--redis-url", metavar="URL", help="shared limit store; without it limits are per process"
+        "--redis-url",
+        metavar="URL",
+        type=redisurl.argument,
+        help="shared limit store: redis://, rediss:// (TLS), redis+sentinel://host:26379,.../<service>, "
+        "redis+cluster://host:6379,... (rediss+ for TLS); without it limits are per process",
     )
     gw.add_argument(
         "--redis-failure-mode",

@@ -136,7 +136,7 @@ def test_kind_specific_status_fields() -> None:
     assert {"endpoint", "replicas", "readyReplicas", "observedGeneration"} <= status("LLMModel")
     assert {"granted", "usage", "apiKeySecrets", "observedGeneration"} <= status("TenantQuota")
     usage = schema_of(load("TenantQuota"))["properties"]["status"]["properties"]["usage"]["properties"]
-    assert set(usage) == {"requestsThisMinute", "tokensToday", "costThisMonthUSD"}
+    assert set(usage) == {"requestsThisMinute", "tokensToday", "costThisMonthUSD", "day"}
 
 
 def cel_rules() -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:

@@ -78,6 +78,9 @@ class TenantQuotaSpec(K8sModel):
     """API keys of the tenant; names are unique."""
 
 
+DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
 class Usage(LenientModel):
     """Consumption the gateway reports, refreshed at least every 60 seconds."""
 
@@ -87,6 +90,10 @@ class Usage(LenientModel):
     """Tokens used today (UTC)."""
     cost_this_month_usd: float | None = Field(None, ge=0, alias="costThisMonthUSD")
     """Spend this month (UTC) in US dollars."""
+    day: Annotated[str, StringConstraints(max_length=10, pattern=DAY_PATTERN)] | None = None
+    """The UTC day (YYYY-MM-DD) these counters were read in: tokensToday counts this day and
+    costThisMonthUSD its month. The operator restores them into Redis from here when Redis has
+    lost them (a restart without persistence)."""
 
 
 class ApiKeySecretStatus(LenientModel):

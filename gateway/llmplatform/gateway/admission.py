@@ -23,6 +23,9 @@ from llmplatform.gateway.limits import Charge, Denial, LocalLimiter, RedisLimite
 log = logging.getLogger("llmplatform.gateway")
 
 REDIS_FAILURE_MODES = ("local", "refuse")
+SEEN_MAX = 10_000
+"""Tenants and end users whose last Redis counters a worker keeps for the fallback (then it
+forgets them all and starts again: a bound on memory, not a cache policy)."""
 SUFFIX = {"req": "requests", "tok": "tokens"}
 """Counter metric -> the x-ratelimit-*-<suffix> it is reported as (cost has no header)."""
 USAGE_FIELDS = {
@@ -117,6 +120,13 @@ class Admission:
         self.local = LocalLimiter()
         self.redis = RedisLimiter(redis_url) if redis_url else None
         self.redis_ok = self.redis is not None
+        self.seen: dict[str, tuple[list[Charge], list[int]]] = {}
+        self.refused: dict[str, tuple[Charge, int]] = {}
+        """What Redis last told this worker per (tenant, user, month) (keyed by the plan's last
+        key, the month's cost counter of its narrowest scope): every counter's value after the
+        last admission (`seen`), the full counter's after the last refusal (`refused`). The
+        local fallback starts from them, which bounds what an outage or a failover over-admits
+        to the headroom left then (a dict write per request; no Redis work)."""
         self.inflight: dict[str, int] = {}
         """Counter key -> tokens or micro-USD reserved by this worker's requests still in
         flight, so a 429 can tell reservations from use (keys leave when settled)."""
@@ -135,7 +145,7 @@ class Admission:
     async def start(self) -> asyncio.Task[None] | None:
         if self.redis is None:
             return None
-        self.redis_ok = await self.redis.ping()
+        self.redis_ok = await self.redis.warm()
         m.REDIS_UP.set(1 if self.redis_ok else 0)
         return asyncio.create_task(self._redis_loop())
 
@@ -161,6 +171,19 @@ class Admission:
         if self.redis is not None and self.redis_ok:
             try:
                 denial, values = await self.redis.reserve(charges)
+                if len(self.seen) + len(self.refused) >= SEEN_MAX:
+                    self.seen.clear()
+                    self.refused.clear()
+                if denial is None:
+                    # answers of concurrent calls arrive in any order: keep the latest script
+                    # run, the one that left the request counter (never settled down) highest
+                    last = self.seen.get(charges[-1].key)
+                    if last is None or last[0][0].key != charges[0].key or last[1][0] <= values[0]:
+                        self.seen[charges[-1].key] = (charges, values)
+                else:
+                    had = self.refused.get(charges[-1].key)
+                    if had is None or had[0].key != denial.charge.key or had[1] <= denial.current:
+                        self.refused[charges[-1].key] = (denial.charge, denial.current)
                 return self.redis, denial, values
             except RedisUnavailable as exc:
                 log.warning(
@@ -174,6 +197,10 @@ class Admission:
                     503, "the shared rate-limit store is unreachable", code="limits_unavailable"
                 )
             m.LIMITER_DEGRADED.inc()
+            if (admitted := self.seen.get(charges[-1].key)) is not None:
+                self.local.seed(*admitted)
+            if (refused := self.refused.get(charges[-1].key)) is not None:
+                self.local.seed([refused[0]], [refused[1]])
         denial, values = await self.local.reserve(charges)
         return self.local, denial, values
 

@@ -29,7 +29,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmplatform.contract import redisurl
 from llmplatform.gateway import sse
+from llmplatform.gateway.limits import MAX_CONNECTIONS
 
 log = logging.getLogger("llmplatform.gateway.cache")
 
@@ -123,12 +125,12 @@ class LocalCache:
 class RedisCache:
     """Entries in Redis with Redis expiry, shared by every gateway process that uses it."""
 
-    def __init__(self, url: str, timeout: float = 0.5) -> None:
+    def __init__(self, url: str, timeout: float = 0.5, connect_timeout: float = 2.0) -> None:
         import redis.asyncio as aioredis
 
-        self._redis: Any = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
-        )
+        self._redis: Any = redisurl.connect(
+            aioredis, url, timeout, connect_timeout, MAX_CONNECTIONS
+        )  # as the limiter
         self._failing = False
 
     def _failed(self, exc: Exception) -> None:

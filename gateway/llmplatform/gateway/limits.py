@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmplatform.contract import redisurl
 from llmplatform.contract.config import Limits
 from llmplatform.contract.usage import MICRO, counter_stem, scope_key, window_id
 
@@ -156,6 +157,15 @@ class LocalLimiter:
             self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
         return None, values
 
+    def seed(self, charges: Sequence[Charge], values: Sequence[int]) -> None:
+        """Raise counters to values the shared store reported for the same keys (never lower
+        one): when Redis becomes unreachable this process goes on from the shared count it last
+        saw instead of from zero, so the fallback overshoots by at most the headroom left then."""
+        now = time.monotonic()
+        for c, value in zip(charges, values, strict=True):
+            if self._get(c.key, now) < value:
+                self._counts[c.key] = (value, now + c.reset_seconds + 1)
+
     async def settle(self, charges: Sequence[Charge], deltas: Sequence[int]) -> None:
         now = time.monotonic()
         for c, delta in zip(charges, deltas, strict=True):
@@ -200,6 +210,12 @@ return 0
 """
 
 
+MAX_CONNECTIONS = 8
+"""Connections per worker to a single Redis (the limiter's, and the cache's own): a script call
+takes well under a millisecond, so 8 in flight keep a worker busy, and a burst waits for one of
+them rather than opening (and TLS-handshaking) one connection per request."""
+
+
 class RedisUnavailable(Exception):
     pass
 
@@ -209,24 +225,29 @@ _Call = tuple[str, list[str], list[Any], "asyncio.Future[Any]"]
 
 
 class RedisLimiter:
-    """Counters shared by every replica through atomic Lua scripts on one Redis.
+    """Counters shared by every replica through atomic Lua scripts on one Redis: a single server,
+    the primary Sentinel reports, or Redis Cluster (a request's keys share the tenant's hash tag,
+    so each script call runs on one node; `llmplatform.contract.redisurl` reads the URL).
 
     Why batched: every request needs one script call to reserve and one to settle, and with
     many requests in flight the per-command cost of the client (a write, a read, a parser pass
     and a wake-up each) was most of what the Redis path added. Calls made in the same turn of
-    the event loop are sent as one pipeline (one write, one read); each script still runs
-    atomically on its own, in order, so admission is exactly what one call per request gives.
-    Scripts are called by SHA (loaded once, and again after a Redis restart empties its script
-    cache: a NOSCRIPT answer means the script did not run, so it is safe to retry)."""
+    the event loop are sent as one pipeline (one write, one read; a Cluster pipeline splits it
+    by node); each script still runs atomically on its own, in order, so admission is exactly
+    what one call per request gives. Scripts are called by SHA (loaded on first use, and again
+    after a Redis restart empties its script cache: a NOSCRIPT answer means the script did not
+    run, so it is safe to retry)."""
 
     name = "redis"
 
-    def __init__(self, url: str, timeout: float = 0.5) -> None:
+    def __init__(self, url: str, timeout: float = 0.5, connect_timeout: float = 2.0) -> None:
         import redis.asyncio as aioredis
 
-        self._redis: Any = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
-        )
+        # Opening a connection (a TLS handshake on a busy machine) can take longer than a
+        # command: a 0.5 s connect timeout put whole bursts on the per-process fallback while
+        # Redis was fine. A Redis that is really down refuses connections at once, and after
+        # one failure the health probe decides.
+        self._redis: Any = redisurl.connect(aioredis, url, timeout, connect_timeout, MAX_CONNECTIONS)
         self._shas = {name: _sha1(body) for name, body in (("reserve", RESERVE_LUA), ("settle", SETTLE_LUA))}
         self._queue: list[_Call] = []
 
@@ -237,6 +258,14 @@ class RedisLimiter:
             return await coro
         except (TimeoutError, RedisError, OSError) as exc:  # also errors Redis answers (OOM...)
             raise RedisUnavailable(str(exc)) from exc
+
+    async def warm(self) -> bool:
+        """Open the pool's connections now (concurrent PINGs), before traffic: with TLS each new
+        connection costs a TLS context built on the event loop, and a cold pool under the first
+        burst blocked the loop long enough for commands in flight to time out. Whether Redis
+        answered."""
+        answers = await asyncio.gather(*(self.ping() for _ in range(MAX_CONNECTIONS)))
+        return all(answers)
 
     async def ping(self) -> bool:
         try:
@@ -292,7 +321,8 @@ class RedisLimiter:
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
         for name, keys, args, _ in batch:
-            pipe.evalsha(self._shas[name], len(keys), *keys, *args)
+            # execute_command: redis-py's Cluster pipeline refuses its evalsha() helper
+            pipe.execute_command("EVALSHA", self._shas[name], len(keys), *keys, *args)
         return list(await pipe.execute(raise_on_error=False))
 
     async def reserve(self, charges: Sequence[Charge]) -> tuple[Denial | None, list[int]]:

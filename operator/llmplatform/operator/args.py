@@ -7,6 +7,8 @@ import argparse
 import os
 from typing import Any
 
+from llmplatform.contract import redisurl
+
 
 def add_parser(subparsers: Any) -> None:
     op = subparsers.add_parser(
@@ -52,7 +54,9 @@ def add_parser(subparsers: Any) -> None:
     op.add_argument(
         "--usage-redis-url",
         metavar="URL",
-        help="the gateways' shared Redis: copy each tenant's usage into TenantQuota status.usage",
+        type=redisurl.argument,
+        help="the gateways' shared Redis (the gateway's --redis-url forms): copy each tenant's usage "
+        "into TenantQuota status.usage and restore it into Redis after Redis lost it",
     )
     op.add_argument("--usage-seconds", type=float, default=30.0, help="usage refresh period (default: 30)")
     op.add_argument(

@@ -157,8 +157,9 @@ class Reconciler:
     absent_seconds: float = 2.0
     # `--serving-overrides`: replaces fields of every self-hosted model's pod (see workloads.py)
     serving_overrides: dict[str, Any] | None = None
-    # reads tenant usage ("namespace/name" -> status.usage) or None when unavailable
-    usage: Callable[[list[str]], dict[str, dict[str, Any]] | None] | None = None
+    # reads tenant usage ("namespace/name" -> status.usage) or None when unavailable, given
+    # each tenant's current status.usage (the checkpoint restored when Redis lost its counters)
+    usage: Callable[[dict[str, dict[str, Any] | None]], dict[str, dict[str, Any]] | None] | None = None
     _overlay: dict[Ref, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _deleted: set[str] = field(default_factory=set)
     # (content hash, parsed) of the last gateway ConfigMap read as the config in force
@@ -238,7 +239,17 @@ class Reconciler:
         jobs += self._children_jobs(snap, result, report)
         usage = None
         if self.usage is not None:
-            usage = self.usage([f"{q.namespace}/{q.name}" for q in result.quotas if q.in_config])
+            checkpoints = {
+                f"{q['metadata']['namespace']}/{q['metadata']['name']}": (q.get("status") or {}).get("usage")
+                for q in snap.quotas
+            }
+            usage = self.usage(
+                {
+                    f"{q.namespace}/{q.name}": checkpoints.get(f"{q.namespace}/{q.name}")
+                    for q in result.quotas
+                    if q.in_config
+                }
+            )
         jobs += self._status_jobs(snap, result, usage)
         self._run(jobs, report)
         report.writes = self.kube.total_writes() - before
