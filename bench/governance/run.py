@@ -330,9 +330,9 @@ def render(r: dict[str, Any]) -> str:
         f"{r['date']} with bench/governance/run.py (`make bench-governance`)",
         m,
     )
-    if max(m["load_average_at_start"][0], m["load_average_at_end"][0]) > (m["cores"] or 1):
+    if max(m["load_average_at_start"][0], m["load_average_at_end"][0]) > (m["cpus"] or 1):
         lines += [
-            f"**The load average exceeded the {m['cores']} cores during this run: every timing below is "
+            f"**The load average exceeded the {m['cpus']} cores during this run: every timing below is "
             "inflated by the other work on the machine** (recall and precision are not affected). "
             "Compare a prompt's *median* with its *raw* column, timed interleaved under the same load, "
             "for what the normalised view itself costs.",
