@@ -194,6 +194,8 @@ def manifests(directory: Path, upstream: str, governance: str | None = None) -> 
     policy["spec"]["tiers"] = [{"name": "standard", "models": ["bench"]}]
     policy["spec"]["fallback"]["acrossTiers"] = []
     policy["spec"].pop("tenantCeilings", None)
+    # the example's in-cluster plaintext allowance names its own models, not `bench`
+    policy["spec"].get("dataGovernance", {}).pop("allowInClusterPlaintext", None)
     if governance is not None:
         policy["spec"]["dataGovernance"] = {"piiRedaction": governance == "on", "rules": []}
     docs.append(policy)
