@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmplatform.gateway.keyfilter import redact
 
@@ -52,6 +52,16 @@ def client_request_id(header: str | None) -> str | None:
     if not (value.isascii() and value.isprintable()):
         value = "".join(c if " " <= c <= "~" else "_" for c in value)
     return redact(value.strip()) or None
+
+
+class Trace(Protocol):
+    """What the request path calls on a request's trace (tracing.RequestTrace); declared here
+    so that the path depends on the hooks, not on the OpenTelemetry module."""
+
+    def event(self, name: str, attributes: dict[str, Any]) -> None: ...
+    def attempt_start(self, ctx: Ctx, model: Model) -> None: ...
+    def inject(self, headers: dict[str, str]) -> None: ...
+    def attempt_end(self, ctx: Ctx, result: object) -> None: ...
 
 
 @dataclass(slots=True)
@@ -124,6 +134,8 @@ class Ctx:
     cache_ttl: int = 0
     scan_output: bool = False
     hipaa: bool = False
+    trace: Trace | None = None
+    """The request's spans when tracing is on (tracing.py), else None."""
 
     def include_usage(self) -> bool:
         """Whether the client asked for the usage chunk of a stream."""

@@ -30,7 +30,7 @@ from llmplatform.contract.keys import hash_api_key
 from llmplatform.gateway import cache as rc
 from llmplatform.gateway import governance as gv
 from llmplatform.gateway import metrics as m
-from llmplatform.gateway import reloadguard, responsecache, worstcase
+from llmplatform.gateway import reloadguard, responsecache, tracing, worstcase
 from llmplatform.gateway.accounting import Recorder
 from llmplatform.gateway.admission import Admission
 from llmplatform.gateway.audit import AuditSink, hash_stream, response_sha256
@@ -125,6 +125,8 @@ class Gateway:
             StreamLimits(settings.max_upstream_body_bytes, settings.client_write_seconds),
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.tracer = tracing.Tracer.from_env()
+        """OpenTelemetry traces (tracing.py): None unless the OTEL_* variables turn them on."""
 
     # -- config ----------------------------------------------------------------------------
 
@@ -193,6 +195,8 @@ class Gateway:
         await self.admission.close()
         await self.cache.close()
         self.audit.close()
+        if self.tracer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.tracer.shutdown)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=[self._errors])
@@ -303,6 +307,7 @@ class Gateway:
             client_request_id=client_request_id(request.headers.get("x-request-id")),
         )
         request[REQUEST_IDS] = (ctx.request_id, ctx.client_request_id)
+        tracing.begin(ctx, self.tracer)
         response: web.StreamResponse | None = None
         try:
             try:
@@ -339,6 +344,7 @@ class Gateway:
             except Exception:
                 log.exception("could not hash the response", extra={"request_id": ctx.request_id})
             self.recorder.record(ctx)
+            tracing.end(ctx)
         return response
 
     async def _fail_committed(self, ctx: Ctx, status: int, code: str, message: str) -> web.StreamResponse:
@@ -438,7 +444,9 @@ class Gateway:
         ctx.worst_out = max(out for _, out in outputs)
         worst_tokens = prompt + ctx.worst_out
         worst_cost = max(model.cost(prompt, out) for model, out in outputs)
-        limiter, charges = await self.admission.reserve(tenant, ctx.user, worst_tokens, worst_cost, ctx.extra)
+        limiter, charges = await self.admission.reserve(
+            tenant, ctx.user, worst_tokens, worst_cost, ctx.extra, trace=ctx.trace
+        )
         try:
             try:
                 cached = await responsecache.lookup(
