@@ -82,7 +82,7 @@ bench-controlplane: install controlplane ## cold build / warm start / memory num
 bench-operator: install controlplane ## operator at fleet scale on the real control plane into bench/results
 	$(PY) bench/operator_bench.py
 
-bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results; ARGS="--baseline REV" adds a before/after row
+bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results; ARGS="--baseline REV" adds a before/after row; ARGS=--tracing: the cost of tracing at sampling 1.0 and 0.1 (builds the collector)
 	$(PY) bench/gateway.py $(ARGS)
 
 bench-governance: install ## PII detection precision/recall (Faker corpus, 7 locales) and 4 KB scan speed into bench/results
