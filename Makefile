@@ -9,7 +9,7 @@ CACHE  ?= $(or $(LLMPLATFORM_CACHE),$(HOME)/.cache/llmplatform)
 BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
-.PHONY: help demo run install controlplane test test-unit test-gateway test-e2e lint cluster-up cluster-down \
+.PHONY: help demo run install controlplane collector test test-unit test-gateway test-e2e lint cluster-up cluster-down \
         clean-cache kind-up kind-down bench-controlplane bench-operator bench-gateway bench-governance images \
         chart-crds crds argocd docs clean
 
@@ -43,7 +43,10 @@ ifeq ($(NODES),real)
 	$(PY) $(BED)/nodes_build.py
 endif
 
-test: install controlplane ## every test: unit, gateway and e2e (e2e against the built control plane)
+collector: install ## build (or reuse) the OpenTelemetry Collector of the tracing tests in the cache (a few minutes cold)
+	$(PY) $(BED)/collector_build.py
+
+test: install controlplane collector ## every test: unit, gateway and e2e (e2e against the built control plane)
 	$(PY) -m pytest tests
 
 test-unit: install ## unit tests only: pure functions, no processes (tests/unit, tests/gateway/unit)
@@ -52,7 +55,7 @@ test-unit: install ## unit tests only: pure functions, no processes (tests/unit,
 test-gateway: install ## gateway tests only: its units and real gateways on loopback (no Go build)
 	$(PY) -m pytest tests/gateway
 
-test-e2e: install controlplane ## e2e tests only
+test-e2e: install controlplane collector ## e2e tests only
 	$(PY) -m pytest tests/e2e
 
 lint: install ## ruff and mypy

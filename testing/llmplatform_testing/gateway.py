@@ -9,6 +9,7 @@ start their upstreams and gateways with these functions.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import sys
@@ -59,16 +60,19 @@ def start_gateway(
     port: int | None = None,
     name: str = "gw",
     ready: str = "/readyz",
+    env: dict[str, str] | None = None,
 ) -> tuple[Proc, str]:
     """`llmplatform gateway` on 127.0.0.1, reloading every 0.2 s, its audit log at
     `tmp/<name>-audit.jsonl` unless `extra` names one; returns once `ready` answers 2xx (a
-    gateway without a valid config answers /healthz but not /readyz)."""
+    gateway without a valid config answers /healthz but not /readyz). `env` is added to this
+    process's environment (the OTEL_* variables of the tracing tests)."""
     port = port or free_port()
     args = ["gateway", *source, "--host", "127.0.0.1", "--port", str(port), "--reload-interval", "0.2"]
     args += extra
     if "--audit-log" not in extra:
         args += ["--audit-log", str(tmp / f"{name}-audit.jsonl")]
-    proc = Proc(cli(*args), tmp / f"{name}.log", f"http://127.0.0.1:{port}{ready}")
+    full_env = {**os.environ, **env} if env else None
+    proc = Proc(cli(*args), tmp / f"{name}.log", f"http://127.0.0.1:{port}{ready}", env=full_env)
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -169,17 +173,22 @@ class World(dict[str, Any]):
         """Write `docs` (and the upstream key Secret) to `tmp/<name>/all.yaml`."""
         return write_manifests(self.tmp / name, docs)
 
-    def gateway(self, docs: list[dict[str, Any]], *extra: str, name: str = "gw") -> str:
+    def gateway(
+        self, docs: list[dict[str, Any]], *extra: str, name: str = "gw", env: dict[str, str] | None = None
+    ) -> str:
         """Start a gateway serving `docs` as manifests (the first gateway's in `tmp/manifests`,
         kept as `world["manifests"]`); see `serve`."""
         path = self.manifests(docs, "manifests" if "manifests" not in self else f"manifests-{name}")
         self.setdefault("manifests", path)
-        return self.serve(["--manifests", str(path)], *extra, name=name)
+        return self.serve(["--manifests", str(path)], *extra, name=name, env=env)
 
-    def serve(self, source: list[str], *extra: str, name: str = "gw") -> str:
+    def serve(
+        self, source: list[str], *extra: str, name: str = "gw", env: dict[str, str] | None = None
+    ) -> str:
         """Start a gateway with `source` arguments (`["--config", path]`, `["--manifests", dir]`)
-        and `extra` ones. The first one started becomes `world["base"]`, `["gw"]` and `["log"]`."""
-        proc, base = start_gateway(self.tmp, source, *extra, name=name)
+        and `extra` ones (and `env` added to its environment). The first one started becomes
+        `world["base"]`, `["gw"]` and `["log"]`."""
+        proc, base = start_gateway(self.tmp, source, *extra, name=name, env=env)
         self.procs.append(proc)
         if "base" not in self:
             named = list(extra).index("--audit-log") + 1 if "--audit-log" in extra else 0
