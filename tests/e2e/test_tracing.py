@@ -32,6 +32,7 @@ KEY = "llmp-test-tracing-key"
 TINY_KEY = "llmp-test-tracing-tiny-key"
 PROMPT_MARKER = "PROMPTMARK" + secrets.token_hex(6)
 ANSWER_MARKER = "ANSWERMARK" + secrets.token_hex(6)
+EMAIL = f"jane.{secrets.token_hex(4)}@example.org"
 SERVER, CLIENT = 2, 3
 """OTLP span kinds."""
 ERROR = 2
@@ -66,7 +67,10 @@ def world(gateway_world: h.World, collector: Collector) -> h.World:
         h.model("alpha", primary, upstreamModel="alpha-upstream"),
         h.model("beta", backup),
         h.anthropic_model("claude", anthropic),
-        h.policy({"standard": ["alpha", "beta"], "efficient": ["claude"]}),
+        h.policy(
+            {"standard": ["alpha", "beta"], "efficient": ["claude"]},
+            dataGovernance={"piiRedaction": True, "rules": []},
+        ),
         *h.tenant("team-t", {"ci": KEY}, ["standard", "efficient"]),
         *h.tenant("team-tiny", {"ci": TINY_KEY}, ["standard"], limits={"requestsPerMinute": 1}),
     ]
@@ -197,6 +201,20 @@ def test_a_rate_limited_request_says_why(world: h.World, collector: Collector) -
     assert decision["llmplatform.limit.scope"] == "tenant"
 
 
+def test_a_redacted_request_says_so_and_its_personal_data_stays_out(
+    world: h.World, collector: Collector
+) -> None:
+    trace_id, _, traceparent = new_parent()
+    client(world).chat.completions.create(
+        model="alpha", messages=ask(f"write to {EMAIL} please"), extra_headers={"traceparent": traceparent}
+    )
+    assert EMAIL not in json.dumps(h.mock_stats(world["primary"])["last_body"])  # it was redacted
+    request, (attempt,) = trace_of(collector, trace_id, 2)
+    assert request.attributes["llmplatform.redacted"] is True
+    assert attempt.attributes["llmplatform.redacted"] is True
+    assert request.attributes["llmplatform.classification"] not in ("public", "internal")
+
+
 def test_an_anthropic_model_is_traced_with_its_provider(world: h.World, collector: Collector) -> None:
     trace_id, _, traceparent = new_parent()
     client(world).chat.completions.create(
@@ -283,7 +301,7 @@ def test_no_prompt_or_answer_reaches_the_collector(world: h.World, collector: Co
     the answer marker; neither is anywhere in what the collector received or logged."""
     assert len(collector.spans()) >= 10
     written = collector.raw() + collector.proc.log_tail(10**7)
-    assert PROMPT_MARKER not in written and ANSWER_MARKER not in written
+    assert PROMPT_MARKER not in written and ANSWER_MARKER not in written and EMAIL not in written
     assert h.UPSTREAM_KEY not in written and KEY not in written
 
 
