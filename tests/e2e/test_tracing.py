@@ -227,8 +227,9 @@ def test_an_anthropic_model_is_traced_with_its_provider(world: h.World, collecto
     assert request.attributes["llmplatform.tier"] == "efficient"
 
 
-def test_a_request_without_traceparent_starts_a_trace(world: h.World, collector: Collector) -> None:
-    client(world).embeddings.create(model="alpha", input=f"embed {PROMPT_MARKER}")
+def test_a_request_without_a_valid_traceparent_starts_a_trace(world: h.World, collector: Collector) -> None:
+    malformed = {"traceparent": "00-not-a-trace-01"}  # ignored, as W3C Trace Context says
+    client(world).embeddings.create(model="alpha", input=f"embed {PROMPT_MARKER}", extra_headers=malformed)
     seen = h.mock_stats(world["primary"])["last_headers"]["traceparent"]
     _, trace_id, attempt_id, flags = seen.split("-")
     request, (attempt,) = trace_of(collector, trace_id, 2)

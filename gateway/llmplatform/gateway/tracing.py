@@ -224,14 +224,18 @@ class CancelledAttempt(Exception):
 
 
 def begin(ctx: Ctx, tracer: Tracer | None) -> None:
-    """Start the request span (a child of the client's `traceparent` when it sent a valid one);
-    nothing when tracing is off."""
+    """Start the request span (a child of the client's `traceparent` when it sent a valid one;
+    a malformed one is ignored, as W3C Trace Context says); nothing when tracing is off."""
     if tracer is None:
         return
-    parent = tracer.propagator.extract(ctx.http.headers)
-    span = tracer.tracer.start_span(
-        OPERATIONS.get(ctx.endpoint, ctx.endpoint), context=parent, kind=tracer.server_kind
-    )
+    try:  # never fails a request: at worst it goes untraced
+        parent = tracer.propagator.extract(ctx.http.headers)
+        span = tracer.tracer.start_span(
+            OPERATIONS.get(ctx.endpoint, ctx.endpoint), context=parent, kind=tracer.server_kind
+        )
+    except Exception:
+        log.exception("could not start the request span", extra={"request_id": ctx.request_id})
+        return
     ctx.trace = RequestTrace(tracer, span)
 
 
