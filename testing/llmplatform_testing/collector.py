@@ -134,7 +134,7 @@ class Collector:
                     found += [_span(service, s) for s in ss.get("spans", [])]
         return found
 
-    def wait_spans(self, where: Any, count: int = 1, timeout: float = 30) -> list[Span]:
+    def wait_spans(self, where: Any, count: int = 1, timeout: float = 60) -> list[Span]:
         """At least `count` spans for which `where(span)` holds (the exporter batches: spans
         arrive a moment after the request)."""
 

