@@ -101,7 +101,7 @@ def markdown(r: dict[str, Any]) -> str:
     )
     lines += [
         "| tracing | req/s @16 conn | rounds | p50 @1 conn (ms) | p99 @1 conn (ms) "
-        "| spans exported | non-2xx |",
+        "| spans exported (both rounds) | non-2xx |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, x in t["rows"].items():
