@@ -103,8 +103,11 @@ def build_collector(out: Path, work: Path) -> dict[str, float]:
     config = work / "builder-config.yaml"
     config.write_text(BUILDER_CONFIG.format(output=source))
     t = time.monotonic()
+    builder_env = {**env, "TMPDIR": str(work)}  # it leaves an empty temp folder behind: ours goes
     build._run(
-        [str(tools / "builder"), f"--config={config}", "--skip-compilation", "--skip-get-modules"], work, env
+        [str(tools / "builder"), f"--config={config}", "--skip-compilation", "--skip-get-modules"],
+        work,
+        builder_env,
     )
     (source / "go.mod").write_text(f"module llmplatform.local/{NAME}\n\ngo 1.26.0\n")
     build._run(["go", "get", *MODULES], source, env)  # the pins first,
