@@ -9,7 +9,7 @@ CACHE  ?= $(or $(LLMPLATFORM_CACHE),$(HOME)/.cache/llmplatform)
 BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
-.PHONY: help demo run install controlplane test test-unit test-gateway test-e2e lint cluster-up cluster-down \
+.PHONY: help demo run install controlplane collector test test-unit test-gateway test-e2e lint cluster-up cluster-down \
         clean-cache kind-up kind-down bench-controlplane bench-operator bench-gateway bench-streams bench-governance images \
         chart-crds crds argocd docs clean
 
@@ -43,7 +43,10 @@ ifeq ($(NODES),real)
 	$(PY) $(BED)/nodes_build.py
 endif
 
-test: install controlplane ## every test: unit, gateway and e2e (e2e against the built control plane)
+collector: install ## build (or reuse) the OpenTelemetry Collector of the tracing tests in the cache (a few minutes cold)
+	$(PY) $(BED)/collector_build.py
+
+test: install controlplane collector ## every test: unit, gateway and e2e (e2e against the built control plane)
 	$(PY) -m pytest tests
 
 test-unit: install ## unit tests only: pure functions, no processes (tests/unit, tests/gateway/unit)
@@ -52,7 +55,7 @@ test-unit: install ## unit tests only: pure functions, no processes (tests/unit,
 test-gateway: install ## gateway tests only: its units and real gateways on loopback (no Go build)
 	$(PY) -m pytest tests/gateway
 
-test-e2e: install controlplane ## e2e tests only
+test-e2e: install controlplane collector ## e2e tests only
 	$(PY) -m pytest tests/e2e
 
 lint: install ## ruff and mypy
@@ -82,7 +85,7 @@ bench-controlplane: install controlplane ## cold build / warm start / memory num
 bench-operator: install controlplane ## operator at fleet scale on the real control plane into bench/results
 	$(PY) bench/operator_bench.py
 
-bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results; ARGS="--baseline REV" adds a before/after row
+bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results; ARGS="--baseline REV" adds a before/after row; ARGS=--tracing: the cost of tracing at sampling 1.0 and 0.1 (builds the collector)
 	$(PY) bench/gateway.py $(ARGS)
 
 bench-streams: install ## many long streams (default 5,000 x 20 s) through one gateway worker into bench/results

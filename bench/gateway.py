@@ -531,6 +531,12 @@ def main() -> int:
     parser.add_argument(
         "--results", default="gateway", help="results file name in bench/results (default: gateway)"
     )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="only the cost of OpenTelemetry tracing: the gateway with tracing off, at sampling 1.0 and "
+        "0.1, exporting to a real collector (bench/gateway_tracing.py; results gateway-tracing.*)",
+    )
     parser.add_argument("--bare-proxy", nargs=3, metavar=("PORT", "UPSTREAM", "LOOP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_proxy:
@@ -553,6 +559,16 @@ def main() -> int:
         mock = Proc(cli("mock-upstream", "--port", str(up_port)), tmp / "mock.log")
         procs.append(mock)
         mock.wait_http(upstream + "/healthz", timeout=60)
+        if args.tracing:
+            import gateway_tracing
+
+            results["tracing"] = gateway_tracing.run(
+                args, tmp, upstream, manifests(tmp / "m", upstream), KEY, measure, procs
+            )
+            results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+            name = args.results if args.results != "gateway" else "gateway-tracing"
+            write_results(RESULTS, name, results, gateway_tracing.markdown(results))
+            return 0
         results["client_comparison"] = asyncio.run(client_comparison(upstream))
         print(json.dumps(results["client_comparison"]), flush=True)
         targets: dict[str, Any] = {}

@@ -9,6 +9,7 @@ here when it lands.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -289,6 +290,7 @@ def start_mock_upstream() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
+    from llmplatform.contract.telemetry import TelemetryConfigError, tracing_settings
     from llmplatform.gateway.main import serve
     from llmplatform.gateway.source import ConfigFile, UpstreamOverrides, parse_override
 
@@ -309,6 +311,11 @@ def run_gateway(args: argparse.Namespace) -> int:
         overrides = dict(parse_override(o) for o in args.upstream_override)
     except ValueError as exc:
         print(f"llmplatform gateway: --upstream-override: {exc}", file=sys.stderr)
+        return 2
+    try:  # checked here, before any worker starts, so a bad variable is one clear line
+        tracing_settings(os.environ, "llmplatform-gateway")
+    except TelemetryConfigError as exc:
+        print(f"llmplatform gateway: tracing: {exc}", file=sys.stderr)
         return 2
     mock = None
     wildcard: frozenset[str] | None = None

@@ -9,6 +9,7 @@ start their upstreams and gateways with these functions.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import ssl
@@ -61,19 +62,28 @@ def start_gateway(
     name: str = "gw",
     ready: str = "/readyz",
     tls: ssl.SSLContext | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[Proc, str]:
     """`llmplatform gateway` on 127.0.0.1, reloading every 0.2 s, its audit log at
     `tmp/<name>-audit.jsonl` unless `extra` names one; returns once `ready` answers 2xx (a
     gateway without a valid config answers /healthz but not /readyz). With `tls` (a client
     context that trusts the gateway's certificate; `extra` holds the --tls-* flags) the URL is
-    https and the readiness check goes through that context."""
+    https and the readiness check goes through that context. `env` is added to this process's
+    environment (the OTEL_* variables of the tracing tests)."""
     port = port or free_port()
     args = ["gateway", *source, "--host", "127.0.0.1", "--port", str(port), "--reload-interval", "0.2"]
     args += extra
     if "--audit-log" not in extra:
         args += ["--audit-log", str(tmp / f"{name}-audit.jsonl")]
     base = f"{'https' if tls is not None else 'http'}://127.0.0.1:{port}"
-    proc = Proc(cli(*args), tmp / f"{name}.log", f"{base}{ready}", verify=tls if tls is not None else True)
+    full_env = {**os.environ, **env} if env else None
+    proc = Proc(
+        cli(*args),
+        tmp / f"{name}.log",
+        f"{base}{ready}",
+        verify=tls if tls is not None else True,
+        env=full_env,
+    )
     return proc, base
 
 
@@ -175,21 +185,31 @@ class World(dict[str, Any]):
         return write_manifests(self.tmp / name, docs)
 
     def gateway(
-        self, docs: list[dict[str, Any]], *extra: str, name: str = "gw", tls: ssl.SSLContext | None = None
+        self,
+        docs: list[dict[str, Any]],
+        *extra: str,
+        name: str = "gw",
+        tls: ssl.SSLContext | None = None,
+        env: dict[str, str] | None = None,
     ) -> str:
         """Start a gateway serving `docs` as manifests (the first gateway's in `tmp/manifests`,
         kept as `world["manifests"]`); see `serve`."""
         path = self.manifests(docs, "manifests" if "manifests" not in self else f"manifests-{name}")
         self.setdefault("manifests", path)
-        return self.serve(["--manifests", str(path)], *extra, name=name, tls=tls)
+        return self.serve(["--manifests", str(path)], *extra, name=name, tls=tls, env=env)
 
     def serve(
-        self, source: list[str], *extra: str, name: str = "gw", tls: ssl.SSLContext | None = None
+        self,
+        source: list[str],
+        *extra: str,
+        name: str = "gw",
+        tls: ssl.SSLContext | None = None,
+        env: dict[str, str] | None = None,
     ) -> str:
         """Start a gateway with `source` arguments (`["--config", path]`, `["--manifests", dir]`)
-        and `extra` ones (`tls`: see `start_gateway`). The first one started becomes
-        `world["base"]`, `["gw"]` and `["log"]`."""
-        proc, base = start_gateway(self.tmp, source, *extra, name=name, tls=tls)
+        and `extra` ones (`tls`: see `start_gateway`; `env` added to its environment). The first
+        one started becomes `world["base"]`, `["gw"]` and `["log"]`."""
+        proc, base = start_gateway(self.tmp, source, *extra, name=name, tls=tls, env=env)
         self.procs.append(proc)
         if "base" not in self:
             named = list(extra).index("--audit-log") + 1 if "--audit-log" in extra else 0

@@ -42,7 +42,8 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
 
-    def start(self, *extra: str) -> OperatorProcess:
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> OperatorProcess:
+        """Start it with `extra` flags and `env` added to its environment."""
         self.metrics_port = free_port()
         args = cli("operator", "--platform-namespace", self.platform)
         for ns in self.namespaces:
@@ -52,9 +53,9 @@ class OperatorProcess:
             args += ["--lease-seconds", f"{self.lease_seconds:g}"]
         if self.verbose:
             args.append("--verbose")
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        full_env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **(env or {})}
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([*args, *extra], env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([*args, *extra], env=full_env, stdout=log, stderr=subprocess.STDOUT)
         OperatorProcess.running.append(self)
         return self
 

@@ -632,3 +632,38 @@ def test_gateway_serves_the_operator_config_as_the_chart_mounts_it(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_template_tracing_sets_the_otel_variables_of_both_pods() -> None:
+    def otel(objs: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
+        container = one(objs, "Deployment", suffix)["spec"]["template"]["spec"]["containers"][0]
+        return {
+            e["name"]: e.get("value", e.get("valueFrom"))
+            for e in container.get("env", [])
+            if "OTEL" in e["name"]
+        }
+
+    defaults = template("platform-t")
+    assert otel(defaults, "-gateway") == {} and otel(defaults, "-operator") == {}  # off by default
+    objs = template(
+        "platform-t",
+        "tracing.enabled=true",
+        "tracing.endpoint=http://otel-collector.observability:4318",
+        "tracing.samplingRatio=0.25",
+        "tracing.resourceAttributes.deployment\\.environment\\.name=prod",
+        "tracing.networkPolicyPeers[0].namespaceSelector.matchLabels.team=observability",
+    )
+    for suffix in ("-gateway", "-operator"):
+        assert otel(objs, suffix) == {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.25",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=prod",
+        }
+    collector_rule = next(
+        r for r in one(objs, "NetworkPolicy")["spec"]["egress"] if r.get("ports", [{}])[0].get("port") == 4318
+    )
+    assert collector_rule["to"] == [{"namespaceSelector": {"matchLabels": {"team": "observability"}}}]
+    missing = helm("template", RELEASE, str(CHART), "--set", "tracing.enabled=true", check=False)
+    assert missing.returncode != 0 and "tracing.endpoint is required" in missing.stderr

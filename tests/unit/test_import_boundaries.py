@@ -179,3 +179,13 @@ def test_gateway_source_never_names_the_control_plane() -> None:
     for module in GATEWAY:
         bad = [n for n in imports(PRODUCT[module], module) if within(n, CONTROL_PLANE)]
         assert bad == [], f"{module} imports {bad}"
+
+
+@pytest.mark.parametrize("module", ["llmplatform.gateway.server", "llmplatform.operator.main"])
+def test_tracing_off_never_imports_the_opentelemetry_sdk(module: str) -> None:
+    """The SDK is imported only when the OTEL_* variables turn tracing on (tracing.py), so a
+    gateway or an operator that does not trace pays nothing for it at start-up."""
+    bad = [
+        m for m in loaded_after_import(module) if within(m, ("opentelemetry.sdk", "opentelemetry.exporter"))
+    ]
+    assert bad == [], f"importing {module} loads {bad}"

@@ -72,6 +72,29 @@ seccompProfile:
 {{- end -}}
 
 {{/* The Secret holding the Redis URL, as an env var the args refer to as $(LLMPLATFORM_REDIS_URL). */}}
+{{/*
+The standard OTEL_* variables of a traced pod (tracing.enabled); the service name is the
+process's own default (llmplatform-gateway, llmplatform-operator).
+*/}}
+{{- define "llmplatform.tracingEnv" -}}
+{{- $t := .Values.tracing -}}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ required "tracing.endpoint is required when tracing.enabled is true" $t.endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: http/protobuf
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $t.samplingRatio | toString | quote }}
+{{- with $t.resourceAttributes }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ range $i, $k := keys . | sortAlpha }}{{ if $i }},{{ end }}{{ $k }}={{ index $t.resourceAttributes $k }}{{ end }}
+{{- end }}
+{{- with $t.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
 {{- define "llmplatform.redisEnv" -}}
 - name: LLMPLATFORM_REDIS_URL
   valueFrom:

@@ -16,7 +16,7 @@ from typing import Any
 from llmplatform.contract.usage import MICRO
 from llmplatform.gateway import metrics as m
 from llmplatform.gateway.compiled import Tenant
-from llmplatform.gateway.context import Ctx
+from llmplatform.gateway.context import Ctx, Trace
 from llmplatform.gateway.errors import GatewayError
 from llmplatform.gateway.limits import Charge, Denial, LocalLimiter, RedisLimiter, RedisUnavailable, plan
 
@@ -205,14 +205,41 @@ class Admission:
         return self.local, denial, values
 
     async def reserve(
-        self, tenant: Tenant, user: str | None, worst_tokens: int, worst_cost: float, extra: dict[str, str]
+        self,
+        tenant: Tenant,
+        user: str | None,
+        worst_tokens: int,
+        worst_cost: float,
+        extra: dict[str, str],
+        trace: Trace | None = None,
     ) -> tuple[LocalLimiter | RedisLimiter, list[Charge]]:
-        """Reserve the worst case or raise the 429; adds the x-ratelimit-* headers to `extra`."""
+        """Reserve the worst case or raise the 429; adds the x-ratelimit-* headers to `extra`.
+        With `trace`, the decision is an `llmplatform.rate_limit` event on the request span."""
         charges = plan(tenant.id, tenant.limits, user, tenant.user_limits, worst_tokens, worst_cost)
         limiter, denial, values = await self._reserve(charges)
         if denial is not None:
             m.RATE_LIMITED.labels(tenant.id, denial.charge.scope, denial.charge.field).inc()
+            if trace is not None:
+                trace.event(
+                    "llmplatform.rate_limit",
+                    {
+                        "llmplatform.decision": "denied",
+                        "llmplatform.limiter": self.state(),
+                        "llmplatform.limit.scope": denial.charge.scope,
+                        "llmplatform.limit.field": denial.charge.field,
+                        "llmplatform.retry_after_seconds": denial.retry_after,
+                    },
+                )
             raise refusal(denial, self.inflight.get(denial.charge.key, 0))
+        if trace is not None:
+            trace.event(
+                "llmplatform.rate_limit",
+                {
+                    "llmplatform.decision": "admitted",
+                    "llmplatform.limiter": self.state(),
+                    "llmplatform.reserved_tokens": worst_tokens,
+                },
+            )
         for c in charges:
             if c.metric != "req" and c.limit >= 0:
                 self.inflight[c.key] = self.inflight.get(c.key, 0) + c.amount

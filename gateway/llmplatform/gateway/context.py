@@ -86,6 +86,16 @@ class Dialect(Protocol):
         ...
 
 
+class Trace(Protocol):
+    """What the request path calls on a request's trace (tracing.RequestTrace); declared here
+    so that the path depends on the hooks, not on the OpenTelemetry module."""
+
+    def event(self, name: str, attributes: dict[str, Any]) -> None: ...
+    def attempt_start(self, ctx: Ctx, model: Model) -> None: ...
+    def inject(self, headers: dict[str, str]) -> None: ...
+    def attempt_end(self, ctx: Ctx, result: object) -> None: ...
+
+
 @dataclass(slots=True)
 class Ctx:
     """What one request asked and did (slots: one per request, and read and written some
@@ -167,6 +177,9 @@ class Ctx:
     def form(self) -> str:
         """The endpoint whose OpenAI form requests and answers take inside the gateway."""
         return self.dialect.form if self.dialect is not None else self.endpoint
+
+    trace: Trace | None = None
+    """The request's spans when tracing is on (tracing.py), else None."""
 
     def include_usage(self) -> bool:
         """Whether the client asked for the usage chunk of a stream."""

@@ -29,7 +29,7 @@ from aiohttp import web
 from llmplatform.contract.keys import hash_api_key
 from llmplatform.gateway import cache as rc
 from llmplatform.gateway import governance as gv
-from llmplatform.gateway import messagesapi, reloadguard, responsecache, responses, worstcase
+from llmplatform.gateway import messagesapi, reloadguard, responsecache, responses, tracing, worstcase
 from llmplatform.gateway import metrics as m
 from llmplatform.gateway.accounting import Recorder
 from llmplatform.gateway.admission import Admission
@@ -140,6 +140,8 @@ class Gateway:
             StreamLimits(settings.max_upstream_body_bytes, settings.client_write_seconds),
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.tracer = tracing.Tracer.from_env()
+        """OpenTelemetry traces (tracing.py): None unless the OTEL_* variables turn them on."""
 
     # -- config ----------------------------------------------------------------------------
 
@@ -233,6 +235,8 @@ class Gateway:
         await self.admission.close()
         await self.cache.close()
         self.audit.close()
+        if self.tracer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.tracer.shutdown)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=[self._errors])
@@ -377,6 +381,7 @@ class Gateway:
         )
         ctx.dialect = DIALECTS.get(ctx.endpoint)
         request[REQUEST_IDS] = (ctx.request_id, ctx.client_request_id)
+        tracing.begin(ctx, self.tracer)
         response: web.StreamResponse | None = None
         try:
             try:
@@ -418,6 +423,7 @@ class Gateway:
             except Exception:
                 log.exception("could not hash the response", extra={"request_id": ctx.request_id})
             self.recorder.record(ctx)
+            tracing.end(ctx)
         return response
 
     async def _fail_committed(self, ctx: Ctx, status: int, code: str, message: str) -> web.StreamResponse:
@@ -527,7 +533,9 @@ class Gateway:
         ctx.worst_out = max(out for _, out in outputs)
         worst_tokens = prompt + ctx.worst_out
         worst_cost = max(model.cost(prompt, out) for model, out in outputs)
-        limiter, charges = await self.admission.reserve(tenant, ctx.user, worst_tokens, worst_cost, ctx.extra)
+        limiter, charges = await self.admission.reserve(
+            tenant, ctx.user, worst_tokens, worst_cost, ctx.extra, trace=ctx.trace
+        )
         try:
             try:
                 cached = await responsecache.lookup(

@@ -182,9 +182,23 @@ class Upstream:
                 continue
             health = self.health.get(cand.model.id)
             if not health.allow(policy.breaker_open_seconds):
+                if ctx.trace is not None:
+                    ctx.trace.event("llmplatform.circuit_open", {"llmplatform.model": cand.model.name})
                 continue
             if attempts:
                 m.FALLBACKS.labels(ctx.tenant, cand.model.name, cand.tier).inc()
+                if ctx.trace is not None:
+                    failed, failure = failures[-1]
+                    ctx.trace.event(
+                        "llmplatform.fallback",
+                        {
+                            "llmplatform.fallback_level": attempts,
+                            "llmplatform.from_model": failed.model.name,
+                            "llmplatform.to_model": cand.model.name,
+                            "llmplatform.to_tier": cand.tier,
+                            "error.type": str(failure.status) if failure.kind == "status" else failure.kind,
+                        },
+                    )
             ctx.fallback_level, ctx.model, ctx.tier = attempts, cand.model.name, cand.tier
             attempts += 1
             headers = {
@@ -202,11 +216,17 @@ class Upstream:
             if ctx.cache is not None:
                 headers["x-llmplatform-cache"] = ctx.cache
             started = time.perf_counter()
+            if ctx.trace is not None:
+                ctx.trace.attempt_start(ctx, cand.model)
             try:
                 result = await self._call(ctx, payload, cand.model, headers)
-            except BaseException:
+            except BaseException as exc:
                 health.release_trial()
+                if ctx.trace is not None:
+                    ctx.trace.attempt_end(ctx, exc)
                 raise
+            if ctx.trace is not None:
+                ctx.trace.attempt_end(ctx, result)
             if isinstance(result, web.StreamResponse):
                 if ctx.status < 500:
                     # streams: time to the first chunk, so long answers do not read as slow models
@@ -279,6 +299,8 @@ class Upstream:
         tls = model.upstream_tls
         if tls.error is not None:  # its CA bundle is unusable: never fall back to weaker checks
             return Failure("connect", detail=tls.error)
+        if ctx.trace is not None:
+            ctx.trace.inject(up_headers)
         resp: aiohttp.ClientResponse | None = None
         try:
             try:

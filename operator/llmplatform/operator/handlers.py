@@ -32,6 +32,7 @@ from llmplatform.contract.names import (
     VERSION,
 )
 from llmplatform.operator.engine import PassReport, Reconciler, Snapshot
+from llmplatform.operator.tracing import PassTracer
 from llmplatform.render import GatewayMounts, missing_deployment, mounts_from_deployment
 
 log = logging.getLogger("llmplatform.operator")
@@ -78,6 +79,8 @@ class Loop:
     platform_namespace_exists: bool = False
     passes: int = 0
     last: PassReport | None = None
+    tracer: PassTracer | None = None
+    """A span per pass when tracing is on (tracing.py)."""
     _dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -149,7 +152,12 @@ class Loop:
             self._dirty.clear()
             try:
                 snap = self.snapshot()
-                report = await asyncio.to_thread(self.reconciler.reconcile, snap)
+                if self.tracer is None:
+                    report = await asyncio.to_thread(self.reconciler.reconcile, snap)
+                else:
+                    report = await asyncio.to_thread(
+                        self.tracer.reconcile, self.passes + 1, self.reconciler.reconcile, snap
+                    )
             except Exception:
                 PASS_FAILURES.inc()
                 log.exception("reconcile pass failed; retrying in %.0fs", backoff)

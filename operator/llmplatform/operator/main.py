@@ -26,9 +26,11 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
+from llmplatform.contract.telemetry import TelemetryConfigError
 from llmplatform.operator.engine import Reconciler
 from llmplatform.operator.handlers import Loop, register
 from llmplatform.operator.kube import Kube
+from llmplatform.operator.tracing import PassTracer
 
 log = logging.getLogger("llmplatform.operator")
 LEASE_NAME = "llmplatform-operator"
@@ -113,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("leaderelection").setLevel(logging.WARNING)
     # Kopf logs every handled event at INFO; with thousands of objects that is noise.
     logging.getLogger("kopf.objects").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    try:  # a bad OTEL_* variable is one clear line, before anything starts
+        tracer = PassTracer.from_env()
+    except TelemetryConfigError as exc:
+        print(f"llmplatform operator: tracing: {exc}", file=sys.stderr)
+        return 2
     api = _load_config(args.kubeconfig)
     identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     if args.metrics_port:
@@ -126,16 +133,22 @@ def run(args: argparse.Namespace) -> int:
         log.info("waiting for the leader Lease %s/%s", args.platform_namespace, LEASE_NAME)
         election.leading.wait()
     try:
-        return asyncio.run(_operate(args, api, identity, election))
+        return asyncio.run(_operate(args, api, identity, election, tracer))
     except KeyboardInterrupt:
         return 0
     finally:
         if election is not None and not election.lost.is_set():
             election.release()
+        if tracer is not None:
+            tracer.shutdown()  # export the last passes' spans
 
 
 async def _operate(
-    args: argparse.Namespace, api: client.ApiClient, identity: str, election: Election | None
+    args: argparse.Namespace,
+    api: client.ApiClient,
+    identity: str,
+    election: Election | None,
+    tracer: PassTracer | None = None,
 ) -> int:
     reconciler = Reconciler(
         Kube(api),
@@ -153,6 +166,7 @@ async def _operate(
         resync_seconds=args.resync_seconds,
         usage_seconds=args.usage_seconds if args.usage_redis_url else None,
         gateway_deployment=getattr(args, "gateway_deployment", None),
+        tracer=tracer,
     )
     registry = kopf.OperatorRegistry()
     register(registry, loop, args.platform_namespace)
