@@ -543,9 +543,19 @@ def test_default_values_cluster_role(cluster: Cluster, crds: None) -> None:
 # --------------------------------------------------------------------------- the chart's commands
 
 
+SECRET_SAMPLES = {"LLMPLATFORM_REDIS_URL": "redis://redis.platform-z.svc:6379/0"}
+"""What the Secrets behind `$(VAR)` arguments hold in a working install (the kubelet expands
+them before the process sees its arguments)."""
+
+
 def container_args(objs: list[dict[str, Any]], suffix: str) -> list[str]:
+    """The first container's arguments, with `$(VAR)` references to Secret-backed variables
+    expanded as the kubelet does."""
     dep = one(objs, "Deployment", suffix)
-    return list(dep["spec"]["template"]["spec"]["containers"][0]["args"])
+    args = list(dep["spec"]["template"]["spec"]["containers"][0]["args"])
+    for name, value in SECRET_SAMPLES.items():
+        args = [a.replace(f"$({name})", value) for a in args]
+    return args
 
 
 @pytest.mark.parametrize("variant", ["defaults", "non-defaults"])
