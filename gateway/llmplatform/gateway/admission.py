@@ -254,8 +254,9 @@ class Admission:
 
         The amounts are decided here, before the answer goes out (the audit record uses
         them); the write to Redis runs in the background, off the request's critical path.
-        Until it lands the counters hold the reservation, which is never less than what was
-        used, so no limit can be passed in between."""
+        Until it lands the counters hold the reservation (the worst case, which only an upstream
+        reporting more prompt tokens than the gateway's over-counting estimate can exceed), so
+        settling late never lets a limit be passed in between."""
         for c in charges:  # the 429's "reserved by in-flight requests" figure
             if c.metric != "req" and c.limit >= 0:
                 if (left := self.inflight.get(c.key, 0) - c.amount) > 0:
