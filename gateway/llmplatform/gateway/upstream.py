@@ -301,19 +301,20 @@ class Upstream:
             return Failure("connect", detail=tls.error)
         if ctx.trace is not None:
             ctx.trace.inject(up_headers)
+
+        session = self.session
+
+        def post(timeout: aiohttp.ClientTimeout) -> Any:
+            """The one upstream POST of this attempt: never following redirects, verified TLS."""
+            return session.post(
+                url, data=data, headers=up_headers, timeout=timeout, allow_redirects=False, ssl=tls.ssl
+            )
+
         resp: aiohttp.ClientResponse | None = None
         try:
             try:
                 if not stream:  # aiohttp's total timeout covers connect, headers and body
-                    timeout = client_timeout(policy.connect_seconds, policy.request_seconds)
-                    resp = await self.session.post(
-                        url,
-                        data=data,
-                        headers=up_headers,
-                        timeout=timeout,
-                        allow_redirects=False,
-                        ssl=tls.ssl,
-                    )
+                    resp = await post(client_timeout(policy.connect_seconds, policy.request_seconds))
                     if 300 <= resp.status < 400:
                         return redirected(resp)
                     parsed = adapter.parse_response(
@@ -325,15 +326,7 @@ class Upstream:
                     return json_response(parsed, ctx, model, headers)
                 # a stream gets requestSeconds to its first event, then streamIdleSeconds per event
                 async with asyncio.timeout(policy.request_seconds):
-                    timeout = client_timeout(policy.connect_seconds, None)
-                    resp = await self.session.post(
-                        url,
-                        data=data,
-                        headers=up_headers,
-                        timeout=timeout,
-                        allow_redirects=False,
-                        ssl=tls.ssl,
-                    )
+                    resp = await post(client_timeout(policy.connect_seconds, None))
                     if 300 <= resp.status < 400:
                         return redirected(resp)
                     if resp.status != 200:
