@@ -14,7 +14,9 @@ from llmplatform.api.llmmodel import LLMModel
 from llmplatform.api.routingpolicy import RoutingPolicy
 from llmplatform.contract.names import RETENTION_DAYS
 from llmplatform.gateway.compiled import compile_config
+from llmplatform.gateway.source import ConfigFile
 from llmplatform.render import render
+from llmplatform_testing.testca import TestCA
 from render_factories import PLATFORM, endpoint_model, policy, quota, secret, serving_model
 
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -62,6 +64,32 @@ def test_an_unusable_ca_bundle_keeps_the_model_out_and_says_why(secrets: list, r
     assert verdict is not None and not verdict.in_config
     assert verdict.ready.reason == reason and "CA bundle" in verdict.ready.message
     assert result.gateway_config.models == []
+
+
+def test_a_rotated_ca_bundle_is_read_again_without_a_config_change(tmp_path: Path) -> None:
+    """The gateway reads a CA bundle from its secrets folder through the same resolver as
+    provider keys, so the kubelet's in-place update of the Secret changes the polled
+    fingerprint and the next load builds a context trusting the new CA (no restart)."""
+    old, new = TestCA.create("old upstream CA"), TestCA.create("new upstream CA")
+    result = render(
+        [with_ca("m1"), policy(tiers={"standard": ["m1"]})], [secret("ca", PLATFORM, **{"ca.pem": CA_PEM})]
+    )
+    (tmp_path / "config.json").write_text(result.config_json)
+    bundle = tmp_path / "secrets" / PLATFORM / "ca" / "ca.pem"
+    bundle.parent.mkdir(parents=True)
+    bundle.write_bytes(old.cert_pem)
+    source = ConfigFile(str(tmp_path / "config.json"), str(tmp_path / "secrets"))
+
+    def trusted() -> list[str]:
+        context = compile_config(*source.load()).models[result.gateway_config.models[0].id].upstream_tls.ssl
+        assert not isinstance(context, bool)
+        return [str(c["subject"]) for c in context.get_ca_certs()]
+
+    assert "old upstream CA" in trusted()[0]
+    before = source.fingerprint()
+    bundle.write_bytes(new.cert_pem)
+    assert source.fingerprint() != before
+    assert "new upstream CA" in trusted()[0]
 
 
 def test_a_ca_bundle_needs_an_https_url() -> None:

@@ -202,3 +202,20 @@ def test_an_empty_key_is_not_a_credential() -> None:
     verdict = result.model(PLATFORM, "m1")
     assert verdict is not None and (verdict.ready.status, verdict.ready.reason) == ("False", "SecretKeyEmpty")
     assert not verdict.in_config
+
+
+def test_a_ca_bundle_the_gateway_does_not_mount_keeps_the_model_out() -> None:
+    """The gateway reads `caBundleSecretRef` from its secrets folder like a key: a bundle that
+    exists but is not mounted would fail every request to the model, so it is not Ready."""
+    model = endpoint_model("private")
+    model["spec"]["endpoint"]["caBundleSecretRef"] = {"name": "private-ca", "key": "ca.pem"}
+    resources = [model, policy(tiers={"standard": ["private"]})]
+    secrets = [secret("private-ca", PLATFORM, **{"ca.pem": "-----BEGIN CERTIFICATE-----\nMIIB\n"})]
+    unmounted = render(resources, secrets, gateway_mounts=mounts_from_deployment(chart_like()))
+    verdict = unmounted.model(PLATFORM, "private")
+    assert verdict is not None
+    assert (verdict.ready.status, verdict.ready.reason) == ("False", "CredentialsNotMounted")
+    assert verdict.ready.message.startswith("CA bundle: ") and "private-ca" in verdict.ready.message
+    assert unmounted.gateway_config.models == []
+    mounted = render(resources, secrets, gateway_mounts=mounts_from_deployment(chart_like("private-ca")))
+    assert [m.name for m in mounted.gateway_config.models] == ["private"]

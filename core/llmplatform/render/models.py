@@ -74,15 +74,10 @@ def resolve_model(
         ca = spec.endpoint.ca_bundle_secret_ref
         if ca is not None:
             ca_ref = gc.SecretRef(namespace=ns, name=ca.name, key=ca.key)
-            ca_problem = _ca_bundle_problem(secrets, ns, ca.name, ca.key)
-            if ca_problem is not None:
+            ca_found = _ca_bundle_problem(ns, ca.name, ca.key, secrets, mounts)
+            if ca_found is not None:
+                reason, ca_problem = ca_found
                 problems.append(ca_problem)
-                if not secrets.exists(ns, ca.name):
-                    reason = "SecretNotFound"
-                elif secrets.value(ns, ca.name, ca.key) is None:
-                    reason = "SecretKeyNotFound"
-                else:
-                    reason = "InvalidCABundle"
                 ready = ConditionVerdict("Ready", "False", reason, "; ".join(problems))
     in_config = not problems
     entry = None
@@ -125,17 +120,27 @@ def resolve_model(
 PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
 
-def _ca_bundle_problem(secrets: SecretStore, ns: str, name: str, key: str) -> str | None:
-    """Why the CA bundle Secret cannot serve, or None. Only the PEM framing is checked here (the
-    core parses no certificates); the gateway builds the TLS context and reports the rest."""
+def _ca_bundle_problem(
+    ns: str, name: str, key: str, secrets: SecretStore, mounts: GatewayMounts | None
+) -> tuple[str, str] | None:
+    """(reason, message) when the CA bundle cannot serve, or None. Only the PEM framing is
+    checked here (the core parses no certificates); the gateway builds the TLS context and
+    reports the rest. The bundle is read by the gateway from its secrets folder like a
+    credential, so an unmounted bundle keeps the model out just as an unmounted key does: the
+    gateway could not verify the upstream, and every request to it would fail."""
     problem = secrets.problem(ns, name, key)
     if problem is not None:
-        return f"CA bundle: {problem}"
+        reason = "SecretKeyNotFound" if secrets.exists(ns, name) else "SecretNotFound"
+        return reason, f"CA bundle: {problem}"
     value = secrets.value(ns, name, key) or b""
     if PEM_CERTIFICATE not in value:
+        pem = PEM_CERTIFICATE.decode()
         return (
-            f"CA bundle: Secret {ns}/{name} key {key!r} holds no PEM certificate ({PEM_CERTIFICATE.decode()})"
+            "InvalidCABundle",
+            f"CA bundle: Secret {ns}/{name} key {key!r} holds no PEM certificate ({pem})",
         )
+    if mounts is not None and (problem := mounts.problem(ns, name, key)) is not None:
+        return "CredentialsNotMounted", f"CA bundle: {problem}"
     return None
 
 
