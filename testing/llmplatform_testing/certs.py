@@ -1,5 +1,8 @@
 """Throw-away certificate authorities, server and client certificates for TLS tests, and a
-folder that is updated the way the kubelet updates a mounted Secret.
+folder that is updated the way the kubelet updates a mounted Secret: the one test CA of the
+project (the gateway's own TLS, its upstreams' TLS, the chart's exposure). Made in the test:
+no files from elsewhere, no network, nothing the system trusts (a client that verifies against
+the system's CAs must refuse these certificates, and one given the CA must accept them).
 
 Why `cryptography`: it is the maintained binding to OpenSSL for building X.509 certificates in
 Python (the standard library's ssl module can use certificates but not make them), and it is
@@ -90,6 +93,7 @@ class CA:
             .not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(CA_USAGE, critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
         self.issued = Issued(cert, key)
@@ -121,6 +125,10 @@ class CA:
             .not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.issued.key.public_key()),
+                critical=False,
+            )
         )
         if server:
             names: list[x509.GeneralName] = []

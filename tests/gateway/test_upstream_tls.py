@@ -21,8 +21,8 @@ import openai
 import pytest
 
 from llmplatform_testing import gateway as h
+from llmplatform_testing.certs import CA, client_context
 from llmplatform_testing.procs import Proc, cli, free_port
-from llmplatform_testing.testca import TestCA
 
 PCI = "llmp-tls-pci-key"
 OPEN = "llmp-tls-open-key"
@@ -31,19 +31,18 @@ SSN = "078-05-1120"
 PLAIN_MOCKS = ("plain", "plain-b", "local")
 
 
-def start_tls_mock(tmp: Path, ca: TestCA) -> tuple[Proc, str]:
-    cert, key = ca.server(tmp / "tls-mock")
+def start_tls_mock(tmp: Path, ca: CA) -> tuple[Proc, str]:
+    cert, key = ca.issue("127.0.0.1", sans=("127.0.0.1",)).write(tmp / "tls-mock", "server")
     port = free_port()
     proc = Proc(
         cli("mock-upstream", "--port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)),
         tmp / "mock-tls.log",
     )
     url = f"https://127.0.0.1:{port}"
-    trust = ca.cert_pem.decode()
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(url + "/healthz", verify=_context(trust), timeout=1).is_success:
+            if httpx.get(url + "/healthz", verify=client_context(ca), timeout=1).is_success:
                 return proc, url
         except httpx.HTTPError:
             pass
@@ -51,12 +50,6 @@ def start_tls_mock(tmp: Path, ca: TestCA) -> tuple[Proc, str]:
             proc.stop()
             raise RuntimeError(f"TLS mock not ready:\n{proc.log_tail()}")
         time.sleep(0.2)
-
-
-def _context(cadata: str) -> Any:
-    import ssl
-
-    return ssl.create_default_context(cadata=cadata)
 
 
 def _policy(name: str, tiers: dict[str, list[str]], **governance: Any) -> dict[str, Any]:
@@ -69,7 +62,7 @@ def _policy(name: str, tiers: dict[str, list[str]], **governance: Any) -> dict[s
 
 @pytest.fixture(scope="module")
 def world(gateway_world: h.World) -> h.World:
-    ca = TestCA.create()
+    ca = CA("llmplatform test CA")
     proc, tls_url = start_tls_mock(gateway_world.tmp, ca)
     gateway_world.procs.append(proc)
     gateway_world["secure"] = tls_url

@@ -16,7 +16,7 @@ from llmplatform.contract.names import RETENTION_DAYS
 from llmplatform.gateway.compiled import compile_config
 from llmplatform.gateway.source import ConfigFile
 from llmplatform.render import render
-from llmplatform_testing.testca import TestCA
+from llmplatform_testing.certs import CA
 from render_factories import PLATFORM, endpoint_model, policy, quota, secret, serving_model
 
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -70,7 +70,7 @@ def test_a_rotated_ca_bundle_is_read_again_without_a_config_change(tmp_path: Pat
     """The gateway reads a CA bundle from its secrets folder through the same resolver as
     provider keys, so the kubelet's in-place update of the Secret changes the polled
     fingerprint and the next load builds a context trusting the new CA (no restart)."""
-    old, new = TestCA.create("old upstream CA"), TestCA.create("new upstream CA")
+    old, new = CA("old upstream CA"), CA("new upstream CA")
     result = render(
         [with_ca("m1"), policy(tiers={"standard": ["m1"]})], [secret("ca", PLATFORM, **{"ca.pem": CA_PEM})]
     )

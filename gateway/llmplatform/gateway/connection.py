@@ -10,14 +10,19 @@ back on the wire. This module gives the gateway's server both behaviours it need
 - `head_seconds`: a connection must deliver a complete request head within this many seconds
   of being opened, or of the first byte of a following request on a kept-alive connection;
   else it is closed. (The body has its own limit, `body_seconds`, applied where the gateway
-  reads it: server.Gateway._read_body.)
+  reads it: server.Gateway._read_body.) "Between requests" is counted, not read from
+  aiohttp's `_request_in_progress`: that flag is set only once the request's handler task
+  has started, a loop turn after aiohttp took the parsed head (tasks are not started eagerly
+  on Python 3.11), and body bytes read in that turn used to arm the deadline, which then
+  closed the connection `head_seconds` later in the middle of the request's stream.
 - a malformed request gets an OpenAI-style 400 that names no part of the request, is logged
   as one line without the request's bytes, and the connection is closed.
 
 How: `GuardedRunner` is an `AppRunner` whose server creates `GuardedHandler`s, a subclass of
 aiohttp's per-connection protocol. It relies on aiohttp's `RequestHandler` hooks
-(`connection_made`, `data_received`, `handle_error`) and on `Server` keeping its handler
-arguments in `_kwargs`; tests/security/test_protocol_connections.py fails if that changes.
+(`connection_made`, `data_received`, `_handle_request`, `handle_error`), on its count of
+parsed requests (`_request_count`) and on `Server` keeping its handler arguments in
+`_kwargs`; tests/security/test_protocol_connections.py fails if that changes.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -45,12 +51,15 @@ DEFAULT_BODY_SECONDS = 60.0
 class GuardedHandler(RequestHandler):
     """aiohttp's connection protocol with a request-head deadline and a quiet 400."""
 
-    __slots__ = ("_head_deadline", "_head_seconds")
+    __slots__ = ("_answered", "_head_deadline", "_head_seconds")
 
     def __init__(self, manager: Server, *, head_seconds: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._head_seconds = head_seconds
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._answered = 0
+        """Requests whose handling has ended; equal to `_request_count` (heads parsed) exactly
+        when the connection is between requests."""
 
     def _arm(self) -> None:
         if self._head_deadline is None and self._head_seconds > 0:
@@ -76,14 +85,26 @@ class GuardedHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if data and not self._request_in_progress and not self._messages and not self._upgraded:
+        if data and self._answered == self._request_count and not self._upgraded:
             # between requests: the first byte of a request head on a kept-alive connection
-            # (body bytes of a request being handled never arm it: the body has its own limit)
+            # (bytes of a request parsed and not yet answered, queued or handled, never arm it:
+            # its body has its own limit)
             self._arm()
         before = self._request_count
         super().data_received(data)
         if self._request_count != before:
             self._disarm()  # a whole head arrived (or a parse error, answered below)
+
+    async def _handle_request(
+        self,
+        request: BaseRequest,
+        start_time: float | None,
+        request_handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+    ) -> tuple[web.StreamResponse, bool]:
+        try:
+            return await super()._handle_request(request, start_time, request_handler)
+        finally:
+            self._answered += 1
 
     def handle_error(
         self,

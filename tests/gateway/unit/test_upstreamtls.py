@@ -6,11 +6,11 @@ from __future__ import annotations
 import ssl
 
 from llmplatform.gateway.upstreamtls import DEFAULT, for_bundle
-from llmplatform_testing.testca import TestCA
+from llmplatform_testing.certs import CA
 
 
 def test_a_bundle_gives_a_verifying_context_shared_by_equal_bundles() -> None:
-    pem = TestCA.create().cert_pem
+    pem = CA("llmplatform test CA").cert_pem
     tls = for_bundle(pem, "Secret ns/ca key 'ca.pem'")
     assert tls.error is None and isinstance(tls.ssl, ssl.SSLContext)
     assert tls.ssl.verify_mode == ssl.CERT_REQUIRED and tls.ssl.check_hostname
