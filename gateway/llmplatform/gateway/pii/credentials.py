@@ -17,7 +17,7 @@ import math
 import re
 from collections import Counter
 
-from llmplatform.gateway.pii.model import DIGITS, Cand
+from llmplatform.gateway.pii.model import DIGITS, Cand, count_digits
 
 ENTROPY_BITS = 4.0
 """Minimum Shannon entropy (bits per character) of a >= 32-character mixed token (random
@@ -61,7 +61,7 @@ def secrets_in_token(text: str, ts: int, te: int, out: list[Cand]) -> None:
         if s > 0 and (text[s - 1].isalnum()):
             continue
         body = m.group()
-        if body.startswith("sk-") and not any(c in DIGITS for c in body):
+        if body.startswith("sk-") and not count_digits(body):
             continue
         out.append((s, e, "secret+"))
         found = True

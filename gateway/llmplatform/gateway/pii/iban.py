@@ -5,7 +5,9 @@ makes a look-alike an IBAN."""
 
 from __future__ import annotations
 
-from llmplatform.gateway.pii.model import SEPARATORS, UPPER_DIGITS, Cand
+import re
+
+from llmplatform.gateway.pii.model import SEPARATORS, Cand
 
 # IBAN lengths by country (ISO 13616 registry).
 _IBAN_LEN = {
@@ -22,12 +24,25 @@ _IBAN_LEN = {
 }  # fmt: skip
 
 
+_ALPHANUMERIC_AS_NUMBER = str.maketrans(
+    {c: str(int(c, 36)) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
+)
+"""Letters as their mod-97 numbers (A = 10 ... Z = 35), one translate instead of a loop."""
+_SEPARATOR_CHARS = "".join(sorted(SEPARATORS)).replace("\\", "\\\\").replace("-", "\\-")
+_BBAN = {
+    n: re.compile(rf"(?:[{_SEPARATOR_CHARS}]{{0,3}}[A-Z0-9]){{{n - 2}}}") for n in set(_IBAN_LEN.values())
+}
+"""After the country code: the check digits and the BBAN, `n - 2` characters for an IBAN of
+length `n`, each after up to three separators (greedy, so a run of four separators ends it)."""
+_NO_SEPARATORS = str.maketrans("", "", "".join(SEPARATORS))
+
+
 def iban_ok(iban: str) -> bool:
     """`iban` without spaces, upper case: the country's length and the mod-97 checksum."""
-    if _IBAN_LEN.get(iban[:2]) != len(iban):
+    if _IBAN_LEN.get(iban[:2]) != len(iban) or not (iban.isascii() and iban.isalnum()):
         return False
     moved = iban[4:] + iban[:4]
-    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+    return int(moved.translate(_ALPHANUMERIC_AS_NUMBER)) % 97 == 1
 
 
 def iban(text: str, s: int, out: list[Cand]) -> None:
@@ -35,23 +50,10 @@ def iban(text: str, s: int, out: list[Cand]) -> None:
     want = _IBAN_LEN.get(text[s : s + 2])
     if want is None:
         return
-    n = len(text)
-    chars = [text[s], text[s + 1]]
-    i = s + 2
-    while len(chars) < want and i < n:
-        c = text[i]
-        if c in UPPER_DIGITS:
-            chars.append(c)
-            i += 1
-        elif c in SEPARATORS and text[i - 1] in UPPER_DIGITS:
-            j = i + 1
-            while j < n and j - i < 3 and text[j] in SEPARATORS:
-                j += 1
-            if j >= n or text[j] not in UPPER_DIGITS:
-                break
-            i = j
-        else:
-            break
-    free = i >= n or not (text[i].isalnum() or text[i] == "_")
-    if len(chars) == want and free and iban_ok("".join(chars)):
+    m = _BBAN[want].match(text, s + 2)
+    if m is None:
+        return
+    i = m.end()
+    free = i >= len(text) or not (text[i].isalnum() or text[i] == "_")
+    if free and iban_ok(text[s : s + 2] + m.group().translate(_NO_SEPARATORS)):
         out.append((s, i, "iban"))

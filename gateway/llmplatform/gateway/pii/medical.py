@@ -25,8 +25,10 @@ import re
 from llmplatform.gateway.pii.model import CONTEXT, DIGITS, Cand, free_right
 
 MRN_PROBES = ("mrn", "medical record", "patient", "chart", "record number")
+# Possessive up to the unit (a unit starts with a letter, so giving back a digit, the decimal
+# part or the space can never help), so that a number without a unit fails at once.
 DOSAGE = re.compile(
-    r"(?i)[0-9]+(?:[.,][0-9]+)?[ ]?(?:mg|mcg|µg|μg|ug|ng|ml|units?|iu|meq|mmol"
+    r"(?i)[0-9]++(?:[.,][0-9]++)?+[ ]?+(?:mg|mcg|µg|μg|ug|ng|ml|units?|iu|meq|mmol"
     r"|tablets?|tabs?|capsules?|puffs?|drops?)(?:/(?:kg|day|d|hr?|dose|ml|m2|min))?(?![A-Za-z])"
 )
 MRN_CTX = re.compile(

@@ -5,7 +5,7 @@ the locality rules these helpers implement."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
 """Ascending sensitivity, the order of LLMModel.maxDataClassification."""
@@ -48,9 +48,10 @@ SEPARATORS = frozenset(" .-/\\_")
 """What may separate the digit groups of a value (normalize.py collapses odd runs of them)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One finding: its type (see TYPES) and its span `text[start:end]`."""
+class Finding(NamedTuple):
+    """One finding: its type (see TYPES) and its span `text[start:end]`. A named tuple, not a
+    frozen dataclass: a scan creates one per finding on the hot path, and a tuple is built in
+    half the time."""
 
     type: str
     start: int
@@ -87,8 +88,33 @@ def free_right(text: str, e: int, seps: str = ".-") -> bool:
     return not (c in seps and e + 1 < len(text) and text[e + 1] in DIGITS)
 
 
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
+
+
 def count_digits(s: str) -> int:
-    return sum(map(s.count, "0123456789"))
+    """How many ASCII digits `s` holds."""
+    return len(s) - len(s.translate(_DROP_DIGITS))
+
+
+_FOLD_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
+_FOLD_DIGITS_AND_TILDE = bytes.maketrans(b"0123456789~", b"0000000000?")
+
+
+def fold(text: str) -> bytes:
+    """`text` as one ASCII byte per character, for the passes that look for digits: every
+    ASCII digit becomes `0`, the micro signs `µ` and `μ` (which can follow a dosage's number)
+    `~`, every other non-ASCII character and `~` itself `?`, the rest stays. Why: a pattern
+    that begins with a character class (`[0-9]`) makes `re` test every character of the text
+    through a call, about 7 ns each on the benchmark machine (30 us per 4 KB), while one that
+    begins with a literal (`0` here) is searched by a tight loop, several times faster;
+    folding costs about 3 us per 4 KB. Positions are those of `text` (one byte per code
+    point), and a pattern that reads digits only as a class (never a particular digit), no `?`
+    and no non-ASCII character but the micro signs (written `~`) matches the folded bytes
+    exactly where it matches `text` (tests/gateway/unit/test_pii_fast_paths.py compares them)."""
+    if text.isascii():
+        return text.encode("ascii").translate(_FOLD_DIGITS_AND_TILDE)
+    text = text.replace("~", "?").replace("\u00b5", "~").replace("\u03bc", "~")
+    return text.encode("ascii", "replace").translate(_FOLD_DIGITS)
 
 
 def glued(text: str, i: int) -> bool | None:

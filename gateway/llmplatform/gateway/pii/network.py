@@ -17,12 +17,15 @@ IPV4 = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 
 def ipv4(text: str, s: int, out: list[Cand]) -> None:
     m = IPV4.match(text, s)
-    if m and free_right(text, m.end(), ".-"):
-        try:
-            ipaddress.IPv4Address(m.group())
-        except ValueError:
-            return
+    if m and free_right(text, m.end(), ".-") and all(_octet_ok(o) for o in m.group().split(".")):
         out.append((s, m.end(), "ipv4"))
+
+
+def _octet_ok(octet: str) -> bool:
+    """One of IPV4's groups (1-3 ASCII digits) as `ipaddress.IPv4Address` accepts it: at most
+    255 and no leading zero (ambiguous with octal). Checked here because constructing an
+    IPv4Address costs a few microseconds on the hot path (a unit test compares the two)."""
+    return int(octet) <= 255 and (octet[0] != "0" or len(octet) == 1)
 
 
 def ipv6(text: str, pos: int, out: list[Cand]) -> None:

@@ -18,6 +18,7 @@ from llmplatform.gateway.pii.model import (
     UPPER,
     Cand,
     count_digits,
+    fold,
     free_left,
     free_right,
     word_start,
@@ -27,37 +28,47 @@ from llmplatform.gateway.pii.phone import PHONE_CTX, isbn10, phone_grouped, phon
 
 # A digit run that can start a finding: 9+ digits (5+ with hipaa, for MRNs); or followed by a
 # separator and a digit, or by a letter; or right after a letter, `_`, `+`, `(`, `/` or `=`;
-# and not a later group of a longer number (`05` in `2024-05-11`), nor an ISO date, nor
-# (without hipaa) a price-like `12.34`. Any other run matches as `skip`, so that `re` does not
-# retry at each of its digits. The pattern begins with a single `[0-9]`, so `re` skips to
-# digits at C speed; possessive, so a match is a whole run.
-_CAND_START = r"[0-9](?<![0-9]{2})(?<![0-9][ .\-/)][0-9])(?![0-9]{3}-[01][0-9]-[0-3][0-9](?![0-9]))"
+# and not a later group of a longer number (`05` in `2024-05-11`), nor (without hipaa) a
+# price-like `12.34`. Any other run matches as `skip`, so that `re` does not retry at each of
+# its digits; an ISO date's year (`2024-05-11`) is skipped by `_ISO_DATE`. The patterns run on
+# the folded text (model.fold: every digit is `0`, so they begin with the literal `0` and `re`
+# skips to digits with a tight loop); possessive, so a match is a whole run.
+_CAND_START = rb"0(?<!00)(?<!0[ .\-/)]0)"
 _CAND = re.compile(
-    _CAND_START + r"(?:(?<=[A-Za-z_+(/=][0-9])[0-9]*+"
-    r"|[0-9]*+(?!\.[0-9]{2}(?![0-9.]))(?:(?<=[0-9]{9})|(?=[ .\-)][0-9(]|[A-Za-z_+/=]))"
-    r"|[0-9]*+(?P<skip>))"
+    _CAND_START + rb"(?:(?<=[A-Za-z_+(/=]0)0*+"
+    rb"|0*+(?!\.00(?![0.]))(?:(?<=0{9})|(?=[ .\-)][0(]|[A-Za-z_+/=]))"
+    rb"|0*+(?P<skip>))"
 )
-# With hipaa, also a number followed by a unit ("500 mg", "2.5 mL", "10 units").
+# With hipaa, also a number followed by a unit ("500 mg", "2.5 mL", "10 units", "5 µg": the
+# fold makes the micro signs `~`).
 _CAND_HIPAA = re.compile(
-    _CAND_START + r"(?:(?<=[A-Za-z_+(/=][0-9])[0-9]*+"
-    r"|[0-9]*+(?:(?<=[0-9]{5})|(?=[ .,\-)][0-9(A-Za-zµμ]|[A-Za-zµμ_+/=]))"
-    r"|[0-9]*+(?P<skip>))"
+    _CAND_START + rb"(?:(?<=[A-Za-z_+(/=]0)0*+"
+    rb"|0*+(?:(?<=0{5})|(?=[ .,\-)][0(A-Za-z~]|[A-Za-z~_+/=]))"
+    rb"|0*+(?P<skip>))"
 )
+_UNIT_FIRST = frozenset("mMuUnNiItTcCpPdDµμ")
+"""The first letters of DOSAGE's units: a number followed by another ASCII character (after
+its decimals and one space) cannot be a dosage, so DOSAGE is not tried there; any non-ASCII
+character may match a unit case-insensitively and is left to DOSAGE."""
+_ISO_DATE = re.compile(r"[0-9]{4}-[01][0-9]-[0-3][0-9](?![0-9])")
 _NO_SEPARATORS = str.maketrans("", "", " .-")
 
 
-def numeric(text: str, pos: int, hipaa: bool, out: list[Cand]) -> None:
+def numeric(text: str, pos: int, hipaa: bool, out: list[Cand], folded: bytes | None = None) -> None:
     """Every detector that needs a digit, driven by one pass over the digit runs that can
-    start one (`CAND`): each is sent only to the detectors its neighbours make possible."""
+    start one (`CAND`): each is sent only to the detectors its neighbours make possible.
+    `folded` is `fold(text)` when the caller has it already."""
     n = len(text)
     token_end = -1
-    mrn_ctx = hipaa and any(w in text[max(0, pos - CONTEXT) :].lower() for w in MRN_PROBES)
-    for run in (_CAND_HIPAA if hipaa else _CAND).finditer(text, pos):
+    mrn_words = _MrnWords(text, pos)
+    for run in (_CAND_HIPAA if hipaa else _CAND).finditer(fold(text) if folded is None else folded, pos):
         if run.lastgroup:
             continue  # a run that cannot start a finding
         s, e = run.span()
-        p = text[s - 1] if s else ""
         nx = text[e] if e < n else ""
+        if nx == "-" and e - s == 4 and _ISO_DATE.match(text, s):
+            continue
+        p = text[s - 1] if s else ""
         if p.isalpha() or p == "_":
             if s >= token_end:
                 token_end = token(text, s, e, pos, out)
@@ -108,24 +119,58 @@ def numeric(text: str, pos: int, hipaa: bool, out: list[Cand]) -> None:
                 if m and free_right(text, m.end(), " .-") and card_digits_ok(digits):
                     out.append((s, m.end(), "card"))
         if ln >= 9 and free_right(text, e, " .-"):
-            if ln <= 19 and card_digits_ok(run.group()):
+            if ln <= 19 and card_digits_ok(text[s:e]):
                 out.append((s, e, "card"))
             if ln <= 13:
                 back = text[max(0, s - 32) : s]
                 if ln == 9 and SSN_CTX.search(back):
-                    g = run.group()
+                    g = text[s:e]
                     if ssn_ok(g[:3], g[3:5], g[5:]):
                         out.append((s, e, "ssn"))
                 elif PHONE_CTX.search(back) or (
-                    ln in (10, 11) and text[s] == "0" and text[s + 1] != "0" and not isbn10(run.group(), back)
+                    ln in (10, 11) and text[s] == "0" and text[s + 1] != "0" and not isbn10(text[s:e], back)
                 ):
                     out.append((s, e, "phone"))
         if hipaa:
-            if nx.isalpha() or nx in "µμ" or (nx and nx in " .," and e + 1 < n and text[e + 1] != " "):
+            if nx and (
+                nx in _UNIT_FIRST
+                or not nx.isascii()
+                or (nx == " " and e + 1 < n and (text[e + 1] in _UNIT_FIRST or not text[e + 1].isascii()))
+                or (nx in ".," and e + 1 < n and text[e + 1] in DIGITS)
+            ):
                 m = DOSAGE.match(text, s)
                 if m:
                     out.append((s, m.end(), "dosage"))
-            if mrn_ctx and (ln >= 5 or nx == "-") and MRN_CTX.search(text, max(0, s - CONTEXT), s):
+            if (ln >= 5 or nx == "-") and mrn_words.near(s) and MRN_CTX.search(text, max(0, s - CONTEXT), s):
                 m = MRN.match(text, s)
                 if m and free_right(text, m.end()) and 5 <= count_digits(m.group()) <= 12:
                     out.append((s, m.end(), "mrn"))
+
+
+class _MrnWords:
+    """Whether a word of MRN_PROBES is within CONTEXT characters before a digit run, the cheap
+    test before the costly case-insensitive MRN_CTX search (which needs one there). Tested on
+    those characters alone (a few `in` on 48 lower-cased characters) for the first runs that
+    ask, then once on the whole text (probing 4 KB costs about as much as a dozen local tests,
+    so only a text with many numbers pays for it)."""
+
+    __slots__ = ("_anywhere", "_local_tests", "_pos", "_text")
+    LOCAL_TESTS = 8
+
+    def __init__(self, text: str, pos: int) -> None:
+        self._text = text
+        self._pos = pos
+        self._anywhere: bool | None = None
+        self._local_tests = 0
+
+    def near(self, s: int) -> bool:
+        if self._anywhere is not None:
+            return self._anywhere
+        text = self._text
+        self._local_tests += 1
+        if self._local_tests > self.LOCAL_TESTS:
+            low = text[max(0, self._pos - CONTEXT) :].lower()
+            self._anywhere = any(w in low for w in MRN_PROBES)
+            return self._anywhere
+        back = text[max(0, s - CONTEXT) : s].lower()
+        return any(w in back for w in MRN_PROBES)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from llmplatform.gateway.pii.credentials import PEM
 from llmplatform.gateway.pii.email import emails
-from llmplatform.gateway.pii.model import PLACEHOLDERS, Cand, Finding
+from llmplatform.gateway.pii.model import PLACEHOLDERS, Cand, Finding, fold
 from llmplatform.gateway.pii.network import ipv6
 from llmplatform.gateway.pii.normalize import view
 from llmplatform.gateway.pii.numeric import numeric
@@ -45,12 +45,13 @@ def resolve(cands: list[Cand]) -> list[Finding]:
     return [Finding("secret" if t == "secret+" else t, s, e) for s, e, t in cands]
 
 
-def scan_raw(text: str, hipaa: bool, pos: int = 0) -> list[Finding]:
-    """Findings that start at or after `pos`; `text[:pos]` (ending in a break) is context."""
+def scan_raw(text: str, hipaa: bool, pos: int = 0, folded: bytes | None = None) -> list[Finding]:
+    """Findings that start at or after `pos`; `text[:pos]` (ending in a break) is context.
+    `folded` is `fold(text)` when the caller has it already."""
     out: list[Cand] = []
     if text.find("@", pos) != -1:
         emails(text, pos, out)
-    numeric(text, pos, hipaa, out)
+    numeric(text, pos, hipaa, out, folded)
     if text.find(":", pos) != -1:
         ipv6(text, pos, out)
     if text.find("-----BEGIN", pos) != -1:
@@ -68,8 +69,9 @@ def scan(text: str, *, hipaa: bool = False) -> list[Finding]:
 def scan_from(text: str, hipaa: bool, pos: int) -> list[Finding]:
     """`scan` for the findings that start at or after `pos` (`text[:pos]`, ending in a break,
     is context), for StreamRedactor."""
-    found = scan_raw(text, hipaa, pos)
-    v = view(text)
+    folded = fold(text)  # the digit pass and the view's separator check share it
+    found = scan_raw(text, hipaa, pos, folded)
+    v = view(text, folded)
     if v is None:
         return found
     vpos = v.index(pos) if pos else 0
