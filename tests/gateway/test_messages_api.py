@@ -96,19 +96,23 @@ WEATHER: Any = {
 # -- Anthropic models: the request goes up as Messages again ---------------------------------
 
 
-def test_create_on_an_anthropic_model(upstreams: h.World) -> None:
+def test_create_on_an_anthropic_model_is_passed_through(upstreams: h.World) -> None:
     script(upstreams, {"text": "Paris.", "usage": {"input_tokens": 120, "output_tokens": 4}})
+    system: Any = [{"type": "text", "text": "Answer in one word."}, {"type": "text", "text": "Be exact."}]
+    turns: Any = [
+        {"role": "user", "content": "Capital of Italy?"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Rome."}]},
+        {"role": "user", "content": [{"type": "text", "text": "And of France?"}]},
+    ]
     raw = client(upstreams).messages.with_raw_response.create(
         model="claude",
         max_tokens=50,
-        system=[{"type": "text", "text": "Answer in one word."}, {"type": "text", "text": "Be exact."}],
-        messages=[
-            {"role": "user", "content": "Capital of Italy?"},
-            {"role": "assistant", "content": [{"type": "text", "text": "Rome."}]},
-            {"role": "user", "content": [{"type": "text", "text": "And of France?"}]},
-        ],
+        system=system,
+        messages=turns,
         stop_sequences=["END"],
         metadata={"user_id": "user-42"},
+        thinking={"type": "disabled"},
+        extra_body={"temperature": 0.3},  # older clients send it; the current API has none
     )
     message = raw.parse()
     assert isinstance(message, anthropic.types.Message)
@@ -119,17 +123,21 @@ def test_create_on_an_anthropic_model(upstreams: h.World) -> None:
     assert raw.headers["x-llmplatform-model"] == "claude"
     assert raw.headers["request-id"] == raw.headers["x-request-id"]
 
+    # passed through: the client's Messages request with the routed model's upstream name in
+    # it, and what a round trip through chat would have dropped (thinking) or reshaped (the
+    # system blocks, which it joins; string content, which it turns into blocks); temperature
+    # is not sent (the current Messages API has none, and the test server refuses it)
     body = anthropic_body(upstreams)
-    assert body["model"] == "claude-test-1" and body["max_tokens"] == 50
-    assert body["system"] == "Answer in one word.\nBe exact."  # text parts, joined by the provider
-    assert [(m["role"], m["content"][0]["text"]) for m in body["messages"]] == [
-        ("user", "Capital of Italy?"),
-        ("assistant", "Rome."),
-        ("user", "And of France?"),
-    ]
-    assert body["stop_sequences"] == ["END"]
-    # the provider adapter sends the end-user id as an opaque hash, whichever API it came in by
-    assert body["metadata"] == {"user_id": hashlib.sha256(b"user-42").hexdigest()}
+    assert body == {
+        "model": "claude-test-1",
+        "max_tokens": 50,
+        "system": system,
+        "messages": turns,
+        "stop_sequences": ["END"],
+        "thinking": {"type": "disabled"},
+        # the end-user id goes up as an opaque hash, whichever API it came in by
+        "metadata": {"user_id": hashlib.sha256(b"user-42").hexdigest()},
+    }
 
 
 def test_async_client_and_bearer_auth(upstreams: h.World) -> None:
@@ -197,6 +205,12 @@ def test_tool_use_round_trip(upstreams: h.World) -> None:
     up = anthropic_body(upstreams)
     assert up["tools"] == [WEATHER] and up["tool_choice"] == {"type": "any"}
 
+    result: Any = {
+        "type": "tool_result",
+        "tool_use_id": "toolu_01",
+        "content": [{"type": "text", "text": "21 C"}, {"type": "text", "text": "sunny"}],
+        "is_error": False,
+    }
     second = c.messages.create(
         model="claude",
         max_tokens=200,
@@ -204,10 +218,7 @@ def test_tool_use_round_trip(upstreams: h.World) -> None:
         messages=[
             *question,
             {"role": "assistant", "content": first.content},
-            {
-                "role": "user",
-                "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "21 C, sunny"}],
-            },
+            {"role": "user", "content": [result]},
         ],
     )
     assert second.content[0].text == "Sunny, 21 C."  # type: ignore[union-attr]
@@ -216,9 +227,8 @@ def test_tool_use_round_trip(upstreams: h.World) -> None:
         {"type": "text", "text": "Let me check."},
         {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
     ]
-    assert turns[2]["content"] == [
-        {"type": "tool_result", "tool_use_id": "toolu_01", "content": "21 C, sunny"}
-    ]
+    # passed through as sent: a translation through chat would join the blocks and lose is_error
+    assert turns[2]["content"] == [result]
 
 
 def test_streamed_tool_use_accumulates_its_input(upstreams: h.World) -> None:
@@ -554,7 +564,8 @@ def test_one_audit_record_per_request_with_usage(upstreams: h.World) -> None:
     raw = client(upstreams).messages.with_raw_response.create(
         model="claude", max_tokens=10, messages=[{"role": "user", "content": "audit me"}]
     )
-    labels = {"tenant": "team-m/team-m", "model": "claude", "endpoint": "chat", "status": "200"}
+    labels = {"tenant": "team-m/team-m", "model": "claude", "endpoint": "chat", "api": "messages"}
+    labels["status"] = "200"
     assert h.metric(upstreams["base"], "llmplatform_requests_total", **labels) > 0
     records = bh.records_of(upstreams["log"], raw.headers["x-request-id"])
     assert len(records) == 1
@@ -565,4 +576,6 @@ def test_one_audit_record_per_request_with_usage(upstreams: h.World) -> None:
         11,
         3,
     )
+    # the client's API apart from the form it ran as, so an SRE can tell Messages traffic apart
+    assert (record["api"], record["endpoint"]) == ("messages", "chat")
     assert record["response_sha256"] == hashlib.sha256(raw.http_response.content).hexdigest()

@@ -127,7 +127,7 @@ class Recorder:
     def __init__(self, audit: AuditSink) -> None:
         self.audit = audit
         self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
-        self._requests: dict[tuple[str, str, str, str, int], Any] = {}
+        self._requests: dict[tuple[str, str, str, str, str, int], Any] = {}
 
     def record(self, ctx: Ctx) -> None:
         """Metrics, then the request's one audit record; never raises (a failure in the
@@ -148,10 +148,10 @@ class Recorder:
             log.exception("could not write the audit record", extra={"request_id": ctx.request_id})
 
     def _metrics(self, ctx: Ctx, elapsed: float) -> None:
-        labels = (ctx.tenant, ctx.model, ctx.tier, ctx.endpoint, ctx.status)
+        labels = (ctx.tenant, ctx.model, ctx.tier, ctx.form, ctx.endpoint, ctx.status)
         requests = self._requests.get(labels)
         if requests is None:
-            requests = self._requests[labels] = m.REQUESTS.labels(*labels[:4], str(ctx.status))
+            requests = self._requests[labels] = m.REQUESTS.labels(*labels[:5], str(ctx.status))
         requests.inc()
         if ctx.served is not None:
             key = (ctx.tenant, ctx.model, ctx.tier)

@@ -288,11 +288,16 @@ def to_messages_request(body: dict[str, Any], model: str, max_output_tokens: int
     elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
         raise _bad("anthropic models support response_format json_schema, not json_object", "response_format")
     if isinstance(body.get("user"), str) and body["user"]:
-        # Anthropic asks for an opaque id here, and `user` is often an e-mail address
-        out["metadata"] = {"user_id": hashlib.sha256(body["user"].encode()).hexdigest()}
+        out["metadata"] = {"user_id": opaque_user(body["user"])}
     if body.get("stream"):
         out["stream"] = True
     return out
+
+
+def opaque_user(user: str) -> str:
+    """The end-user id sent as `metadata.user_id`, whichever API the request came in by:
+    Anthropic asks for an opaque id there, and the id a client knows is often an e-mail address."""
+    return hashlib.sha256(user.encode()).hexdigest()
 
 
 def headers(api_key: str | None, request_id: str) -> dict[str, str]:
@@ -487,7 +492,9 @@ class AnthropicAdapter:
     """The max_tokens the gateway sends when the request and the model set none."""
 
     def endpoints(self, base: str, capabilities: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
-        return {"chat": base + "/messages"}, capabilities & {"chat"}  # the Messages API is chat only
+        # the Messages API is chat only; `messages`: the URL a Messages request is passed through
+        # to unchanged (messagesapi/), where other providers' models get it translated
+        return {"chat": base + "/messages", "messages": base + "/messages"}, capabilities & {"chat"}
 
     def build_request(
         self, body: dict[str, Any], target: Target, stream: bool, request_id: str
