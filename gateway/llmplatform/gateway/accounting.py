@@ -60,6 +60,13 @@ def valid_usage(ctx: Ctx, model: Model, usage: Any) -> tuple[int, int] | None:
     return prompt, completion
 
 
+def own_count(ctx: Ctx) -> tuple[int, int]:
+    """(prompt, completion) tokens charged when no believable usage came: the prompt estimate
+    (it over-counts on purpose) and the output relayed, never past the output reserved, which
+    the upstream cannot exceed (max_tokens per choice, times the choices)."""
+    return ctx.prompt, min(ctx.relayed_out, ctx.worst_out)
+
+
 def take_usage(ctx: Ctx, model: Model, usage: Any) -> None:
     """Record reported usage (prompt and completion tokens) and its cost on the request, when
     it is believable (`valid_usage`); otherwise log it (no content, no values: they are the

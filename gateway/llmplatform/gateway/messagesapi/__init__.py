@@ -19,7 +19,8 @@ client dialect (`Ctx.dialect`, as the Responses API does):
   output scanning, the cache, the gateway's own output count and the relay (in-band errors,
   charging a client that leaves) run unchanged; they are rendered back as a Message, or as
   Anthropic's stream events, at the edge (response.py): `MessagesDialect.answer`,
-  `MessagesStream`, and `answer` for errors.
+  `MessagesStream`, and `answer` for errors. The usage shown is what the request was charged:
+  the upstream's when it was believable, else the gateway's own count (`charged`).
 
 The tenant key comes as `x-api-key` (what Anthropic's SDK sends) or as a bearer token;
 `anthropic-version` and `anthropic-beta` headers are accepted and not forwarded (the provider
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from llmplatform.gateway.accounting import own_count
 from llmplatform.gateway.bodies import check_request
 from llmplatform.gateway.messagesapi.request import to_chat, upstream_body
 from llmplatform.gateway.messagesapi.response import StreamTranslator, error, json_answer
@@ -96,15 +98,25 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
         response.headers["request-id"] = rid
 
 
+def charged(ctx: Ctx) -> dict[str, Any] | None:
+    """The usage a client is shown when the upstream's was not believed (accounting.valid_usage):
+    what the request is charged instead; None when it was (the answer's own usage is shown,
+    which is what was charged, its cache reads apart)."""
+    if ctx.usage_reported:
+        return None
+    tokens_in, tokens_out = own_count(ctx)
+    return {"input_tokens": tokens_in, "output_tokens": tokens_out}
+
+
 class MessagesStream(web.StreamResponse):
     """The client's stream: what the relay writes (chat chunks, in-band errors, `[DONE]`), a
     cached answer replayed included, goes out as Anthropic's events. The translation wraps
     `write` after `prepare`, outside the audit's hashing wrapper (audit.hash_stream), so the
     audited hash is of the bytes the client got."""
 
-    def __init__(self, headers: dict[str, str]) -> None:
+    def __init__(self, ctx: Ctx, headers: dict[str, str]) -> None:
         super().__init__(status=200, headers=headers)
-        self._translator = StreamTranslator()
+        self._translator = StreamTranslator(charged=lambda: charged(ctx))
 
     async def prepare(self, request: web.BaseRequest) -> Any:
         if self.prepared:
@@ -164,10 +176,10 @@ class MessagesDialect:
         return Translated(model.adapter, to_chat), model.urls["chat"]
 
     def stream(self, ctx: Ctx, headers: dict[str, str]) -> web.StreamResponse:
-        return MessagesStream(headers)
+        return MessagesStream(ctx, headers)
 
     def answer(self, ctx: Ctx, raw: bytes) -> bytes:
-        return json_answer(200, raw)
+        return json_answer(200, raw, charged(ctx))
 
 
 DIALECT = MessagesDialect()

@@ -302,14 +302,15 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
 # -- passed through ---------------------------------------------------------------------------
 
 
-def _bare(block: Any) -> Any:
-    """A block or tool without the keys that are not forwarded (`IGNORED`) and without nulls
-    (SDKs serialise a returned block's unset fields as null)."""
-    if not isinstance(block, dict):
-        return block
-    out = {k: v for k, v in block.items() if k not in IGNORED and v is not None}
-    if out.get("type") == "tool_result" and isinstance(out.get("content"), list):
-        out["content"] = [_bare(part) for part in out["content"]]
+def _bare(obj: Any) -> Any:
+    """An object of the request (a turn, a block, a tool, ...) without the keys that are not
+    forwarded (`IGNORED`) and without nulls (SDKs serialise a returned block's unset fields as
+    null); the blocks it holds (a turn's, a tool result's) likewise."""
+    if not isinstance(obj, dict):
+        return obj
+    out = {k: v for k, v in obj.items() if k not in IGNORED and v is not None}
+    if isinstance(out.get("content"), list):
+        out["content"] = [_bare(block) for block in out["content"]]
     return out
 
 
@@ -319,16 +320,14 @@ def upstream_body(body: dict[str, Any], model: str) -> dict[str, Any]:
     `model` the routed model's upstream name, no `IGNORED` keys or `NOT_SENT` fields, and
     `metadata.user_id` as the opaque id the provider adapter sends for any end user
     (providers/anthropic.opaque_user)."""
-    out = {k: v for k, v in body.items() if v is not None and k not in NOT_SENT}
+    out = {k: v for k, v in _bare(body).items() if k not in NOT_SENT}
     out["model"] = model
-    if isinstance(out.get("system"), list):
-        out["system"] = [_bare(block) for block in out["system"]]
-    turns = out["messages"] = [dict(turn) for turn in out["messages"]]
-    for turn in turns:
-        if isinstance(turn["content"], list):
-            turn["content"] = [_bare(block) for block in turn["content"]]
-    if isinstance(out.get("tools"), list):
-        out["tools"] = [_bare(tool) for tool in out["tools"]]
+    for name in ("system", "messages", "tools"):
+        if isinstance(out.get(name), list):
+            out[name] = [_bare(item) for item in out[name]]
+    for name in ("tool_choice", "output_config"):
+        out[name] = _bare(out.get(name))
+    out = {k: v for k, v in out.items() if v is not None}
     metadata = out.pop("metadata", None)
     user = metadata.get("user_id") if isinstance(metadata, dict) else None
     if isinstance(user, str) and user:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,14 +123,18 @@ def message(completion: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def json_answer(status: int, raw: bytes) -> bytes:
-    """The body a /v1/messages client gets for the gateway's JSON answer of this status."""
+def json_answer(status: int, raw: bytes, charged: dict[str, Any] | None = None) -> bytes:
+    """The body a /v1/messages client gets for the gateway's JSON answer of this status;
+    `charged`: the usage to show instead of the answer's (the upstream's was not believed)."""
     if status != 200:
         return error(status, raw)
     try:
         completion = json.loads(raw)
         if isinstance(completion, dict):
-            return json.dumps(message(completion), ensure_ascii=False).encode()
+            out = message(completion)
+            if charged is not None:
+                out["usage"] = charged
+            return json.dumps(out, ensure_ascii=False).encode()
     except ValueError:
         pass
     return error(502, json.dumps({"error": {"message": "the upstream answer could not be read"}}).encode())
@@ -163,6 +168,8 @@ class StreamTranslator:
     """Chat tool_calls index -> (content block index, call id)."""
     stop_reason: str | None = None
     usage: dict[str, Any] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0})
+    charged: Callable[[], dict[str, Any] | None] | None = None
+    """At the end: the usage to show instead of the stream's (the upstream's was not believed)."""
 
     def feed(self, data: bytes) -> bytes:
         self.buffer += data
@@ -267,5 +274,6 @@ class StreamTranslator:
         self.ended = True
         out = self._close()
         delta = {"stop_reason": self.stop_reason or "end_turn", "stop_sequence": None}
-        out += sse("message_delta", {"type": "message_delta", "delta": delta, "usage": self.usage})
+        usage = (self.charged() if self.charged is not None else None) or self.usage
+        out += sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
         return out + sse("message_stop", {"type": "message_stop"})
