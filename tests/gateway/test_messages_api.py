@@ -140,6 +140,23 @@ def test_create_on_an_anthropic_model_is_passed_through(upstreams: h.World) -> N
     }
 
 
+def test_the_stop_sequence_that_ended_the_answer_is_relayed(upstreams: h.World) -> None:
+    stopped = {"text": "one two", "stop_reason": "stop_sequence", "stop_sequence": "THREE"}
+    script(upstreams, stopped, stopped)
+    ask: Any = {
+        "model": "claude",
+        "max_tokens": 20,
+        "stop_sequences": ["THREE"],
+        "messages": [{"role": "user", "content": "count"}],
+    }
+    whole = client(upstreams).messages.create(**ask)
+    with client(upstreams).messages.stream(**ask) as stream:
+        streamed = stream.get_final_message()
+    for message in (whole, streamed):
+        assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "THREE")
+        assert message.content[0].text == "one two"  # type: ignore[union-attr]
+
+
 def test_async_client_and_bearer_auth(upstreams: h.World) -> None:
     async def go() -> tuple[anthropic.types.Message, anthropic.types.Message]:
         by_key = anthropic.AsyncAnthropic(base_url=upstreams["base"], api_key=KEY, max_retries=0)
@@ -457,6 +474,10 @@ def test_an_overloaded_anthropic_model_falls_back_and_a_failed_fallback_is_overl
     assert raw.headers["x-llmplatform-model"] == "gpt-fallback"
     assert raw.headers["x-llmplatform-fallback-level"] == "1"
     assert raw.parse().content[0].text == "this is a "  # type: ignore[union-attr]
+    # one request, two APIs: passed through to the Anthropic model, translated for the fallback
+    assert anthropic_body(upstreams)["messages"] == hello
+    assert gpt_body(upstreams)["messages"] == [{"role": "user", "content": "fall back"}]
+    assert gpt_body(upstreams)["model"] == "gpt-fallback" and "stream_options" not in gpt_body(upstreams)
     # both candidates fail: the gateway's 503 is Anthropic's overloaded_error
     script(upstreams, overloaded)
     h.mock_config(upstreams["gpt"], fail_next=1, failure_status=503)

@@ -329,6 +329,13 @@ def usage(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def stopped_by(reason: Any, sequence: Any) -> dict[str, Any]:
+    """`{"stop_reason": <the stop sequence>}` for a choice that a client's stop sequence ended
+    (the field vLLM's chat answers carry for the same thing), else nothing: so a Messages client
+    is told `stop_sequence` and which one, whichever API the answer went through."""
+    return {"stop_reason": sequence} if reason == "stop_sequence" and isinstance(sequence, str) else {}
+
+
 def to_chat_completion(message: dict[str, Any], created: int) -> dict[str, Any]:
     """An OpenAI chat.completion for an Anthropic Message."""
     texts: list[str] = []
@@ -347,19 +354,18 @@ def to_chat_completion(message: dict[str, Any], created: int) -> dict[str, Any]:
     reply: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         reply["tool_calls"] = calls
+    choice = {
+        "index": 0,
+        "message": reply,
+        "finish_reason": FINISH_REASONS.get(message.get("stop_reason") or "", "stop"),
+        "logprobs": None,
+    }
     return {
         "id": message.get("id", ""),
         "object": "chat.completion",
         "created": created,
         "model": message.get("model", ""),
-        "choices": [
-            {
-                "index": 0,
-                "message": reply,
-                "finish_reason": FINISH_REASONS.get(message.get("stop_reason") or "", "stop"),
-                "logprobs": None,
-            }
-        ],
+        "choices": [{**choice, **stopped_by(message.get("stop_reason"), message.get("stop_sequence"))}],
         "usage": usage(message.get("usage") or {}),
     }
 
@@ -420,8 +426,9 @@ class StreamTranslator:
         }
         return sse.event({**chunk, "choices": choices, **extra})
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return self._event([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}])
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None, **extra}
+        return self._event([choice])
 
     def feed(self, event: bytes) -> list[bytes]:
         data = b"".join(line[5:] for line in event.splitlines() if line.startswith(b"data:"))
@@ -458,8 +465,10 @@ class StreamTranslator:
             return []  # thinking, signature and citation deltas have no OpenAI counterpart
         if kind == "message_delta":
             self.usage.update({k: v for k, v in (payload.get("usage") or {}).items() if v is not None})
-            reason = (payload.get("delta") or {}).get("stop_reason")
-            return [self._chunk({}, FINISH_REASONS.get(reason or "", "stop"))]
+            delta = payload.get("delta") or {}
+            reason = delta.get("stop_reason")
+            stopped = stopped_by(reason, delta.get("stop_sequence"))
+            return [self._chunk({}, FINISH_REASONS.get(reason or "", "stop"), **stopped)]
         if kind == "message_stop":
             return [self._event([], usage=usage(self.usage)), DONE]
         if kind == "error":
