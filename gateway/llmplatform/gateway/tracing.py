@@ -186,7 +186,8 @@ class RequestTrace:
                 "gen_ai.operation.name": operation,
                 "http.response.status_code": ctx.status,
                 "llmplatform.request_id": ctx.request_id,
-                "llmplatform.endpoint": ctx.endpoint,
+                "llmplatform.api": ctx.endpoint,  # as in the audit record
+                "llmplatform.endpoint": ctx.form,
                 "llmplatform.tenant": ctx.tenant,
                 "llmplatform.stream": ctx.stream,
                 "llmplatform.fallback_level": ctx.fallback_level,

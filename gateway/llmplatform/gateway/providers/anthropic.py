@@ -6,7 +6,9 @@ tier, with the same fallback, limits, metrics and audit. This module holds the w
 pure functions (no I/O, no clock): the request going up, the JSON answer and the SSE stream
 coming back, and Anthropic's errors turned into the failure kinds and OpenAI error bodies the
 rest of the gateway already understands. `AnthropicAdapter` at the end is what the gateway
-calls (see providers/base.py).
+calls (see providers/base.py). A request that came in through the Messages API itself is not
+translated up but passed through (messagesapi.Passthrough, at the adapter's `messages` URL);
+its answer and stream are read back here like any other.
 
 Mapping (see docs/gateway.md, "Anthropic models"):
 - `system`/`developer` messages are joined into the top-level `system`; `tool` messages become
