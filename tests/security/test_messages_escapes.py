@@ -21,6 +21,7 @@ An Anthropic model's reported usage is checked like any upstream's.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from typing import Any
@@ -38,6 +39,7 @@ BUDGET_KEY = "llmp-sec-msg-budget"
 BUDGET_A_KEY = "llmp-sec-msg-budget-anthropic"
 USERS_KEY = "llmp-sec-msg-users"
 USERS_A_KEY = "llmp-sec-msg-users-anthropic"
+TRUSTED_KEY = "llmp-sec-msg-trusted"
 PII_KEY = "llmp-sec-msg-pii"
 STRICT_KEY = "llmp-sec-msg-strict"
 HELLO: list[Any] = [{"role": "user", "content": "hello"}]
@@ -86,6 +88,14 @@ def world(gateway_world: h.World) -> h.World:
             userLimits={"requestsPerMinute": 3},
         ),
         *h.tenant("pii", {"k": PII_KEY}, ["standard", "efficient"]),
+        *h.tenant(
+            "trusted",
+            {"k": TRUSTED_KEY},
+            ["efficient"],
+            trust_client_user=True,
+            limits={"requestsPerMinute": 100},
+            userLimits={"requestsPerMinute": 2},
+        ),
         h.model("guarded", url, tier="specialized", maxDataClassification="internal"),
         strict_policy,
         *h.tenant(
@@ -262,6 +272,27 @@ def test_an_anthropic_models_unbelievable_usage_is_not_charged(world: h.World, u
     record = bh.records_of(world["log"], r.headers["x-request-id"])[0]
     assert 0 < record["tokens_out"] <= 20 and 0 < record["tokens_in"] < 1000, record
     assert record["cost_usd"] < 0.1, record
+
+
+def test_a_trusted_keys_end_users_are_limited_apart_and_sent_opaque(world: h.World) -> None:
+    """For a trustClientUser key `metadata.user_id` names the end user: each gets its own
+    userLimits share, is audited by name, and reaches the Anthropic model only as a hash."""
+    left = 60 - time.time() % 60
+    if left < 15:
+        time.sleep(left + 0.05)
+    reset_anthropic(world)
+
+    def ask(user: str) -> int:
+        body = {"model": "claude", "max_tokens": 2, "messages": HELLO, "metadata": {"user_id": user}}
+        return post(world, TRUSTED_KEY, body).status_code
+
+    statuses = [ask("end-user-a") for _ in range(3)] + [ask("end-user-b")]
+    assert statuses == [200, 200, 429, 200], statuses
+    sent = [r["body"]["metadata"]["user_id"] for r in anthropic_received(world)]
+    assert sent == [hashlib.sha256(u.encode()).hexdigest() for u in ("end-user-a",) * 2 + ("end-user-b",)]
+    time.sleep(0.5)
+    users = [r["user"] for r in bh.audit_records(world["log"]) if r.get("tenant") == "trusted/trusted"]
+    assert sorted(users) == ["end-user-a"] * 3 + ["end-user-b"], users
 
 
 # -- personal data where the Messages API hides text ---------------------------------------------
