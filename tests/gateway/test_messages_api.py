@@ -96,19 +96,23 @@ WEATHER: Any = {
 # -- Anthropic models: the request goes up as Messages again ---------------------------------
 
 
-def test_create_on_an_anthropic_model(upstreams: h.World) -> None:
+def test_create_on_an_anthropic_model_is_passed_through(upstreams: h.World) -> None:
     script(upstreams, {"text": "Paris.", "usage": {"input_tokens": 120, "output_tokens": 4}})
+    system: Any = [{"type": "text", "text": "Answer in one word."}, {"type": "text", "text": "Be exact."}]
+    turns: Any = [
+        {"role": "user", "content": "Capital of Italy?"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Rome."}]},
+        {"role": "user", "content": [{"type": "text", "text": "And of France?"}]},
+    ]
     raw = client(upstreams).messages.with_raw_response.create(
         model="claude",
         max_tokens=50,
-        system=[{"type": "text", "text": "Answer in one word."}, {"type": "text", "text": "Be exact."}],
-        messages=[
-            {"role": "user", "content": "Capital of Italy?"},
-            {"role": "assistant", "content": [{"type": "text", "text": "Rome."}]},
-            {"role": "user", "content": [{"type": "text", "text": "And of France?"}]},
-        ],
+        system=system,
+        messages=turns,
         stop_sequences=["END"],
         metadata={"user_id": "user-42"},
+        thinking={"type": "disabled"},
+        extra_body={"temperature": 0.3},  # older clients send it; the current API has none
     )
     message = raw.parse()
     assert isinstance(message, anthropic.types.Message)
@@ -119,17 +123,38 @@ def test_create_on_an_anthropic_model(upstreams: h.World) -> None:
     assert raw.headers["x-llmplatform-model"] == "claude"
     assert raw.headers["request-id"] == raw.headers["x-request-id"]
 
+    # passed through: the client's Messages request with the routed model's upstream name in
+    # it, and what a round trip through chat would have dropped (thinking) or reshaped (the
+    # system blocks, which it joins; string content, which it turns into blocks); temperature
+    # is not sent (the current Messages API has none, and the test server refuses it)
     body = anthropic_body(upstreams)
-    assert body["model"] == "claude-test-1" and body["max_tokens"] == 50
-    assert body["system"] == "Answer in one word.\nBe exact."  # text parts, joined by the provider
-    assert [(m["role"], m["content"][0]["text"]) for m in body["messages"]] == [
-        ("user", "Capital of Italy?"),
-        ("assistant", "Rome."),
-        ("user", "And of France?"),
-    ]
-    assert body["stop_sequences"] == ["END"]
-    # the provider adapter sends the end-user id as an opaque hash, whichever API it came in by
-    assert body["metadata"] == {"user_id": hashlib.sha256(b"user-42").hexdigest()}
+    assert body == {
+        "model": "claude-test-1",
+        "max_tokens": 50,
+        "system": system,
+        "messages": turns,
+        "stop_sequences": ["END"],
+        "thinking": {"type": "disabled"},
+        # the end-user id goes up as an opaque hash, whichever API it came in by
+        "metadata": {"user_id": hashlib.sha256(b"user-42").hexdigest()},
+    }
+
+
+def test_the_stop_sequence_that_ended_the_answer_is_relayed(upstreams: h.World) -> None:
+    stopped = {"text": "one two", "stop_reason": "stop_sequence", "stop_sequence": "THREE"}
+    script(upstreams, stopped, stopped)
+    ask: Any = {
+        "model": "claude",
+        "max_tokens": 20,
+        "stop_sequences": ["THREE"],
+        "messages": [{"role": "user", "content": "count"}],
+    }
+    whole = client(upstreams).messages.create(**ask)
+    with client(upstreams).messages.stream(**ask) as stream:
+        streamed = stream.get_final_message()
+    for message in (whole, streamed):
+        assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "THREE")
+        assert message.content[0].text == "one two"  # type: ignore[union-attr]
 
 
 def test_async_client_and_bearer_auth(upstreams: h.World) -> None:
@@ -197,6 +222,12 @@ def test_tool_use_round_trip(upstreams: h.World) -> None:
     up = anthropic_body(upstreams)
     assert up["tools"] == [WEATHER] and up["tool_choice"] == {"type": "any"}
 
+    result: Any = {
+        "type": "tool_result",
+        "tool_use_id": "toolu_01",
+        "content": [{"type": "text", "text": "21 C"}, {"type": "text", "text": "sunny"}],
+        "is_error": False,
+    }
     second = c.messages.create(
         model="claude",
         max_tokens=200,
@@ -204,10 +235,7 @@ def test_tool_use_round_trip(upstreams: h.World) -> None:
         messages=[
             *question,
             {"role": "assistant", "content": first.content},
-            {
-                "role": "user",
-                "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "21 C, sunny"}],
-            },
+            {"role": "user", "content": [result]},
         ],
     )
     assert second.content[0].text == "Sunny, 21 C."  # type: ignore[union-attr]
@@ -216,9 +244,8 @@ def test_tool_use_round_trip(upstreams: h.World) -> None:
         {"type": "text", "text": "Let me check."},
         {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}},
     ]
-    assert turns[2]["content"] == [
-        {"type": "tool_result", "tool_use_id": "toolu_01", "content": "21 C, sunny"}
-    ]
+    # passed through as sent: a translation through chat would join the blocks and lose is_error
+    assert turns[2]["content"] == [result]
 
 
 def test_streamed_tool_use_accumulates_its_input(upstreams: h.World) -> None:
@@ -447,6 +474,10 @@ def test_an_overloaded_anthropic_model_falls_back_and_a_failed_fallback_is_overl
     assert raw.headers["x-llmplatform-model"] == "gpt-fallback"
     assert raw.headers["x-llmplatform-fallback-level"] == "1"
     assert raw.parse().content[0].text == "this is a "  # type: ignore[union-attr]
+    # one request, two APIs: passed through to the Anthropic model, translated for the fallback
+    assert anthropic_body(upstreams)["messages"] == hello
+    assert gpt_body(upstreams)["messages"] == [{"role": "user", "content": "fall back"}]
+    assert gpt_body(upstreams)["model"] == "gpt-fallback" and "stream_options" not in gpt_body(upstreams)
     # both candidates fail: the gateway's 503 is Anthropic's overloaded_error
     script(upstreams, overloaded)
     h.mock_config(upstreams["gpt"], fail_next=1, failure_status=503)
@@ -554,7 +585,8 @@ def test_one_audit_record_per_request_with_usage(upstreams: h.World) -> None:
     raw = client(upstreams).messages.with_raw_response.create(
         model="claude", max_tokens=10, messages=[{"role": "user", "content": "audit me"}]
     )
-    labels = {"tenant": "team-m/team-m", "model": "claude", "endpoint": "chat", "status": "200"}
+    labels = {"tenant": "team-m/team-m", "model": "claude", "endpoint": "chat", "api": "messages"}
+    labels["status"] = "200"
     assert h.metric(upstreams["base"], "llmplatform_requests_total", **labels) > 0
     records = bh.records_of(upstreams["log"], raw.headers["x-request-id"])
     assert len(records) == 1
@@ -565,4 +597,6 @@ def test_one_audit_record_per_request_with_usage(upstreams: h.World) -> None:
         11,
         3,
     )
+    # the client's API apart from the form it ran as, so an SRE can tell Messages traffic apart
+    assert (record["api"], record["endpoint"]) == ("messages", "chat")
     assert record["response_sha256"] == hashlib.sha256(raw.http_response.content).hexdigest()

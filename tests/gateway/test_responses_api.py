@@ -101,7 +101,8 @@ def test_passthrough_create(world: dict[str, Any]) -> None:
     assert sent["model"] == "alpha" and sent["store"] is False and sent["instructions"] == "Be brief."
     assert stats["last_headers"]["authorization"] == f"Bearer {h.UPSTREAM_KEY}"
     record = last_record(world, raw.headers["x-request-id"])
-    assert record["endpoint"] == "responses" and record["status"] == 200 and record["model"] == "alpha"
+    assert (record["api"], record["endpoint"]) == ("responses", "chat")
+    assert record["status"] == 200 and record["model"] == "alpha"
     assert (record["tokens_in"], record["tokens_out"]) == (resp.usage.input_tokens, 5)
 
 
@@ -148,7 +149,7 @@ def test_passthrough_stream_events(world: dict[str, Any]) -> None:
     assert done["usage"]["output_tokens"] == 4
     assert len({e["response"]["id"] for e in events if "response" in e}) == 1
     record = last_record(world, request_id)
-    assert record["status"] == 200 and record["tokens_out"] == 4 and record["endpoint"] == "responses"
+    assert record["status"] == 200 and record["tokens_out"] == 4 and record["api"] == "responses"
 
 
 def test_stream_helper_and_create_stream(world: dict[str, Any]) -> None:
@@ -351,7 +352,7 @@ def test_refused_with_a_clear_400(world: dict[str, Any], extra: dict[str, Any], 
     assert error["param"] == param and error["type"] == "invalid_request_error" and error["message"]
     assert h.mock_stats(world["alpha"])["requests"] == before
     record = last_record(world, r.headers["x-request-id"])
-    assert (record["status"], record["endpoint"], record["error_code"]) == (
+    assert (record["status"], record["api"], record["error_code"]) == (
         400,
         "responses",
         "invalid_request",
@@ -369,10 +370,11 @@ def test_content_a_chat_model_cannot_take_is_a_400(world: dict[str, Any]) -> Non
     assert h.mock_stats(world["beta"])["requests"] == 0
 
 
-def test_metrics_label_the_endpoint(world: dict[str, Any]) -> None:
-    before = h.metric(world["base"], "llmplatform_requests_total", endpoint="responses", status="200")
+def test_metrics_label_the_api(world: dict[str, Any]) -> None:
+    labels = {"api": "responses", "endpoint": "chat", "status": "200"}
+    before = h.metric(world["base"], "llmplatform_requests_total", **labels)
     client(world).responses.create(model="alpha", input="hi", max_output_tokens=1)
-    after = h.metric(world["base"], "llmplatform_requests_total", endpoint="responses", status="200")
+    after = h.metric(world["base"], "llmplatform_requests_total", **labels)
     assert after == before + 1
 
 
@@ -430,4 +432,4 @@ def test_cache_hit_json_and_stream(world: dict[str, Any]) -> None:
     assert h.mock_stats(world["alpha"])["requests"] == 1
     time.sleep(0.3)
     record = records_of(world["log"], second.headers["x-request-id"])[0]
-    assert record["cache"] == "hit" and record["endpoint"] == "responses"
+    assert record["cache"] == "hit" and record["api"] == "responses"

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from llmplatform.gateway import accounting, relay, responsecache, server, upstream, worstcase
+from llmplatform.gateway import accounting, messagesapi, relay, responsecache, server, upstream, worstcase
 from llmplatform.gateway import governance as gv
 from llmplatform.gateway.server import Gateway, Settings
 from llmplatform.render.source import ManifestDir
@@ -81,6 +81,13 @@ def boom(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("injected failure")
 
 
+def both(mp: pytest.MonkeyPatch, chat: tuple[Any, str], dialect: str) -> None:
+    """Break a step of the chat path and the same step of the Messages dialect (which a
+    Messages request takes instead)."""
+    mp.setattr(*chat, boom)
+    mp.setattr(messagesapi.MessagesDialect, dialect, boom)
+
+
 async def aboom(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("injected failure")
 
@@ -91,8 +98,8 @@ STEPS: dict[str, tuple[Patch, int, int]] = {
     # step: (how it fails, status without stream, status with stream)
     "auth": (lambda mp, gw: mp.setattr(gw, "authenticate", boom), 500, 500),
     "body parse": (lambda mp, gw: mp.setattr(server, "parse_body", boom), 500, 500),
-    "token estimate": (lambda mp, gw: mp.setattr(server, "prompt_tokens", boom), 500, 500),
-    "worst case": (lambda mp, gw: mp.setattr(worstcase, "shape", boom), 500, 500),
+    "token estimate": (lambda mp, gw: both(mp, (server, "prompt_tokens"), "prompt_tokens"), 500, 500),
+    "worst case": (lambda mp, gw: both(mp, (worstcase, "shape"), "shape"), 500, 500),
     "routing": (lambda mp, gw: mp.setattr(server, "candidates", boom), 500, 500),
     "governance": (lambda mp, gw: mp.setattr(gv, "scan", boom), 500, 500),
     "reservation": (lambda mp, gw: mp.setattr(gw.admission.local, "reserve", aboom), 500, 500),

@@ -327,7 +327,7 @@ def test_pii_in_odd_fields_never_reaches_an_uncleared_model(
         clean(h.mock_stats(world["meter" if target == "pub" else "chatm"])["last_body"], placeholder)
     record = bh.records_of(world["log"], r.headers["x-request-id"])[0]
     assert record["redacted"] is True and record["findings"], record
-    assert record["endpoint"] == "responses"
+    assert (record["api"], record["endpoint"]) == ("responses", "chat")
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -378,7 +378,7 @@ def test_leaving_a_stream_mid_way_is_charged_once(world: dict[str, Any], target:
     records = bh.records_of(world["log"], headers["x-request-id"], wait=30)
     assert len(records) == 1, records
     record = records[0]
-    assert record["status"] == 499 and record["endpoint"] == "responses", record
+    assert record["status"] == 499 and record["api"] == "responses", record
     assert record["tokens_in"] > 0 and record["tokens_out"] >= 5, record
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

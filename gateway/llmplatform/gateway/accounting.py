@@ -60,6 +60,13 @@ def valid_usage(ctx: Ctx, model: Model, usage: Any) -> tuple[int, int] | None:
     return prompt, completion
 
 
+def own_count(ctx: Ctx) -> tuple[int, int]:
+    """(prompt, completion) tokens charged when no believable usage came: the prompt estimate
+    (it over-counts on purpose) and the output relayed, never past the output reserved, which
+    the upstream cannot exceed (max_tokens per choice, times the choices)."""
+    return ctx.prompt, min(ctx.relayed_out, ctx.worst_out)
+
+
 def take_usage(ctx: Ctx, model: Model, usage: Any) -> None:
     """Record reported usage (prompt and completion tokens) and its cost on the request, when
     it is believable (`valid_usage`); otherwise log it (no content, no values: they are the
@@ -127,7 +134,7 @@ class Recorder:
     def __init__(self, audit: AuditSink) -> None:
         self.audit = audit
         self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
-        self._requests: dict[tuple[str, str, str, str, int], Any] = {}
+        self._requests: dict[tuple[str, str, str, str, str, int], Any] = {}
 
     def record(self, ctx: Ctx) -> None:
         """Metrics, then the request's one audit record; never raises (a failure in the
@@ -148,10 +155,10 @@ class Recorder:
             log.exception("could not write the audit record", extra={"request_id": ctx.request_id})
 
     def _metrics(self, ctx: Ctx, elapsed: float) -> None:
-        labels = (ctx.tenant, ctx.model, ctx.tier, ctx.endpoint, ctx.status)
+        labels = (ctx.tenant, ctx.model, ctx.tier, ctx.form, ctx.endpoint, ctx.status)
         requests = self._requests.get(labels)
         if requests is None:
-            requests = self._requests[labels] = m.REQUESTS.labels(*labels[:4], str(ctx.status))
+            requests = self._requests[labels] = m.REQUESTS.labels(*labels[:5], str(ctx.status))
         requests.inc()
         if ctx.served is not None:
             key = (ctx.tenant, ctx.model, ctx.tier)

@@ -15,6 +15,7 @@ from typing import Any
 
 from llmplatform.contract.usage import MICRO
 from llmplatform.gateway import metrics as m
+from llmplatform.gateway.accounting import own_count
 from llmplatform.gateway.compiled import Tenant
 from llmplatform.gateway.context import Ctx, Trace
 from llmplatform.gateway.errors import GatewayError
@@ -265,9 +266,7 @@ class Admission:
                     self.inflight.pop(c.key, None)
         try:
             if ctx.served is not None and not ctx.usage_reported:
-                # the estimate over-counts on purpose; never past the output reserved, which
-                # the upstream cannot exceed (max_tokens per choice, times the choices)
-                ctx.tokens_in, ctx.tokens_out = ctx.prompt, min(ctx.relayed_out, ctx.worst_out)
+                ctx.tokens_in, ctx.tokens_out = own_count(ctx)
                 ctx.cost = ctx.served.cost(ctx.tokens_in, ctx.tokens_out)
             used = {"req": 1, "tok": ctx.tokens_in + ctx.tokens_out, "usd": math.ceil(ctx.cost * MICRO)}
             deltas = [used[c.metric] - c.amount for c in charges]

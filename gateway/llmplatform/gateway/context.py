@@ -57,12 +57,19 @@ def client_request_id(header: str | None) -> str | None:
 
 class Dialect(Protocol):
     """A client API served on the completion path with answers carried inside in the OpenAI
-    form of `form` (the Responses API: responses.py)."""
+    form of `form` (the Responses API: responses.py; Anthropic's Messages API: messagesapi/)."""
 
     form: str
+    include_usage: bool
+    """Whether the client's stream needs the usage-only chunk of the `form` stream (its
+    renderer turns it into the API's own usage event); else the relay drops it."""
 
     def check(self, body: dict[str, Any]) -> tuple[str, int | None, bool]:
         """The requested model, output cap and stream flag, or a 400 (bodies.check_request)."""
+        ...
+
+    def user(self, body: dict[str, Any]) -> str | None:
+        """The end-user id the client sent (honoured only for trustClientUser keys)."""
         ...
 
     def prompt_tokens(self, body: dict[str, Any]) -> int:
@@ -104,6 +111,8 @@ class Ctx:
     request_id: str
     """The gateway's own id, unique per request (see `new_request_id`)."""
     endpoint: str
+    """The client's API, by its path: `chat`, `completions`, `embeddings`, `responses`,
+    `messages` (the audit record's `api`); `form` is the OpenAI form it runs as inside."""
     start: float
     http: web.Request
     body: dict[str, Any] = field(default_factory=lambda: NO_BODY)
@@ -171,7 +180,7 @@ class Ctx:
     scan_output: bool = False
     hipaa: bool = False
     dialect: Dialect | None = None
-    """The client's API when it is not the endpoint's own OpenAI form (the Responses API)."""
+    """The client's API when it is not the endpoint's own OpenAI form (Responses, Messages)."""
 
     @property
     def form(self) -> str:
@@ -182,5 +191,8 @@ class Ctx:
     """The request's spans when tracing is on (tracing.py), else None."""
 
     def include_usage(self) -> bool:
-        """Whether the client asked for the usage chunk of a stream."""
+        """Whether the client's stream gets the usage chunk: asked for in `stream_options`,
+        or needed by the dialect's renderer."""
+        if self.dialect is not None:
+            return self.dialect.include_usage
         return bool((self.body.get("stream_options") or {}).get("include_usage"))

@@ -49,10 +49,10 @@ from llmplatform.gateway.bodies import MAX_DEPTH, depth_exceeds
 WINDOW = 128
 """Characters taken on each side of a boundary between two strings (the longest values: a
 spaced IBAN is 42, an e-mail address rarely over 64; context words are looked for 48 back)."""
-PROSE_KEYS = frozenset({"content", "text", "prompt", "input", "instructions", "output"})
+PROSE_KEYS = frozenset({"content", "text", "prompt", "input", "instructions", "output", "system"})
 """Keys whose string values (and list items) are the conversation's text: message content and
 text parts, completions prompts, embeddings inputs, Responses instructions and function call
-outputs. Only these are joined across boundaries."""
+outputs, the Messages API's system prompt. Only these are joined across boundaries."""
 API_KEYS = frozenset(
     {"model", "messages", "role", "content", "name", "type", "text", "image_url", "url", "detail"}
     | {"tool_calls", "id", "function", "arguments", "tool_call_id", "tools", "description"}
@@ -66,10 +66,17 @@ API_KEYS = frozenset(
     | {"modalities", "audio", "voice", "refusal", "function_call", "functions", "echo", "best_of"}
     | {"additionalProperties", "title", "anyOf", "oneOf", "allOf", "$ref", "$defs", "examples"}
     | {"instructions", "call_id", "output", "max_output_tokens", "truncation", "reasoning"}
+    | {"system", "stop_sequences", "tool_use_id", "is_error", "input_schema", "source", "media_type"}
+    | {"user_id", "cache_control", "thinking", "output_config", "disable_parallel_tool_use", "citations"}
 )
-"""Object keys of the OpenAI request schemas (chat, completions, embeddings, Responses) and
-JSON Schema's: fixed words, so these keys
+"""Object keys of the OpenAI request schemas (chat, completions, embeddings, Responses), of
+Anthropic's Messages API and JSON Schema's: fixed words, so these keys
 are not scanned (their values are); any other key is, like a value."""
+FIRST = ("system", "instructions")
+"""Top-level keys whose text the model reads before the conversation's, wherever the client put
+them in its JSON: walked first, so a value split between the end of the system prompt (Messages
+API) or the instructions (Responses API) and the first turn is joined in the order the model
+reads it, not in the order a client chose to hide it."""
 BINARY_KEYS = frozenset({"data", "file_data"})
 BINARY_MIN = 64
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
@@ -177,6 +184,13 @@ def _as_json(text: str, embedded: int) -> Any:
     return doc
 
 
+def _items(obj: dict[str, Any], top: bool) -> Any:
+    """An object's items in walk order: the body's `FIRST` keys first, else as they are."""
+    if not top or not any(k in obj for k in FIRST):
+        return obj.items()
+    return [*((k, obj[k]) for k in FIRST if k in obj), *((k, v) for k, v in obj.items() if k not in FIRST)]
+
+
 def _walk(
     value: Any, key: str | None, top: bool, out: list[Piece], decoded: dict[int, Any], embedded: int = 0
 ) -> None:
@@ -192,7 +206,7 @@ def _walk(
         else:
             out.append(Piece(value, key in PROSE_KEYS))
     elif isinstance(value, dict):
-        for k, v in value.items():
+        for k, v in _items(value, top):
             if k not in API_KEYS:
                 out.append(Piece(k, False))
             if not (top and k == "model"):
@@ -225,7 +239,7 @@ def _rebuild(
         return value if new == doc else json.dumps(new, ensure_ascii=False)
     if isinstance(value, dict):
         out_d: dict[str, Any] = {}
-        for k, v in value.items():
+        for k, v in _items(value, top):
             name = k
             if k not in API_KEYS:
                 piece = fwd.pieces[next(counter)]

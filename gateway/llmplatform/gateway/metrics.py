@@ -18,8 +18,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 REQUESTS = Counter(
     "llmplatform_requests",
-    "Requests answered, by final status",
-    ["tenant", "model", "tier", "endpoint", "status"],
+    "Requests answered, by final status; `api`: the client's API (chat, completions, embeddings,"
+    " responses, messages), `endpoint`: the OpenAI form it ran as (chat, completions, embeddings)",
+    ["tenant", "model", "tier", "endpoint", "api", "status"],
 )
 LATENCY = Histogram(
     "llmplatform_request_duration_seconds",

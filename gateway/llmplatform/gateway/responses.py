@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from llmplatform.gateway.bodies import MAX_USER
 from llmplatform.gateway.errors import GatewayError
 from llmplatform.gateway.providers.openai_responses import PASSTHROUGH
+from llmplatform.gateway.providers.translated import Translated
 from llmplatform.gateway.responses_render import ResponsesStream, render_json
 from llmplatform.gateway.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, text_tokens
 from llmplatform.gateway.worstcase import Shape
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
     from llmplatform.gateway.compiled import Model
     from llmplatform.gateway.context import Ctx
-    from llmplatform.gateway.providers.base import Adapter, Failure, StreamTranslator, Target
+    from llmplatform.gateway.providers.base import Adapter
 
 REFUSED = {
     "previous_response_id": (
@@ -345,38 +346,18 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class Translated:
-    """A model's own adapter, fed the chat translation of a Responses request."""
-
-    def __init__(self, inner: Adapter) -> None:
-        self.inner = inner
-        self.default_output_tokens = inner.default_output_tokens
-
-    def endpoints(self, base: str, capabilities: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
-        return self.inner.endpoints(base, capabilities)
-
-    def build_request(
-        self, body: dict[str, Any], target: Target, stream: bool, request_id: str
-    ) -> tuple[bytes, dict[str, str]]:
-        return self.inner.build_request(to_chat(body), target, stream, request_id)
-
-    def parse_response(self, status: int, raw: bytes) -> bytes | Failure:
-        return self.inner.parse_response(status, raw)
-
-    def stream_error(self, status: int, raw: bytes) -> Failure:
-        return self.inner.stream_error(status, raw)
-
-    def stream_translator(self) -> StreamTranslator | None:
-        return self.inner.stream_translator()
-
-
 class ResponsesDialect:
     """The hooks the completion path calls for a Responses request (`Ctx.dialect`)."""
 
     form = "chat"
+    include_usage = False  # the rendered answer's usage is what the request was charged
 
     def check(self, body: dict[str, Any]) -> tuple[str, int | None, bool]:
         return check(body)
+
+    def user(self, body: dict[str, Any]) -> str | None:
+        user = body.get("user")
+        return user if isinstance(user, str) else None
 
     def prompt_tokens(self, body: dict[str, Any]) -> int:
         return prompt_tokens(body)
@@ -389,7 +370,7 @@ class ResponsesDialect:
         translated to chat completions (see the module docstring), and the URL."""
         if not model.self_hosted and "responses" in model.urls:  # the OpenAI adapter's
             return PASSTHROUGH, model.urls["responses"]
-        return Translated(model.adapter), model.urls["chat"]
+        return Translated(model.adapter, to_chat), model.urls["chat"]
 
     def stream(self, ctx: Ctx, headers: dict[str, str]) -> web.StreamResponse:
         return ResponsesStream(ctx, headers)

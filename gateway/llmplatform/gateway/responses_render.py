@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from llmplatform.gateway.accounting import answer_of
+from llmplatform.gateway.accounting import answer_of, own_count
 
 if TYPE_CHECKING:
     from llmplatform.gateway.context import Ctx
@@ -34,7 +34,7 @@ def usage(ctx: Ctx, cached: int = 0) -> dict[str, Any]:
     if ctx.usage_reported:
         tokens_in, tokens_out = ctx.tokens_in, ctx.tokens_out
     else:  # what settlement charges (admission.py)
-        tokens_in, tokens_out = ctx.prompt, min(ctx.relayed_out, ctx.worst_out)
+        tokens_in, tokens_out = own_count(ctx)
     return {
         "input_tokens": tokens_in,
         "input_tokens_details": {"cached_tokens": cached},

@@ -54,9 +54,10 @@ ENDPOINTS = {
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
     "/v1/responses": "responses",
+    messagesapi.PATH: "messages",
 }
-ENDPOINTS[messagesapi.PATH] = "chat"  # the Messages API, translated to chat on arrival (messagesapi/)
-DIALECTS: dict[str, Dialect] = {"responses": responses.DIALECT}
+"""Path -> the client API (`Ctx.endpoint`; the audit record's `api`)."""
+DIALECTS: dict[str, Dialect] = {"responses": responses.DIALECT, "messages": messagesapi.DIALECT}
 """Endpoints whose client API is not an OpenAI form the path carries itself (Ctx.dialect)."""
 
 
@@ -250,7 +251,7 @@ class Gateway:
         app.router.add_get("/metrics", self.metrics)
         app.on_response_prepare.append(hash_stream)
         app.on_response_prepare.append(echo_request_ids)
-        app.on_response_prepare.append(messagesapi.on_prepare)  # last: wraps the stream hash
+        app.on_response_prepare.append(messagesapi.on_prepare)  # after the ids: it copies x-request-id
         app.on_startup.append(self.on_startup)
         app.on_cleanup.append(self.on_cleanup)
         return app
@@ -365,7 +366,7 @@ class Gateway:
     async def count_tokens(self, request: web.Request) -> web.Response:
         """`POST /v1/messages/count_tokens`: the gateway's prompt estimate, no upstream call."""
         self.authenticate(request)
-        ctx = Ctx(request_id=new_request_id(), endpoint="chat", start=time.perf_counter(), http=request)
+        ctx = Ctx(request_id=new_request_id(), endpoint="messages", start=time.perf_counter(), http=request)
         body = await self._read_body(ctx)
         return web.Response(body=messagesapi.count_tokens(body), content_type="application/json")
 
@@ -485,16 +486,16 @@ class Gateway:
             m.GOVERNANCE_DENIED.labels(tenant.id, "role").inc()
             gv.check_role(key.role)
         ctx.body = body = await self._read_body(ctx)
-        if messagesapi.speaks(request):
-            ctx.body = body = messagesapi.to_chat(body)
         if ctx.dialect is not None:
             requested, max_tokens, ctx.stream = ctx.dialect.check(body)
+            client_user = ctx.dialect.user(body)
         else:
             requested, max_tokens, ctx.stream = check_request(body, ctx.endpoint)
-        if key.trust_client_user and isinstance(body.get("user"), str) and body["user"]:
+            client_user = body.get("user") if isinstance(body.get("user"), str) else None
+        if key.trust_client_user and client_user:
             # only a key marked trustClientUser speaks for its end users; any other caller
             # could pick a fresh `user` per request and step around userLimits
-            ctx.user = body["user"]
+            ctx.user = client_user
         priority = 5
         if "x-llm-priority" in request.headers:
             try:

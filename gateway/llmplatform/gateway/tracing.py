@@ -44,6 +44,7 @@ log = logging.getLogger("llmplatform.gateway")
 
 SERVICE_NAME = "llmplatform-gateway"
 OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+OPERATIONS["messages"] = "chat"  # Anthropic's Messages API is a chat API
 """Gateway endpoint -> `gen_ai.operation.name` (an endpoint not listed is named as itself)."""
 MODEL_NAME_MAX = 128
 """A client's `model` is recorded up to this many characters (it is a name, not content)."""
@@ -185,7 +186,8 @@ class RequestTrace:
                 "gen_ai.operation.name": operation,
                 "http.response.status_code": ctx.status,
                 "llmplatform.request_id": ctx.request_id,
-                "llmplatform.endpoint": ctx.endpoint,
+                "llmplatform.api": ctx.endpoint,  # as in the audit record
+                "llmplatform.endpoint": ctx.form,
                 "llmplatform.tenant": ctx.tenant,
                 "llmplatform.stream": ctx.stream,
                 "llmplatform.fallback_level": ctx.fallback_level,

@@ -154,6 +154,30 @@ def test_a_value_split_across_messages_and_many_small_parts() -> None:
     assert "".join(p["text"] for p in out["messages"][0]["content"]).count("[SSN_REDACTED]") == len(digits)
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        (
+            "messages",
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": "example.com now"}],
+                "system": "mail jane.doe@",
+            },
+        ),
+        ("responses", {"model": "m", "input": "example.com now", "instructions": "mail jane.doe@"}),
+    ],
+)
+def test_a_value_split_between_the_system_prompt_and_the_first_turn(
+    endpoint: str, body: dict[str, Any]
+) -> None:
+    """The model reads the system prompt (instructions) first wherever the JSON puts it: a
+    client that sends it after the conversation cannot hide a value across that boundary."""
+    out, findings = redacted(body, endpoint)
+    assert findings == {"email": 1}
+    assert not leaks(out, "jane.doe", "example.com")
+
+
 def test_split_across_text_parts_of_the_joined_text_only() -> None:
     """Protocol words are not part of the joined text: `role` between two messages does not
     hide a split, and `type` values never join with content."""

@@ -94,10 +94,87 @@ def test_round_trip_differences_are_the_documented_ones() -> None:
     assert up["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
 
 
+@settings(max_examples=200, deadline=None)
+@given(conversations())
+def test_a_passed_through_request_is_the_one_sent_with_the_upstream_name(body: dict[str, Any]) -> None:
+    request.to_chat(body)  # checked as on arrival
+    up = request.upstream_body(body, "claude-upstream-1")
+    server.force(STRICT.validate_python(up))
+    assert up == {**body, "model": "claude-upstream-1"}
+
+
+def test_passed_through_differences_are_the_documented_ones() -> None:
+    schema = {"type": "object", "properties": {"cache_control": {"type": "string"}}}
+    body: dict[str, Any] = {
+        "model": "claude",
+        "max_tokens": 10,
+        "temperature": 0,
+        "top_p": 0.5,
+        "cache_control": {"type": "ephemeral"},
+        "system": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}],
+        "metadata": {"user_id": "u-1"},
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi", "citations": None}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {"cache_control": "kept"}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t",
+                        "is_error": True,
+                        "content": [{"type": "text", "text": "no", "cache_control": {"type": "ephemeral"}}],
+                        "cache_control": {"type": "ephemeral"},
+                    }
+                ],
+            },
+        ],
+        "tools": [{"name": "f", "input_schema": schema, "cache_control": {"type": "ephemeral"}}],
+        "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
+        "stop_sequences": None,
+    }
+    request.to_chat(body)
+    up = request.upstream_body(body, "claude-1")
+    server.force(STRICT.validate_python(up))
+    assert "cache_control" not in json.dumps({k: v for k, v in up.items() if k not in ("messages", "tools")})
+    assert up == {
+        "model": "claude-1",
+        "max_tokens": 10,
+        "system": [{"type": "text", "text": "a"}],
+        "metadata": {"user_id": hashlib.sha256(b"u-1").hexdigest()},
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            # a tool's own input and schema are the client's data, not request keys
+            body["messages"][1],
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t",
+                        "is_error": True,
+                        "content": [{"type": "text", "text": "no"}],
+                    }
+                ],
+            },
+        ],
+        "tools": [{"name": "f", "input_schema": schema}],
+        "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
+    }
+    assert body["temperature"] == 0 and body["cache_control"]  # the client's body is not changed
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [
         ({"top_k": 5}, "'top_k'"),
+        ({"service_tier": "auto"}, "'service_tier'"),
+        ({"inference_geo": "us"}, "'inference_geo'"),
+        ({"container": "c-1"}, "'container'"),
+        ({"speed": "fast"}, "'speed'"),
         ({"n": 2}, "'n'"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_tokens": True}, "max_tokens"),

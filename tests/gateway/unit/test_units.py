@@ -179,7 +179,9 @@ def test_anthropic_models_are_routed_for_chat_only_to_the_messages_api() -> None
         ]
     )
     claude = c.models["claude"]
-    assert claude.urls == {"chat": "http://a/v1/messages"} and claude.capabilities == {"chat"}
+    # `messages`: where a Messages API request is passed through (messagesapi/), not a capability
+    assert claude.urls == {"chat": "http://a/v1/messages", "messages": "http://a/v1/messages"}
+    assert claude.capabilities == {"chat"}
     assert route(c, model="premium") == ["claude"]
     with pytest.raises(GatewayError) as exc:  # the spec lists completions; the Messages API has none
         route(c, model="claude", capability="completions")

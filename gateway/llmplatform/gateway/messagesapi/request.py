@@ -1,17 +1,24 @@
-"""An Anthropic Messages request, as the OpenAI chat completions body the gateway runs on.
+"""An Anthropic Messages request: checked, sent up as it is, or translated to chat completions.
 
-Why translate inbound rather than run a second pipeline: routing, governance (every string of
-the body scanned and redacted), worst-case reservations, the cache, the fallback loop, usage
-validation and audit all work on one body shape. Translating the Messages request into that
-shape once, here, puts all of them in front of `/v1/messages` unchanged; the providers then
-translate the body up as for any chat request (`providers/anthropic.py` for Anthropic models,
-so an Anthropic model gets back a Messages request, OpenAI-compatible models get it as it is).
+Why both: the body is the Messages request itself all along the completion path (governance
+scans and redacts every string of *it*), and each upstream attempt decides how it leaves
+(messagesapi.MessagesDialect.adapter):
+- to a model whose provider speaks the Messages API (Anthropic) it is passed through
+  (`upstream_body`): the client's request with the routed model's upstream name, so what a
+  round trip through chat completions would lose or reshape (system and tool result text
+  blocks, which it joins; `is_error` on a tool result; `thinking`; string content) reaches the
+  model as the client wrote it;
+- to any other model it is translated (`to_chat`) into the chat completions body that the
+  model's adapter sends as for any chat request.
 
-The body is built from the fields listed here and nothing else, so an OpenAI-only parameter
-(`n`, `best_of`, `prediction`, ...) cannot ride along to multiply the bill behind the worst
-case, and every string that leaves the gateway is one the governance scan saw. A field or block
-that chat completions cannot express is refused with a 400 that names it, never dropped
-silently; the exceptions, which change no answer, are listed in `IGNORED`.
+`to_chat` is also the check: every request is translated once on arrival, so a request that a
+fallback could not carry is refused before any upstream call, whichever model it is routed to.
+Only the fields listed here are accepted, so an OpenAI-only parameter (`n`, `best_of`,
+`prediction`, ...) or an Anthropic one that bills beyond the worst case (server tools,
+`mcp_servers`, `service_tier`, ...) cannot ride along, and every string that leaves the gateway
+is one the governance scan saw. A field or block that chat completions cannot express is
+refused with a 400 that names it, never dropped silently; the exceptions, which change no
+answer's shape, are listed in `IGNORED` and `NOT_SENT`.
 """
 
 from __future__ import annotations
@@ -21,13 +28,18 @@ from typing import Any
 
 from llmplatform.gateway.bodies import MAX_USER
 from llmplatform.gateway.errors import GatewayError
-from llmplatform.gateway.providers.anthropic import IMAGE_TYPES
+from llmplatform.gateway.providers.anthropic import IMAGE_TYPES, opaque_user
 
 IGNORED = frozenset({"cache_control"})
 """Keys accepted on any block or tool and not forwarded: prompt-caching hints change what a
 request costs at Anthropic, never the answer (and the gateway's cache is its own)."""
+NOT_SENT = ("temperature", "top_p")
+"""Accepted (older clients send them, and the response cache keys on temperature 0) and sent
+to models that get the request translated, but never to a model the request is passed through
+to: the current Messages API defines no sampling parameters and newer Claude models answer 400
+to them (as providers/anthropic.py leaves them out of a translated request)."""
 FIELDS = frozenset(
-    {"model", "messages", "max_tokens", "system", "stop_sequences", "temperature", "top_p", "metadata"}
+    {"model", "messages", "max_tokens", "system", "stop_sequences", "metadata", *NOT_SENT}
     | {"tools", "tool_choice", "stream", "thinking", "output_config"}
 )
 """Top-level fields accepted; any other is refused by name."""
@@ -284,4 +296,40 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
         # the answer is translated back from chat chunks and always ends with its usage
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
+    return out
+
+
+# -- passed through ---------------------------------------------------------------------------
+
+
+def _bare(obj: Any) -> Any:
+    """An object of the request (a turn, a block, a tool, ...) without the keys that are not
+    forwarded (`IGNORED`) and without nulls (SDKs serialise a returned block's unset fields as
+    null); the blocks it holds (a turn's, a tool result's) likewise."""
+    if not isinstance(obj, dict):
+        return obj
+    out = {k: v for k, v in obj.items() if k not in IGNORED and v is not None}
+    if isinstance(out.get("content"), list):
+        out["content"] = [_bare(block) for block in out["content"]]
+    return out
+
+
+def upstream_body(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """The Messages request passed through to a model that speaks it: a checked (`to_chat`)
+    body as the governance scan left it (the redacted copy when the route gets one), with
+    `model` the routed model's upstream name, no `IGNORED` keys or `NOT_SENT` fields, and
+    `metadata.user_id` as the opaque id the provider adapter sends for any end user
+    (providers/anthropic.opaque_user)."""
+    out = {k: v for k, v in _bare(body).items() if k not in NOT_SENT}
+    out["model"] = model
+    for name in ("system", "messages", "tools"):
+        if isinstance(out.get(name), list):
+            out[name] = [_bare(item) for item in out[name]]
+    for name in ("tool_choice", "output_config"):
+        out[name] = _bare(out.get(name))
+    out = {k: v for k, v in out.items() if v is not None}
+    metadata = out.pop("metadata", None)
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if isinstance(user, str) and user:
+        out["metadata"] = {"user_id": opaque_user(user)}
     return out

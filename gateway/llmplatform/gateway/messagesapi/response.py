@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,16 @@ def _input(arguments: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"_arguments": arguments}
 
 
+def stop(choice: dict[str, Any]) -> tuple[str, str | None]:
+    """(stop_reason, stop_sequence) of a choice that has finished: `stop_sequence` when a stop
+    sequence ended it and the answer says which (providers/anthropic.stopped_by)."""
+    finish = choice.get("finish_reason") or "stop"
+    sequence = choice.get("stop_reason")
+    if finish == "stop" and isinstance(sequence, str):
+        return "stop_sequence", sequence
+    return STOP_REASONS.get(finish, "end_turn"), None
+
+
 def message(completion: dict[str, Any]) -> dict[str, Any]:
     """A Message for a chat.completion (its first choice: the Messages API has one)."""
     choices = completion.get("choices") or [{}]
@@ -110,26 +121,31 @@ def message(completion: dict[str, Any]) -> dict[str, Any]:
         fn = call.get("function") or {}
         block = {"type": "tool_use", "id": call.get("id") or "", "name": fn.get("name") or ""}
         content.append({**block, "input": _input(fn.get("arguments"))})
+    reason, sequence = stop(choice)
     return {
         "id": str(completion.get("id") or ""),
         "type": "message",
         "role": "assistant",
         "model": str(completion.get("model") or ""),
         "content": content,
-        "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
-        "stop_sequence": None,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
         "usage": usage(completion.get("usage")),
     }
 
 
-def json_answer(status: int, raw: bytes) -> bytes:
-    """The body a /v1/messages client gets for the gateway's JSON answer of this status."""
+def json_answer(status: int, raw: bytes, charged: dict[str, Any] | None = None) -> bytes:
+    """The body a /v1/messages client gets for the gateway's JSON answer of this status;
+    `charged`: the usage to show instead of the answer's (the upstream's was not believed)."""
     if status != 200:
         return error(status, raw)
     try:
         completion = json.loads(raw)
         if isinstance(completion, dict):
-            return json.dumps(message(completion), ensure_ascii=False).encode()
+            out = message(completion)
+            if charged is not None:
+                out["usage"] = charged
+            return json.dumps(out, ensure_ascii=False).encode()
     except ValueError:
         pass
     return error(502, json.dumps({"error": {"message": "the upstream answer could not be read"}}).encode())
@@ -162,7 +178,10 @@ class StreamTranslator:
     tools: dict[int, tuple[int, str]] = field(default_factory=dict)
     """Chat tool_calls index -> (content block index, call id)."""
     stop_reason: str | None = None
+    stop_sequence: str | None = None
     usage: dict[str, Any] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0})
+    charged: Callable[[], dict[str, Any] | None] | None = None
+    """At the end: the usage to show instead of the stream's (the upstream's was not believed)."""
 
     def feed(self, data: bytes) -> bytes:
         self.buffer += data
@@ -196,7 +215,7 @@ class StreamTranslator:
                 out += self._tool(call)
             if choice.get("finish_reason"):
                 out += self._close()
-                self.stop_reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+                self.stop_reason, self.stop_sequence = stop(choice)
         return out
 
     def _start(self, chunk: dict[str, Any]) -> bytes:
@@ -266,6 +285,7 @@ class StreamTranslator:
     def _finish(self) -> bytes:
         self.ended = True
         out = self._close()
-        delta = {"stop_reason": self.stop_reason or "end_turn", "stop_sequence": None}
-        out += sse("message_delta", {"type": "message_delta", "delta": delta, "usage": self.usage})
+        delta = {"stop_reason": self.stop_reason or "end_turn", "stop_sequence": self.stop_sequence}
+        usage = (self.charged() if self.charged is not None else None) or self.usage
+        out += sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
         return out + sse("message_stop", {"type": "message_stop"})

@@ -6,7 +6,9 @@ tier, with the same fallback, limits, metrics and audit. This module holds the w
 pure functions (no I/O, no clock): the request going up, the JSON answer and the SSE stream
 coming back, and Anthropic's errors turned into the failure kinds and OpenAI error bodies the
 rest of the gateway already understands. `AnthropicAdapter` at the end is what the gateway
-calls (see providers/base.py).
+calls (see providers/base.py). A request that came in through the Messages API itself is not
+translated up but passed through (messagesapi.Passthrough, at the adapter's `messages` URL);
+its answer and stream are read back here like any other.
 
 Mapping (see docs/gateway.md, "Anthropic models"):
 - `system`/`developer` messages are joined into the top-level `system`; `tool` messages become
@@ -288,11 +290,16 @@ def to_messages_request(body: dict[str, Any], model: str, max_output_tokens: int
     elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
         raise _bad("anthropic models support response_format json_schema, not json_object", "response_format")
     if isinstance(body.get("user"), str) and body["user"]:
-        # Anthropic asks for an opaque id here, and `user` is often an e-mail address
-        out["metadata"] = {"user_id": hashlib.sha256(body["user"].encode()).hexdigest()}
+        out["metadata"] = {"user_id": opaque_user(body["user"])}
     if body.get("stream"):
         out["stream"] = True
     return out
+
+
+def opaque_user(user: str) -> str:
+    """The end-user id sent as `metadata.user_id`, whichever API the request came in by:
+    Anthropic asks for an opaque id there, and the id a client knows is often an e-mail address."""
+    return hashlib.sha256(user.encode()).hexdigest()
 
 
 def headers(api_key: str | None, request_id: str) -> dict[str, str]:
@@ -324,6 +331,13 @@ def usage(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def stopped_by(reason: Any, sequence: Any) -> dict[str, Any]:
+    """`{"stop_reason": <the stop sequence>}` for a choice that a client's stop sequence ended
+    (the field vLLM's chat answers carry for the same thing), else nothing: so a Messages client
+    is told `stop_sequence` and which one, whichever API the answer went through."""
+    return {"stop_reason": sequence} if reason == "stop_sequence" and isinstance(sequence, str) else {}
+
+
 def to_chat_completion(message: dict[str, Any], created: int) -> dict[str, Any]:
     """An OpenAI chat.completion for an Anthropic Message."""
     texts: list[str] = []
@@ -342,19 +356,18 @@ def to_chat_completion(message: dict[str, Any], created: int) -> dict[str, Any]:
     reply: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         reply["tool_calls"] = calls
+    choice = {
+        "index": 0,
+        "message": reply,
+        "finish_reason": FINISH_REASONS.get(message.get("stop_reason") or "", "stop"),
+        "logprobs": None,
+    }
     return {
         "id": message.get("id", ""),
         "object": "chat.completion",
         "created": created,
         "model": message.get("model", ""),
-        "choices": [
-            {
-                "index": 0,
-                "message": reply,
-                "finish_reason": FINISH_REASONS.get(message.get("stop_reason") or "", "stop"),
-                "logprobs": None,
-            }
-        ],
+        "choices": [{**choice, **stopped_by(message.get("stop_reason"), message.get("stop_sequence"))}],
         "usage": usage(message.get("usage") or {}),
     }
 
@@ -415,8 +428,9 @@ class StreamTranslator:
         }
         return sse.event({**chunk, "choices": choices, **extra})
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return self._event([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}])
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None, **extra}
+        return self._event([choice])
 
     def feed(self, event: bytes) -> list[bytes]:
         data = b"".join(line[5:] for line in event.splitlines() if line.startswith(b"data:"))
@@ -453,8 +467,10 @@ class StreamTranslator:
             return []  # thinking, signature and citation deltas have no OpenAI counterpart
         if kind == "message_delta":
             self.usage.update({k: v for k, v in (payload.get("usage") or {}).items() if v is not None})
-            reason = (payload.get("delta") or {}).get("stop_reason")
-            return [self._chunk({}, FINISH_REASONS.get(reason or "", "stop"))]
+            delta = payload.get("delta") or {}
+            reason = delta.get("stop_reason")
+            stopped = stopped_by(reason, delta.get("stop_sequence"))
+            return [self._chunk({}, FINISH_REASONS.get(reason or "", "stop"), **stopped)]
         if kind == "message_stop":
             return [self._event([], usage=usage(self.usage)), DONE]
         if kind == "error":
@@ -487,7 +503,9 @@ class AnthropicAdapter:
     """The max_tokens the gateway sends when the request and the model set none."""
 
     def endpoints(self, base: str, capabilities: frozenset[str]) -> tuple[dict[str, str], frozenset[str]]:
-        return {"chat": base + "/messages"}, capabilities & {"chat"}  # the Messages API is chat only
+        # the Messages API is chat only; `messages`: the URL a Messages request is passed through
+        # to unchanged (messagesapi/), where other providers' models get it translated
+        return {"chat": base + "/messages", "messages": base + "/messages"}, capabilities & {"chat"}
 
     def build_request(
         self, body: dict[str, Any], target: Target, stream: bool, request_id: str
