@@ -229,3 +229,51 @@ def test_client_that_does_not_read_a_stream_is_dropped(world: dict[str, Any]) ->
     finally:
         s.close()
         h.mock_config(world["evil"], hostile="")
+
+
+def _unread_stream(world: dict[str, Any], size: int, request_id: str) -> dict[str, Any] | None:
+    """Stream `size` bytes (then [DONE]) to a client that never reads; the audit record, or
+    None when the gateway has not finished the request within 8 s (2 s write deadline + slack)."""
+    h.mock_config(world["evil"], hostile="endless", hostile_bytes=size)
+    body = json.dumps({"model": "evil", "messages": pw.MESSAGES, "stream": True}).encode()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", world["port"]))
+        s.sendall(pw.raw_request("/v1/chat/completions", body, {"x-request-id": request_id}))
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            found = [r for r in pw.audit_records(world) if r.get("client_request_id") == request_id]
+            if found:
+                return found[0]
+            time.sleep(0.1)
+    return None
+
+
+def test_a_stream_that_ends_while_the_client_is_not_reading_is_dropped_too(world: dict[str, Any]) -> None:
+    """Ending the body (the chunked terminator) waits for the client to drain what is buffered,
+    so it is under the write deadline as well. Where a stream's end meets full socket buffers
+    depends on the machine's buffer sizes: the test finds the size where streams stop fitting
+    (bisection between one that fits and one that cannot), then tries sizes in 16 KiB steps
+    around it; every one must be audited as delivered (200) or dropped (499), never left
+    hanging. Without the deadline on `write_eof` one of them hung (2.86 MB on the dev VM)."""
+    n = iter(range(1000))
+
+    def outcome(size: int) -> int:
+        record = _unread_stream(world, size, f"eof-{next(n)}")
+        assert record is not None, f"a {size}-byte stream to a client that does not read never ended"
+        assert (record["status"], record.get("error_code")) in ((200, None), (499, "client_write_timeout"))
+        return int(record["status"])
+
+    try:
+        fits, blocks = 100_000, pw.MAX_UPSTREAM - 500_000
+        assert outcome(fits) == 200 and outcome(blocks) == 499
+        while blocks - fits > 64_000:
+            middle = (fits + blocks) // 2
+            if outcome(middle) == 200:
+                fits = middle
+            else:
+                blocks = middle
+        for size in range(fits - 96_000, blocks + 96_000, 16_384):
+            outcome(size)
+    finally:
+        h.mock_config(world["evil"], hostile="", hostile_bytes=1024 * 1024)

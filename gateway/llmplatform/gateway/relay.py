@@ -62,12 +62,20 @@ class ClientGone(Exception):
         self.timed_out = timed_out
 
 
-async def send(out: web.StreamResponse, data: bytes, request: web.Request, seconds: float) -> None:
+async def send(
+    out: web.StreamResponse, data: bytes, request: web.Request, seconds: float, *, last: bool = False
+) -> None:
     """Write to the client, at most `seconds` waiting for it to read: a client that stops
-    reading would otherwise hold the upstream connection and the buffered bytes forever."""
+    reading would otherwise hold the upstream connection and the buffered bytes forever.
+    `last` also ends the body (`write_eof`, the chunked terminator), under the same deadline:
+    ending the body waits for the client to drain what is buffered, so an unguarded end would
+    let a client that stopped reading on the last chunk hold the request forever."""
     try:
         async with asyncio.timeout(seconds):
-            await out.write(data)
+            if last:
+                await out.write_eof(data)
+            else:
+                await out.write(data)
     except TimeoutError as exc:
         if request.transport is not None:
             request.transport.abort()  # frees what is buffered for it now
@@ -89,9 +97,9 @@ async def end_in_band(
             sse.frame(error_body(status, message, code=code)) + sse.DONE + sse.SEPARATOR,
             ctx.http,
             seconds,
+            last=True,
         )
-        await out.write_eof()
-    except (ClientGone, ConnectionError, aiohttp.ClientConnectionError):
+    except ClientGone:
         ctx.status = 499
     ctx.committed_open = False
 
@@ -262,9 +270,11 @@ async def relay(
         return out
     ctx.chunks = state.events
     try:
-        await out.write_eof()
-    except (ConnectionError, aiohttp.ClientConnectionError):
+        await send(out, b"", request, limits.write_seconds, last=True)
+    except ClientGone as exc:
         ctx.status = 499
+        if exc.timed_out:
+            ctx.error_code = "client_write_timeout"
     ctx.committed_open = False
     if state.scanner is not None:
         count_output(ctx, state.scanner.findings)

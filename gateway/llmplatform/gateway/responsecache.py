@@ -14,7 +14,7 @@ from llmplatform.gateway import cache as rc
 from llmplatform.gateway.accounting import answer_of, scan_json, take_usage
 from llmplatform.gateway.compiled import Model
 from llmplatform.gateway.context import Ctx
-from llmplatform.gateway.relay import open_stream
+from llmplatform.gateway.relay import ClientGone, open_stream, send
 from llmplatform.gateway.router import Candidate
 
 
@@ -25,9 +25,11 @@ async def lookup(
     cands: list[Candidate],
     cache: rc.LocalCache | rc.RedisCache,
     models: dict[str, Model],
+    write_seconds: float,
 ) -> web.StreamResponse | None:
     """The response from the cache when there is one; otherwise marks the request as a miss
-    to be stored (see cache.py)."""
+    to be stored (see cache.py). A streamed hit is written under the client write deadline
+    (`write_seconds`) like any stream: a hit can be a whole long answer."""
     policy, body, extra = ctx.policy, ctx.body, ctx.extra
     assert policy is not None and extra is not None
     if not rc.applies(policy.cache, body):
@@ -71,8 +73,12 @@ async def lookup(
     out = open_stream(ctx, headers)
     await out.prepare(ctx.http)
     ctx.committed, ctx.committed_open = out, True  # from here on, failures are in-band
-    await out.write(rc.as_stream(raw, ctx.form, ctx.include_usage()))
-    await out.write_eof()
+    try:
+        await send(out, rc.as_stream(raw, ctx.form, ctx.include_usage()), ctx.http, write_seconds, last=True)
+    except ClientGone as exc:
+        ctx.status = 499
+        if exc.timed_out:
+            ctx.error_code = "client_write_timeout"
     ctx.committed_open = False
     return out
 

@@ -540,7 +540,13 @@ class Gateway:
         try:
             try:
                 cached = await responsecache.lookup(
-                    ctx, requested, tier_header, cands, self.cache, compiled.models
+                    ctx,
+                    requested,
+                    tier_header,
+                    cands,
+                    self.cache,
+                    compiled.models,
+                    self.settings.client_write_seconds,
                 )
             except Exception:  # the cache is an optimisation: a failing one is a miss
                 if ctx.committed is not None:
