@@ -143,8 +143,9 @@ def split_config(
     max_shards: int = DEFAULT_MAX_SHARDS,
     estimate: int | None = None,
 ) -> ShardedConfig:
-    """The sharded form of a sealed config. `estimate` (the compressed size of the whole
-    config, when the caller has it) picks the first shard count to try."""
+    """The sharded form of a sealed config: the smallest power of two of tenant shards (at most
+    `max_shards`) whose every shard compresses to at most `shard_bytes`. `estimate` (the
+    compressed size of the whole config, when the caller has it) saves trying small counts."""
     if shard_bytes <= 0 or max_shards <= 0:
         raise ValueError("shard_bytes and max_shards must be positive")
     body = config.model_dump(mode="json", by_alias=True)
@@ -158,9 +159,11 @@ def split_config(
             "policies": body["policies"],
         },
     )
+    # The whole config compresses at least as well as its parts, so the estimate gives a lower
+    # bound to start from; then double until every tenant shard fits.
     count = 1
     if estimate is not None:
-        while count < max_shards and count * shard_bytes * 3 // 4 < estimate:
+        while count < max_shards and count * shard_bytes < estimate:
             count *= 2
     count = min(count, max_shards)
     while True:
