@@ -242,6 +242,11 @@ class Reconciler:
             secret_bodies.update(self._create_keys(missing, report))
             result = render_all()
         report.config_hash = result.gateway_config.content_hash
+        if result.sharded is not None and result.sharded.oversize:
+            report.problems.append(
+                f"gateway config shard(s) {', '.join(result.sharded.oversize)} exceed --config-shard-bytes "
+                f"{self.shard_bytes} at --config-shards {self.max_shards}: raise gateway.configShards"
+            )
 
         jobs: list[Callable[[], None]] = []
         shard_failures: list[str] = []
