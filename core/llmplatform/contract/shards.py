@@ -37,6 +37,9 @@ from llmplatform.contract.config import (
     SCHEMA_VERSION,
     ConfigModel,
     GatewayConfig,
+    ModelEntry,
+    PolicyEntry,
+    TenantEntry,
     UnsupportedSchemaVersion,
     canonical_json,
     compress_config,
@@ -202,12 +205,47 @@ def load_index(text: str | bytes) -> ShardIndex:
     return index
 
 
+class _SharedShard(ConfigModel):
+    default_policy: str | None
+    models: list[ModelEntry]
+    policies: list[PolicyEntry]
+
+
+class _TenantShard(ConfigModel):
+    tenants: list[TenantEntry]
+
+
 @dataclass
 class ShardCache:
-    """Parsed shards by content hash: a reload after one shard changed parses only that shard.
-    Holds the shards of the last assembled generation only."""
+    """Validated shards by content hash: a reload after one shard changed reads, checks and
+    validates only that shard. Holds the shards of the last assembled generation only."""
 
-    parsed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parsed: dict[str, _SharedShard | _TenantShard] = field(default_factory=dict)
+
+
+def _read_shard(
+    index: ShardIndex, ref: ShardRef, read: Callable[[str], bytes | None]
+) -> _SharedShard | _TenantShard:
+    """One shard file, checked against the index and validated."""
+    where = f"generation {index.generation[:12]}: shard {ref.name} file {ref.file}"
+    data = read(ref.file)
+    if data is None:
+        raise IncompleteGeneration(f"{where} is not present yet")
+    try:
+        text = gzip.decompress(data) if data.startswith(GZIP_MAGIC) else data
+    except (OSError, EOFError) as exc:
+        raise IncompleteGeneration(f"{where} is not gzip: {exc}") from exc
+    if hashlib.sha256(text).hexdigest() != ref.sha256:
+        raise IncompleteGeneration(f"{where} does not hash to {ref.sha256[:12]}")
+    doc = json.loads(text)
+    if not isinstance(doc, dict) or doc.get("shard") != ref.name:
+        raise ValueError(f"shard file {ref.file} does not hold shard {ref.name}")
+    if doc.get("schemaVersion") != SCHEMA_VERSION:
+        raise UnsupportedSchemaVersion(
+            f"shard {ref.name} schemaVersion {doc.get('schemaVersion')!r} is not {SCHEMA_VERSION}"
+        )
+    kind = _SharedShard if ref.name == SHARED else _TenantShard
+    return kind.model_validate(doc)
 
 
 def assemble(
@@ -215,48 +253,26 @@ def assemble(
 ) -> GatewayConfig:
     """The config an index and its shard files describe. `read(file)` returns a file's bytes,
     or None when it is not there. Raises IncompleteGeneration unless every listed file is
-    present with the listed hash."""
+    present with the listed hash.
+
+    Each shard is validated on its own (and kept in `cache` by hash); the config is built from
+    the validated parts without validating all of it again, so a reload after a one-shard
+    change costs about one shard's parse."""
     cache = cache if cache is not None else ShardCache()
-    docs: list[dict[str, Any]] = []
-    for ref in index.shards:
-        doc = cache.parsed.get(ref.sha256)
-        if doc is None:
-            data = read(ref.file)
-            if data is None:
-                raise IncompleteGeneration(
-                    f"generation {index.generation[:12]}: shard {ref.name} file {ref.file} is not present yet"
-                )
-            try:
-                text = gzip.decompress(data) if data.startswith(GZIP_MAGIC) else data
-            except (OSError, EOFError) as exc:
-                raise IncompleteGeneration(
-                    f"generation {index.generation[:12]}: shard {ref.name} file {ref.file} is not gzip: {exc}"
-                ) from exc
-            if hashlib.sha256(text).hexdigest() != ref.sha256:
-                raise IncompleteGeneration(
-                    f"generation {index.generation[:12]}: shard {ref.name} file {ref.file} does not "
-                    f"hash to {ref.sha256[:12]}"
-                )
-            doc = json.loads(text)
-            if not isinstance(doc, dict) or doc.get("shard") != ref.name:
-                raise ValueError(f"shard file {ref.file} does not hold shard {ref.name}")
-            if doc.get("schemaVersion") != SCHEMA_VERSION:
-                raise UnsupportedSchemaVersion(
-                    f"shard {ref.name} schemaVersion {doc.get('schemaVersion')!r} is not {SCHEMA_VERSION}"
-                )
-        docs.append(doc)
-    cache.parsed = {ref.sha256: doc for ref, doc in zip(index.shards, docs, strict=True)}
-    shared, tenants = docs[0], [t for d in docs[1:] for t in d.get("tenants") or []]
-    tenants.sort(key=lambda t: str(t.get("id")))
-    return GatewayConfig.model_validate(
-        {
-            "schemaVersion": index.schema_version,
-            "contentHash": index.generation,
-            "defaultPolicy": shared.get("defaultPolicy"),
-            "models": shared.get("models") or [],
-            "policies": shared.get("policies") or [],
-            "tenants": tenants,
-        }
+    parts = [cache.parsed.get(ref.sha256) or _read_shard(index, ref, read) for ref in index.shards]
+    cache.parsed = {ref.sha256: part for ref, part in zip(index.shards, parts, strict=True)}
+    shared = parts[0]
+    if not isinstance(shared, _SharedShard):
+        raise ValueError(f"the first shard of the index is not {SHARED!r}")
+    tenants = [t for part in parts[1:] if isinstance(part, _TenantShard) for t in part.tenants]
+    tenants.sort(key=lambda t: t.id)
+    return GatewayConfig.model_construct(
+        schema_version=index.schema_version,
+        content_hash=index.generation,
+        default_policy=shared.default_policy,
+        models=list(shared.models),
+        policies=list(shared.policies),
+        tenants=tenants,
     )
 
 
