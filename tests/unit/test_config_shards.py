@@ -171,3 +171,21 @@ def test_render_cli_prints_the_same_shards(tmp_path: Path, capsys: pytest.Captur
     assert main(["render", str(tmp_path), "--config-shard-bytes", "2048", "--config-shards", "8"]) == 0
     assert capsys.readouterr().out == dump_objects(expected.objects)
     assert expected.config_map["metadata"]["namespace"] == PLATFORM
+
+
+def test_the_operator_keeps_the_file_the_index_in_force_names() -> None:
+    """A rewritten shard ConfigMap carries the new file and the one the live index lists (so
+    the old generation stays complete until the kubelet delivers the new index); the file
+    before that is dropped."""
+    from llmplatform.operator.engine import _keep_previous_file
+
+    desired = {"metadata": {"name": "cm"}, "binaryData": {"t000-new.json.gz": "TkVX"}}
+    live = {
+        "metadata": {"name": "cm"},
+        "binaryData": {"t000-old.json.gz": "T0xE", "t000-older.json.gz": "eA=="},
+    }
+    kept = _keep_previous_file(desired, live, "t000-old.json.gz")
+    assert kept["binaryData"] == {"t000-new.json.gz": "TkVX", "t000-old.json.gz": "T0xE"}
+    assert _keep_previous_file(desired, None, "t000-old.json.gz") is desired  # first write
+    assert _keep_previous_file(desired, live, None) is desired  # not sharded before
+    assert _keep_previous_file(desired, live, "t000-gone.json.gz") is desired  # nothing to keep
