@@ -110,12 +110,14 @@ def _binary(body: Mapping[str, Any] | None, key: str) -> bytes | None:
 
 
 def config_from_config_maps(
-    body: Mapping[str, Any] | None, shard_bodies: Mapping[str, Mapping[str, Any]] | None = None
+    body: Mapping[str, Any] | None,
+    shard_bodies: Mapping[str, Mapping[str, Any]] | None = None,
+    cache: gs.ShardCache | None = None,
 ) -> gc.GatewayConfig | None:
     """The gateway config the ConfigMaps written by `gateway_config_maps` hold (`body` the
     index or single one, `shard_bodies` the shard ConfigMaps by name), or None when there is
     none or it does not load (edited by hand, torn, incomplete, another schema): then nothing
-    is carried over."""
+    is carried over. `cache`: shards already read, by hash (the operator keeps one)."""
     if not body:
         return None
     data = body.get("data") or {}
@@ -130,7 +132,7 @@ def config_from_config_maps(
                         return _binary(shards.get(shard_config_map_name(ref.name)), file)
                 return None
 
-            return gs.assemble(index, read)
+            return gs.assemble(index, read, cache)
         text: bytes | None = None
         if (inline := data.get(gc.CONFIG_KEY)) is not None:
             text = str(inline).encode("utf-8")

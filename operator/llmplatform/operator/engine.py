@@ -170,6 +170,8 @@ class Reconciler:
     _deleted: set[str] = field(default_factory=set)
     # (content hash, parsed) of the last gateway ConfigMap read as the config in force
     _previous: tuple[str, GatewayConfig] | None = None
+    # the shards of that config by hash: a new generation parses only its changed shards
+    _shard_cache: gs.ShardCache = field(default_factory=gs.ShardCache)
     # ref -> (resourceVersion, desired) of an apply after which the object still differed
     # (another manager owns the extra field, e.g. a container someone added): not retried
     # until the object or the desired state changes, so it cannot become a write loop
@@ -367,7 +369,7 @@ class Reconciler:
             name = shard_config_map_name(shard)
             if (live := self._config_map(snap, name)) is not None:
                 shard_bodies[name] = live
-        config = config_from_config_maps(body, shard_bodies)
+        config = config_from_config_maps(body, shard_bodies, self._shard_cache)
         self._previous = (digest, config) if config is not None and digest else None
         return config
 
