@@ -79,10 +79,10 @@ class Api:
         cm = self.core.read_namespaced_config_map(CM_NAME, ns)
         if cm.data and INDEX_KEY in cm.data:
             shards = self.core.list_namespaced_config_map(ns, label_selector=CONFIG_SHARD_LABEL).items
-            config = config_from_config_maps(
-                {"data": cm.data},
-                {s.metadata.name: {"binaryData": s.binary_data} for s in shards if s.metadata and s.metadata.name},
-            )
+            bodies: dict[str, Any] = {
+                str(s.metadata.name): {"binaryData": s.binary_data} for s in shards if s.metadata
+            }
+            config = config_from_config_maps({"data": cm.data}, bodies)
             assert config is not None, f"the sharded config in {ns} is incomplete"
             return config.model_dump(mode="json", by_alias=True)
         if cm.data and "config.json" in cm.data:
