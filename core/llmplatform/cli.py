@@ -17,7 +17,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-from llmplatform.contract import redisurl
+from llmplatform.contract import redisurl, shardargs
 from llmplatform.contract.names import GATEWAY_SECRETS_DIR
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ def add_render_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         metavar="NS",
         help="namespace of the gateway and its ConfigMap (default: llm-platform)",
     )
+    shardargs.add_arguments(render)
     render.set_defaults(handler=run_render)
 
 
@@ -89,11 +90,23 @@ def run_render(args: argparse.Namespace) -> int:
 
     try:
         manifests = load_manifests(args.directory)
-        result = render(manifests.resources, manifests.secrets, platform_namespace=args.platform_namespace)
+        result = render(
+            manifests.resources,
+            manifests.secrets,
+            platform_namespace=args.platform_namespace,
+            shard_bytes=args.config_shard_bytes,
+            max_shards=args.config_shards,
+        )
     except ValueError as exc:
         print(f"llmplatform render: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(dump_objects(result.objects))
+    if result.sharded is not None and result.sharded.oversize:
+        print(
+            f"llmplatform render: gateway config shard(s) {', '.join(result.sharded.oversize)} exceed "
+            f"--config-shard-bytes {args.config_shard_bytes} even at --config-shards {args.config_shards}",
+            file=sys.stderr,
+        )
     invalid = False
     verdicts = [("LLMModel", v.namespace, v.name, v.conditions) for v in result.models]
     verdicts += [("RoutingPolicy", v.namespace, v.name, v.conditions) for v in result.policies]

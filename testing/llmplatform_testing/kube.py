@@ -16,6 +16,9 @@ from typing import Any, TypeVar, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from llmplatform.contract.names import CONFIG_SHARD_LABEL
+from llmplatform.contract.shards import INDEX_KEY
+from llmplatform.render import config_from_config_maps
 from llmplatform_testing import procs
 from llmplatform_testing.controlplane import Cluster
 
@@ -72,7 +75,16 @@ class Api:
         return next((c for c in status.get("conditions") or [] if c["type"] == ctype), None)
 
     def config(self, ns: str) -> dict[str, Any]:
+        """The gateway config the operator wrote: its single ConfigMap, or its index and shards."""
         cm = self.core.read_namespaced_config_map(CM_NAME, ns)
+        if cm.data and INDEX_KEY in cm.data:
+            shards = self.core.list_namespaced_config_map(ns, label_selector=CONFIG_SHARD_LABEL).items
+            bodies: dict[str, Any] = {
+                str(s.metadata.name): {"binaryData": s.binary_data} for s in shards if s.metadata
+            }
+            config = config_from_config_maps({"data": cm.data}, bodies)
+            assert config is not None, f"the sharded config in {ns} is incomplete"
+            return config.model_dump(mode="json", by_alias=True)
         if cm.data and "config.json" in cm.data:
             return cast(dict[str, Any], json.loads(cm.data["config.json"]))
         assert cm.binary_data is not None, f"ConfigMap {ns}/{CM_NAME} has neither config.json nor its gzip"

@@ -30,6 +30,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from llmplatform.contract.config import CONFIG_MAP_NAME
+from llmplatform.contract.shards import DEFAULT_MAX_SHARDS, shard_name
+from llmplatform.render import shard_config_map_name
 from llmplatform.render.workloads import GATEWAY_POD_NAME, child_labels
 from llmplatform_testing.chart import (
     CHART,
@@ -171,8 +173,18 @@ def test_template_defaults() -> None:
     gc = pod["spec"]["containers"][0]
     assert gc["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert gc["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # the single ConfigMap or the index, the shared shard and every tenant shard the operator
+    # may write (--config-shards), in one projected folder, each optional
     config_volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "config")
-    assert config_volume["configMap"]["name"] == CONFIG_MAP_NAME
+    sources = [src["configMap"] for src in config_volume["projected"]["sources"]]
+    shards = ("shared", *(shard_name(i) for i in range(DEFAULT_MAX_SHARDS)))
+    slots = [shard_config_map_name(n) for n in shards]
+    assert [src["name"] for src in sources] == [CONFIG_MAP_NAME, *slots]
+    assert all(src["optional"] is True for src in sources)
+    assert f"--config-shards={DEFAULT_MAX_SHARDS}" in args
+    platform_role = next(o for o in by_kind(objs, "Role") if o["metadata"]["name"].endswith("-platform"))
+    shard_rule = next(r for r in platform_role["rules"] if "delete" in r["verbs"])
+    assert shard_rule["resources"] == ["configmaps"] and shard_rule["resourceNames"] == slots
     assert {"--config=/etc/llmplatform/gateway", "--secrets-dir=/var/run/llmplatform/secrets"} <= set(
         gc["args"]
     )
@@ -518,6 +530,8 @@ def test_default_values_cluster_role(cluster: Cluster, crds: None) -> None:
             ("create", "events", "-n", "default"),
             ("update", "leases.coordination.k8s.io/llmplatform-operator", "-n", ns),
             ("patch", f"configmaps/{CONFIG_MAP_NAME}", "-n", ns),
+            ("patch", f"configmaps/{CONFIG_MAP_NAME}-t015", "-n", ns),
+            ("delete", f"configmaps/{CONFIG_MAP_NAME}-shared", "-n", ns),
             ("watch", "namespaces"),
         ]
         refused_ = [
@@ -527,6 +541,8 @@ def test_default_values_cluster_role(cluster: Cluster, crds: None) -> None:
             ("update", "leases.coordination.k8s.io/other", "-n", ns),
             ("patch", f"configmaps/{CONFIG_MAP_NAME}", "-n", "default"),
             ("patch", "configmaps/other", "-n", ns),
+            ("patch", f"configmaps/{CONFIG_MAP_NAME}-t016", "-n", ns),
+            ("delete", f"configmaps/{CONFIG_MAP_NAME}", "-n", ns),
             ("get", "namespaces"),
             ("get", "nodes"),
             ("create", "clusterrolebindings.rbac.authorization.k8s.io"),

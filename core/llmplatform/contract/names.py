@@ -30,6 +30,8 @@ MODEL_LABEL = f"{GROUP}/model"
 QUOTA_LABEL = f"{GROUP}/tenantquota"
 KEY_LABEL = f"{GROUP}/api-key"
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
+CONFIG_SHARD_LABEL = f"{GROUP}/config-shard"
+"""On each shard ConfigMap of a sharded gateway config: the shard's name (`shared`, `t000`, ...)."""
 
 Tier = Literal["premium", "standard", "efficient", "specialized"]
 TIERS: tuple[Tier, ...] = ("premium", "standard", "efficient", "specialized")

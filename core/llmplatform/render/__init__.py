@@ -23,9 +23,11 @@ from llmplatform.render.core import (
     DEFAULT_PLATFORM_NAMESPACE,
     RenderResult,
     config_from_config_map,
+    config_from_config_maps,
     config_map,
     render,
 )
+from llmplatform.render.gatewaycm import shard_config_map_name
 from llmplatform.render.manifests import ManifestError, Manifests, load_manifests
 from llmplatform.render.mounts import GatewayMounts, missing_deployment, mounts_from_deployment
 from llmplatform.render.quotas import generated_secret_name
@@ -63,6 +65,7 @@ __all__ = [
     "child_labels",
     "child_name",
     "config_from_config_map",
+    "config_from_config_maps",
     "config_map",
     "dump_config",
     "dump_objects",
@@ -77,4 +80,5 @@ __all__ = [
     "read_config_file",
     "render",
     "service_url",
+    "shard_config_map_name",
 ]

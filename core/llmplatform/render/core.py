@@ -9,7 +9,6 @@ compare, apply) idempotent.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -17,7 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmplatform.contract import config as gc
-from llmplatform.contract.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from llmplatform.contract import shards as gs
+from llmplatform.render.gatewaycm import config_from_config_map as config_from_config_map
+from llmplatform.render.gatewaycm import config_from_config_maps as config_from_config_maps
+from llmplatform.render.gatewaycm import config_map as config_map
+from llmplatform.render.gatewaycm import gateway_config_maps
 from llmplatform.render.inputs import parse_resources
 from llmplatform.render.models import invalid_model, resolve_model
 from llmplatform.render.mounts import GatewayMounts
@@ -35,7 +38,8 @@ class RenderResult:
     """Everything the operator applies and writes.
 
     `objects` holds, per serving model (ordered by namespace/name), its Deployment, Service,
-    HPA (when replicas.max > min) and NetworkPolicy, then the gateway ConfigMap last.
+    HPA (when replicas.max > min) and NetworkPolicy, then the gateway config's ConfigMaps: the
+    single one, or the shard ConfigMaps followed by the index (always last; see gatewaycm.py).
     Verdicts are ordered by namespace/name. `generated_keys` are the key Secrets that should
     exist (the operator mints the missing ones), ordered by namespace/name.
     """
@@ -47,10 +51,19 @@ class RenderResult:
     policies: tuple[PolicyVerdict, ...]
     quotas: tuple[QuotaVerdict, ...]
     generated_keys: tuple[GeneratedKey, ...] = ()
+    sharded: gs.ShardedConfig | None = None
+    """The sharded form of the config, None when one ConfigMap holds it."""
 
     @property
     def config_map(self) -> dict[str, Any]:
+        """The single gateway ConfigMap, or the index of a sharded config."""
         return self.objects[-1]
+
+    @property
+    def config_maps(self) -> list[dict[str, Any]]:
+        """Every ConfigMap that carries the gateway config (shards first, the index last)."""
+        count = 1 if self.sharded is None else len(self.sharded.shards) + 1
+        return self.objects[-count:]
 
     def model(self, namespace: str, name: str) -> ModelVerdict | None:
         return next((v for v in self.models if (v.namespace, v.name) == (namespace, name)), None)
@@ -60,55 +73,6 @@ class RenderResult:
 
     def quota(self, namespace: str, name: str) -> QuotaVerdict | None:
         return next((v for v in self.quotas if (v.namespace, v.name) == (namespace, name)), None)
-
-
-def config_map(config: gc.GatewayConfig, text: str, platform_namespace: str) -> dict[str, Any]:
-    """The gateway ConfigMap: one key, `config.json` (or, past `INLINE_LIMIT`, the gzip of it as
-    binaryData `config.json.gz`, since a ConfigMap holds at most 1 MiB); its hash as an
-    annotation so a change is visible in `kubectl describe` and can roll pods if wanted."""
-    if len(text.encode("utf-8")) <= gc.INLINE_LIMIT:
-        payload: dict[str, Any] = {"data": {gc.CONFIG_KEY: text}}
-    else:
-        encoded = base64.b64encode(gc.compress_config(text)).decode("ascii")
-        payload = {"binaryData": {gc.CONFIG_GZ_KEY: encoded}}
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": gc.CONFIG_MAP_NAME,
-            "namespace": platform_namespace,
-            "labels": {
-                "app.kubernetes.io/name": "llmplatform-gateway",
-                "app.kubernetes.io/component": "gateway-config",
-                "app.kubernetes.io/part-of": "llmplatform",
-                MANAGED_BY_LABEL: MANAGED_BY_VALUE,
-            },
-            "annotations": {gc.CONFIG_HASH_ANNOTATION: config.content_hash},
-        },
-        **payload,
-    }
-
-
-def config_from_config_map(body: Mapping[str, Any] | None) -> gc.GatewayConfig | None:
-    """The gateway config a ConfigMap written by `config_map` holds, or None when there is none
-    or it does not load (edited by hand, torn, another schema): then nothing is carried over."""
-    if not body:
-        return None
-    text: bytes | None = None
-    inline = (body.get("data") or {}).get(gc.CONFIG_KEY)
-    if inline is not None:
-        text = str(inline).encode("utf-8")
-    elif (packed := (body.get("binaryData") or {}).get(gc.CONFIG_GZ_KEY)) is not None:
-        try:
-            text = base64.b64decode(str(packed), validate=True)
-        except ValueError:
-            return None
-    if text is None:
-        return None
-    try:
-        return gc.load_config(text)
-    except (ValueError, OSError, EOFError):
-        return None
 
 
 def _drop_shared_keys(outcomes: list[QuotaOutcome]) -> list[QuotaOutcome]:
@@ -149,6 +113,8 @@ def render(
     previous: gc.GatewayConfig | None = None,
     serving_overrides: Mapping[str, Any] | None = None,
     gateway_mounts: GatewayMounts | None = None,
+    shard_bytes: int = gs.DEFAULT_SHARD_BYTES,
+    max_shards: int = gs.DEFAULT_MAX_SHARDS,
 ) -> RenderResult:
     """Render LLMModel / RoutingPolicy / TenantQuota dicts plus the Secrets they name.
 
@@ -160,6 +126,9 @@ def render(
     from the gateway Deployment, see mounts.py): a model whose Secret is not among them is left
     out and not Ready. None (no Deployment to look at: `llmplatform render`, `--manifests`, a
     gateway run as a process) checks only that the Secret and its key exist.
+
+    `shard_bytes` and `max_shards` decide when the config is split into shards and into how
+    many (see llmplatform.contract.shards); the defaults are the operator's.
 
     Raises ValueError for input that is not a set (a resource or Secret given twice) or that
     holds another kind; invalid resources do not raise, they get an InvalidSpec verdict.
@@ -225,7 +194,8 @@ def render(
         objects.extend(
             serving_children(parsed.resource, parsed.namespace, platform_namespace, serving_overrides)
         )
-    objects.append(config_map(config, text, platform_namespace))
+    config_maps, sharded = gateway_config_maps(config, text, platform_namespace, shard_bytes, max_shards)
+    objects.extend(config_maps)
 
     def by_id(v: ModelVerdict | PolicyVerdict | QuotaVerdict) -> tuple[str, str]:
         return (v.namespace, v.name)
@@ -238,4 +208,5 @@ def render(
         policies=tuple(sorted(policy_verdicts, key=by_id)),
         quotas=tuple(sorted(quota_verdicts, key=by_id)),
         generated_keys=tuple(k for o in quota_outcomes for k in o.generated),
+        sharded=sharded,
     )

@@ -75,8 +75,9 @@ CIRCUIT_STATE = Gauge(
 CONFIG_RELOADS = Counter("llmplatform_config_reloads", "Config load attempts", ["result"])
 CONFIG_REJECTED = Counter(
     "llmplatform_config_rejected",
-    "Configs refused at load or reload, by reason (invalid, unreadable, no_models, no_keys, "
-    "models_removed, keys_removed); the previous config keeps serving",
+    "Configs refused at load or reload, by reason (invalid, unreadable, unsupported_version, "
+    "incomplete_generation, no_models, no_keys, models_removed, keys_removed); the previous config "
+    "keeps serving",
     ["reason"],
 )
 CONNECTIONS_CLOSED = Counter(

@@ -160,7 +160,9 @@ class Gateway:
             compiled = compile_config(*self.source.load())
         except Exception as exc:  # any failure to parse or validate keeps the old config
             self._fingerprint = fingerprint
-            self._reject("invalid", f"{self.source.describe()}: {exc}")
+            # unsupported_version, incomplete_generation (a sharded config not all there yet)
+            reason = getattr(exc, "reason", None)
+            self._reject(reason if isinstance(reason, str) else "invalid", f"{self.source.describe()}: {exc}")
             return False
         self._fingerprint = fingerprint
         if (

@@ -7,7 +7,10 @@ for `--manifests DIR`. A changed source is parsed, validated and compiled comple
 replaces the serving config, so a bad file never serves.
 
 The gateway knows one source of its own, `ConfigFile`: `--config` takes the file or the mounted
-ConfigMap folder (which holds `config.json`, or `config.json.gz` for large configs), and each
+ConfigMap folder (which holds `config.json`, or `config.json.gz` for large configs, or, for a
+sharded config, `index.json` and the shard files of a projected volume: a generation is
+applied only once every shard it lists is there with its hash, see
+`llmplatform.contract.shards`), and each
 model's `apiKeySecretRef` is read from `<secrets-dir>/<namespace>/<name>/<key>` (how the chart
 mounts the Secrets). Any other object with the `ConfigSource` methods serves as well: the CLI
 composes `--manifests DIR` from the rendering core (`llmplatform.render.source.ManifestDir`), so
@@ -20,15 +23,9 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from llmplatform.contract.config import (
-    CONFIG_GZ_KEY,
-    CONFIG_KEY,
-    GatewayConfig,
-    SecretResolver,
-    read_config_file,
-    seal,
-)
+from llmplatform.contract.config import GatewayConfig, SecretResolver, seal
 from llmplatform.contract.names import GATEWAY_SECRETS_DIR
+from llmplatform.contract.shards import ShardCache, read_mounted_config
 
 DEFAULT_SECRETS_DIR = GATEWAY_SECRETS_DIR
 
@@ -74,16 +71,18 @@ class ConfigFile:
         self.secrets_dir = Path(secrets_dir)
         self._read: set[Path] = set()
         """Credential files the last load asked for."""
+        self._shards = ShardCache()
+        """Shards of the last sharded config, by hash: a reload parses only the changed ones."""
 
     def describe(self) -> str:
         return f"config file {self.path}"
 
     def fingerprint(self) -> object:
-        if self.path.is_dir():  # the mounted ConfigMap folder: config.json or config.json.gz
+        if self.path.is_dir():  # the mounted folder: every file in it (the kubelet's are symlinks)
             config: object = tuple(
-                stat_fingerprint(self.path / k)
-                for k in (CONFIG_KEY, CONFIG_GZ_KEY)
-                if (self.path / k).exists()
+                stat_fingerprint(entry)
+                for entry in sorted(self.path.iterdir())
+                if not entry.name.startswith(".") and entry.is_file()
             )
         else:
             config = stat_fingerprint(self.path)
@@ -98,7 +97,7 @@ class ConfigFile:
             return None
 
     def load(self) -> tuple[GatewayConfig, SecretResolver]:
-        config = read_config_file(self.path)
+        config = read_mounted_config(self.path, self._shards)
         self._read = set()
         return config, self._secret
 

@@ -7,7 +7,7 @@ import argparse
 import os
 from typing import Any
 
-from llmplatform.contract import redisurl
+from llmplatform.contract import redisurl, shardargs
 
 
 def add_parser(subparsers: Any) -> None:
@@ -67,6 +67,7 @@ def add_parser(subparsers: Any) -> None:
         help="replace these fields of every self-hosted model's pod: a JSON object with image, args, "
         "resources, nodeSelector, tolerations (for clusters without GPUs; empty value: remove)",
     )
+    shardargs.add_arguments(op, env=True)
     op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     op.set_defaults(handler=run_operator)
 

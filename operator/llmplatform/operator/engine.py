@@ -23,9 +23,11 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+from llmplatform.contract import shards as gs
 from llmplatform.contract.names import (
     API_VERSION,
     CONFIG_HASH_ANNOTATION,
+    CONFIG_SHARD_LABEL,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     MODEL_LABEL,
@@ -39,11 +41,12 @@ from llmplatform.render import (
     GatewayMounts,
     GeneratedKey,
     RenderResult,
-    config_from_config_map,
+    config_from_config_maps,
     generated_secret_name,
     merge_conditions,
     model_ready_condition,
     render,
+    shard_config_map_name,
 )
 from llmplatform.render.workloads import child_name
 
@@ -160,10 +163,15 @@ class Reconciler:
     # reads tenant usage ("namespace/name" -> status.usage) or None when unavailable, given
     # each tenant's current status.usage (the checkpoint restored when Redis lost its counters)
     usage: Callable[[dict[str, dict[str, Any] | None]], dict[str, dict[str, Any]] | None] | None = None
+    # `--config-shard-bytes`, `--config-shards`: when and how far the gateway config is split
+    shard_bytes: int = gs.DEFAULT_SHARD_BYTES
+    max_shards: int = gs.DEFAULT_MAX_SHARDS
     _overlay: dict[Ref, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _deleted: set[str] = field(default_factory=set)
     # (content hash, parsed) of the last gateway ConfigMap read as the config in force
     _previous: tuple[str, GatewayConfig] | None = None
+    # the shards of that config by hash: a new generation parses only its changed shards
+    _shard_cache: gs.ShardCache = field(default_factory=gs.ShardCache)
     # ref -> (resourceVersion, desired) of an apply after which the object still differed
     # (another manager owns the extra field, e.g. a container someone added): not retried
     # until the object or the desired state changes, so it cannot become a write loop
@@ -224,6 +232,8 @@ class Reconciler:
                 previous=previous,
                 serving_overrides=self.serving_overrides,
                 gateway_mounts=snap.gateway_mounts,
+                shard_bytes=self.shard_bytes,
+                max_shards=self.max_shards,
             )
 
         result = render_all()
@@ -234,9 +244,16 @@ class Reconciler:
             secret_bodies.update(self._create_keys(missing, report))
             result = render_all()
         report.config_hash = result.gateway_config.content_hash
+        if result.sharded is not None and result.sharded.oversize:
+            report.problems.append(
+                f"gateway config shard(s) {', '.join(result.sharded.oversize)} exceed --config-shard-bytes "
+                f"{self.shard_bytes} at --config-shards {self.max_shards}: raise gateway.configShards"
+            )
 
         jobs: list[Callable[[], None]] = []
-        jobs += self._children_jobs(snap, result, report)
+        shard_failures: list[str] = []
+        children, index_job = self._children_jobs(snap, result, report, shard_failures)
+        jobs += children
         usage = None
         if self.usage is not None:
             checkpoints = {
@@ -252,6 +269,13 @@ class Reconciler:
             )
         jobs += self._status_jobs(snap, result, usage)
         self._run(jobs, report)
+        if index_job is not None:
+            # The index moves to the new generation only once every shard it lists is written
+            # (a gateway that sees it before the kubelet delivered a shard keeps its old config).
+            if shard_failures:
+                report.problems.append(f"gateway config index not moved: shard(s) {shard_failures} failed")
+            else:
+                self._run([index_job], report)
         report.writes = self.kube.total_writes() - before
         report.seconds = time.monotonic() - started
         return report
@@ -326,27 +350,40 @@ class Reconciler:
         self._run([job(k) for k in missing], report)
         return out
 
+    def _config_map(self, snap: Snapshot, name: str) -> dict[str, Any] | None:
+        ref: Ref = ("ConfigMap", self.platform_namespace, name)
+        return self.live(ref, snap.children.get(ref), snap.deleted.get(ref, -1))
+
     def _previous_config(self, snap: Snapshot) -> GatewayConfig | None:
-        """The gateway config in force (our last ConfigMap), parsed once per content hash."""
-        ref: Ref = ("ConfigMap", self.platform_namespace, CONFIG_MAP_NAME)
-        body = self.live(ref, snap.children.get(ref), snap.deleted.get(ref, -1))
+        """The gateway config in force (our last ConfigMap, or our last index and its shards),
+        parsed once per content hash."""
+        body = self._config_map(snap, CONFIG_MAP_NAME)
         if body is None:
             return None
         annotations = body.get("metadata", {}).get("annotations") or {}
         digest = str(annotations.get(CONFIG_HASH_ANNOTATION, ""))
         if self._previous is not None and digest and self._previous[0] == digest:
             return self._previous[1]
-        config = config_from_config_map(body)
+        shard_bodies = {}
+        for shard in self._live_index(snap):
+            name = shard_config_map_name(shard)
+            if (live := self._config_map(snap, name)) is not None:
+                shard_bodies[name] = live
+        config = config_from_config_maps(body, shard_bodies, self._shard_cache)
         self._previous = (digest, config) if config is not None and digest else None
         return config
 
     # -- children and the ConfigMap
 
     def _children_jobs(
-        self, snap: Snapshot, result: RenderResult, report: PassReport
-    ) -> list[Callable[[], None]]:
+        self, snap: Snapshot, result: RenderResult, report: PassReport, shard_failures: list[str]
+    ) -> tuple[list[Callable[[], None]], Callable[[], None] | None]:
+        """The writes that make the children and the gateway config's ConfigMaps match, and,
+        apart, the write of a sharded config's index, which must wait for its shards."""
         jobs: list[Callable[[], None]] = []
+        index_job: Callable[[], None] | None = None
         desired_refs: set[Ref] = set()
+        live_index = self._live_index(snap)
         for obj in result.objects:
             meta = obj["metadata"]
             ref = (obj["kind"], meta["namespace"], meta["name"])
@@ -364,10 +401,56 @@ class Reconciler:
                 continue
             if live is not None:
                 log.info("%s %s/%s drifted at %s", ref[0], ref[1], ref[2], first_difference(live, obj))
-            jobs.append(self._apply_job(ref, obj, desired_key))
+            shard = (meta.get("labels") or {}).get(CONFIG_SHARD_LABEL)
+            if shard is not None:
+                written = _keep_previous_file(obj, live, live_index.get(shard))
+                jobs.append(self._apply_job(ref, written, desired_key, shard_failures))
+            elif result.sharded is not None and obj is result.config_map:
+                index_job = self._apply_job(ref, obj, desired_key)
+            else:
+                jobs.append(self._apply_job(ref, obj, desired_key))
         for ref, body in snap.children.items():
             labels = body.get("metadata", {}).get("labels") or {}
             if ref[0] in CHILD_KINDS and MODEL_LABEL in labels and ref not in desired_refs:
+                uid = body["metadata"].get("uid")
+                if uid and uid not in self._deleted:
+                    jobs.append(self._delete_job(ref, uid))
+        jobs += self._stale_shard_jobs(snap, result, desired_refs, index_job is not None)
+        return jobs, index_job
+
+    def _live_index(self, snap: Snapshot) -> dict[str, str]:
+        """Shard name -> file the index in force names ({} when the config is not sharded)."""
+        body = self._config_map(snap, CONFIG_MAP_NAME)
+        text = ((body or {}).get("data") or {}).get(gs.INDEX_KEY)
+        if text is None:
+            return {}
+        try:
+            return {ref.name: ref.file for ref in gs.load_index(str(text)).shards}
+        except ValueError:
+            return {}
+
+    def _stale_shard_jobs(
+        self, snap: Snapshot, result: RenderResult, desired_refs: set[Ref], index_pending: bool
+    ) -> list[Callable[[], None]]:
+        """Delete shard ConfigMaps no index references any more (the config shrank to fewer
+        shards or back into one ConfigMap), but only once the index or single ConfigMap that
+        no longer names them is written: until then, gateways may still need them."""
+        if index_pending:
+            return []
+        index_ref: Ref = ("ConfigMap", self.platform_namespace, CONFIG_MAP_NAME)
+        live = self._config_map(snap, CONFIG_MAP_NAME)
+        if live is None or not contains(live, result.config_map) or index_ref not in desired_refs:
+            return []
+        jobs: list[Callable[[], None]] = []
+        for ref, body in snap.children.items():
+            labels = body.get("metadata", {}).get("labels") or {}
+            if (
+                ref[0] == "ConfigMap"
+                and ref[1] == self.platform_namespace
+                and CONFIG_SHARD_LABEL in labels
+                and labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+                and ref not in desired_refs
+            ):
                 uid = body["metadata"].get("uid")
                 if uid and uid not in self._deleted:
                     jobs.append(self._delete_job(ref, uid))
@@ -380,9 +463,16 @@ class Reconciler:
 
         return job
 
-    def _apply_job(self, ref: Ref, obj: dict[str, Any], desired_key: str) -> Callable[[], None]:
+    def _apply_job(
+        self, ref: Ref, obj: dict[str, Any], desired_key: str, failures: list[str] | None = None
+    ) -> Callable[[], None]:
         def job() -> None:
-            response = self.kube.apply(obj)
+            try:
+                response = self.kube.apply(obj)
+            except Exception:
+                if failures is not None:
+                    failures.append(ref[2])
+                raise
             self._remember(ref, response)
             if isinstance(response, dict) and not contains(response, obj):
                 where = first_difference(response, obj)
@@ -496,6 +586,22 @@ class Reconciler:
             self.kube.create(event)
         except Exception as exc:  # events are best effort
             log.debug("could not post event: %s", exc)
+
+
+def _keep_previous_file(
+    desired: dict[str, Any], live: Mapping[str, Any] | None, previous_file: str | None
+) -> dict[str, Any]:
+    """A shard ConfigMap to write: the new shard file plus the one the index in force names,
+    when the live object still holds it. So a gateway that receives this shard before the new
+    index still finds the file its current index lists; the older file goes at the next change
+    of this shard (server-side apply drops the key we no longer send)."""
+    if live is None or previous_file is None:
+        return desired
+    kept = (live.get("binaryData") or {}).get(previous_file)
+    files = desired.get("binaryData") or {}
+    if kept is None or previous_file in files:
+        return desired
+    return {**desired, "binaryData": {**files, previous_file: kept}}
 
 
 def _transitions(

@@ -155,6 +155,8 @@ async def _operate(
         args.platform_namespace,
         identity=identity,
         serving_overrides=getattr(args, "serving_overrides", None) or None,
+        shard_bytes=args.config_shard_bytes,
+        max_shards=args.config_shards,
     )
     if args.usage_redis_url:
         from llmplatform.operator.usage import RedisUsage
