@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmplatform.contract import config as gc
 from llmplatform.render import GatewayMounts, RenderResult, dump_objects, missing_deployment, render
 from llmplatform.render.incremental import IncrementalRenderer, Reads, RecordedMapping, World
 from render_factories import PLATFORM, endpoint_model, policy, quota, secret, serving_model
@@ -175,11 +176,18 @@ EDITS = st.sampled_from(
 )
 
 
-@settings(max_examples=60, deadline=None)
-@given(data=st.data(), with_versions=st.booleans(), steps=st.integers(1, 12))
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), with_versions=st.booleans(), compact=st.booleans(), steps=st.integers(1, 12))
 def test_incremental_render_equals_the_full_render_after_every_edit(
-    data: st.DataObject, with_versions: bool, steps: int
+    data: st.DataObject, with_versions: bool, compact: bool, steps: int
 ) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        if compact:  # as a fleet of thousands: the config is written compact (and gzipped)
+            patch.setattr(gc, "INLINE_LIMIT", 64)
+        edit_and_compare(data, with_versions, steps)
+
+
+def edit_and_compare(data: st.DataObject, with_versions: bool, steps: int) -> None:
     cluster = Cluster(with_versions)
     for doc in data.draw(st.lists(st.one_of(a_model(), a_policy(), a_quota(), a_secret()), max_size=14)):
         cluster.put(doc)

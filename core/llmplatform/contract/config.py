@@ -233,13 +233,15 @@ class UnsupportedSchemaVersion(ValueError):
     """The config was written for a schemaVersion this code does not understand."""
 
 
-def _canonical(data: Any) -> str:
+def canonical_json(data: Any) -> str:
+    """The canonical JSON the content hash is taken over (and large configs are written as):
+    sorted keys, no spaces."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _hash_body(body: dict[str, Any]) -> str:
     rest = {k: v for k, v in body.items() if k != "contentHash"}
-    return hashlib.sha256(_canonical(rest).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(rest).encode("utf-8")).hexdigest()
 
 
 def content_hash(config: GatewayConfig) -> str:
@@ -259,7 +261,7 @@ def dump_config(config: GatewayConfig) -> str:
     diffs); larger ones, which are stored gzipped anyway, stay compact, because Python's JSON
     encoder is five times slower with indent and this runs on every reconcile pass."""
     body = config.model_dump(mode="json", by_alias=True)
-    compact = _canonical(body) + "\n"
+    compact = canonical_json(body) + "\n"
     if len(compact) > INLINE_LIMIT // 2:
         return compact
     return json.dumps(body, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -209,7 +209,7 @@ def render(
         else:
             quota_verdicts.append(invalid_quota(invalid))
 
-    config = gc.seal(
+    config, text = resolver.seal_and_dump(
         gc.GatewayConfig(
             default_policy=default_id,
             models=model_entries,
@@ -220,7 +220,6 @@ def render(
             tenants=[o.tenant for o in quota_outcomes if o.tenant is not None],
         )
     )
-    text = gc.dump_config(config)
     objects: list[dict[str, Any]] = []
     for model_id in sorted(inputs.models):
         parsed = inputs.models[model_id]

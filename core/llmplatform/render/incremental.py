@@ -17,8 +17,12 @@ when
   scalar inputs (the default policy's id, the platform namespace, the gateway's mounts, the
   serving overrides) are logged as read by every rule that is given them, a safe superset.
 
-Everything else (default policy, provider credentials, keys shared between quotas, assembly,
-sealing and serializing the config) is `render`'s own code, run in full every time. The
+Sealing and serializing the config reuse each entry's canonical JSON (an entry object that
+was reused is the same object, so its text is too) and join them; the small top-level fields
+go through the contract's own `canonical_json`, and a config small enough to be written
+indented is dumped by the contract's `dump_config` as before. Everything else (default policy,
+provider credentials, keys shared between quotas, assembling the config) is `render`'s own
+code, run in full every time. The
 property test (tests/unit/test_render_incremental.py) compares the two after every step of
 random edit sequences.
 """
@@ -161,6 +165,50 @@ def _lookup_source(data: Mapping[Any, Any]) -> Callable[[Hashable], object]:
     return lambda key: data.get(key)
 
 
+ENTRY_LISTS = ("models", "policies", "tenants")
+"""The GatewayConfig fields that are lists of per-object entries (by field name)."""
+
+
+@dataclass
+class EntryTexts:
+    """Canonical JSON of config entries, by entry object, kept for the entries of the last
+    config only."""
+
+    _texts: dict[int, tuple[gc.ConfigModel, str]] = field(default_factory=dict)
+
+    def text(self, entry: gc.ConfigModel, used: dict[int, tuple[gc.ConfigModel, str]]) -> str:
+        known = self._texts.get(id(entry))
+        if known is None or known[0] is not entry:
+            known = (entry, gc.canonical_json(entry.model_dump(mode="json", by_alias=True)))
+        used[id(entry)] = known
+        return known[1]
+
+    def seal_and_dump(self, config: gc.GatewayConfig) -> tuple[gc.GatewayConfig, str]:
+        """What `gc.seal` and `gc.dump_config` give, from the entries' cached texts."""
+        used: dict[int, tuple[gc.ConfigModel, str]] = {}
+        aliases = {name: gc.GatewayConfig.model_fields[name].alias or name for name in ENTRY_LISTS}
+        parts = {
+            key: gc.canonical_json(value)
+            for key, value in config.model_dump(mode="json", by_alias=True, exclude=set(ENTRY_LISTS)).items()
+        }
+        for name, alias in aliases.items():
+            parts[alias] = "[" + ",".join(self.text(e, used) for e in getattr(config, name)) + "]"
+        self._texts = used
+
+        def joined(keys: Iterable[str]) -> str:
+            return (
+                "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{parts[k]}" for k in sorted(keys)) + "}"
+            )
+
+        digest = hashlib.sha256(joined(k for k in parts if k != "contentHash").encode("utf-8")).hexdigest()
+        sealed = config.model_copy(update={"content_hash": digest})
+        parts["contentHash"] = gc.canonical_json(digest)
+        compact = joined(parts) + "\n"
+        if len(compact) > gc.INLINE_LIMIT // 2:
+            return sealed, compact
+        return sealed, gc.dump_config(sealed)
+
+
 @dataclass
 class _Entry(Generic[T]):
     token: Hashable
@@ -178,6 +226,8 @@ class MemoResolver(Resolver):
     stats: Counter[str] = field(default_factory=Counter)
     _tables: dict[str, dict[str, _Entry[Any]]] = field(default_factory=dict)
     _seen: set[tuple[str, str]] = field(default_factory=set)
+    _texts: EntryTexts = field(default_factory=EntryTexts)
+    _quota_world: tuple[QuotaInputs, World] | None = None
 
     def begin(self, tokens: dict[tuple[str, str], Hashable]) -> None:
         self.tokens, self._seen = tokens, set()
@@ -246,22 +296,10 @@ class MemoResolver(Resolver):
         return self._memo("RoutingPolicy", parsed.id, world, compute)
 
     def quota(self, parsed: Parsed[TenantQuota], given: QuotaInputs) -> QuotaOutcome:
+        if self._quota_world is None or self._quota_world[0] is not given:
+            self._quota_world = (given, self._world_of(given))
+        world = self._quota_world[1]
         previous = given.previous
-        world = World(
-            {
-                "policy": _token_source(self.tokens, "RoutingPolicy"),
-                "secret": _secret_source(given.secrets),
-                "invalid-policy": _member_source(given.invalid_policies),
-                "provider-secret": _lookup_source(given.providers.by_secret),
-                "provider-hash": _lookup_source(given.providers.by_hash),
-                "previous-tenant": _lookup_source(previous.tenants if previous else {}),
-                "previous-policy": _lookup_source(previous.policies if previous else {}),
-                "previous": lambda _: previous is not None,
-                "usable-model": _member_source(given.usable_models),
-                "default-policy": lambda _: given.default_id,
-                "platform-namespace": lambda _: given.platform_namespace,
-            }
-        )
 
         def compute(reads: Reads) -> QuotaOutcome:
             for source in ("default-policy", "platform-namespace", "previous"):
@@ -289,6 +327,28 @@ class MemoResolver(Resolver):
             return super(MemoResolver, self).quota(parsed, recorded)
 
         return self._memo("TenantQuota", parsed.id, world, compute)
+
+    def _world_of(self, given: QuotaInputs) -> World:
+        """What a quota's reads are checked against (one per render: `given` is)."""
+        previous = given.previous
+        return World(
+            {
+                "policy": _token_source(self.tokens, "RoutingPolicy"),
+                "secret": _secret_source(given.secrets),
+                "invalid-policy": _member_source(given.invalid_policies),
+                "provider-secret": _lookup_source(given.providers.by_secret),
+                "provider-hash": _lookup_source(given.providers.by_hash),
+                "previous-tenant": _lookup_source(previous.tenants if previous else {}),
+                "previous-policy": _lookup_source(previous.policies if previous else {}),
+                "previous": lambda _: previous is not None,
+                "usable-model": _member_source(given.usable_models),
+                "default-policy": lambda _: given.default_id,
+                "platform-namespace": lambda _: given.platform_namespace,
+            }
+        )
+
+    def seal_and_dump(self, config: gc.GatewayConfig) -> tuple[gc.GatewayConfig, str]:
+        return self._texts.seal_and_dump(config)
 
     def children(
         self, parsed: Parsed[LLMModel], platform_namespace: str, overrides: Mapping[str, Any] | None

@@ -1,5 +1,6 @@
 """The seam between `render` and the per-object rules: one call per model, policy, quota and
-serving model's children, each given exactly the inputs its rule reads.
+serving model's children, each given exactly the inputs its rule reads, and one to seal and
+serialize the assembled config.
 
 Why a seam: `render` is the reference, and it resolves every object on every call. The
 incremental renderer (incremental.py) passes a `Resolver` that remembers each object's outcome
@@ -18,6 +19,7 @@ from typing import Any
 from llmplatform.api.llmmodel import LLMModel
 from llmplatform.api.routingpolicy import RoutingPolicy
 from llmplatform.api.tenantquota import TenantQuota
+from llmplatform.contract import config as gc
 from llmplatform.render.inputs import Parsed
 from llmplatform.render.models import ModelOutcome, resolve_model
 from llmplatform.render.mounts import GatewayMounts
@@ -79,3 +81,8 @@ class Resolver:
         model). Callers must not mutate them: an incremental resolver hands out the same dicts
         again."""
         return serving_children(parsed.resource, parsed.namespace, platform_namespace, overrides)
+
+    def seal_and_dump(self, config: gc.GatewayConfig) -> tuple[gc.GatewayConfig, str]:
+        """The config with its contentHash, and its `config.json` text."""
+        sealed = gc.seal(config)
+        return sealed, gc.dump_config(sealed)
