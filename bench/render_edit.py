@@ -121,7 +121,7 @@ def main() -> int:
         "API objects (uid, resourceVersion), parse cache warm. Median of "
         f"{args.edits} edits of one quota's requestsPerMinute; both renders give identical bytes.",
         "",
-        "| quotas | full render | incremental render | of which seal + dump of the config | objects "
+        "| quotas | full render | incremental render | the reference's seal + dump alone | objects "
         "re-resolved | first render (cold parse) |",
         "|---|---|---|---|---|---|",
     ]
