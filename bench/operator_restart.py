@@ -1,4 +1,4 @@
-"""Where a restarted operator's first pass spends its time (`make bench-operator-restart`).
+"""Where a restarted operator's first pass spends its time (`.venv/bin/python bench/operator_restart.py`).
 
 Why: issue #18 asks for the first pass after a restart at the 10x fleet within 15 s, and for
 the cost to be measured before anything changes: Kopf start-up per object, listing, indexing,
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 import fleet
@@ -31,38 +33,45 @@ from llmplatform_testing import ROOT
 from llmplatform_testing.controlplane import bed, build
 from llmplatform_testing.machine import machine, page_header, write_results
 
-# (label, substrings of a frame "function (file)"): the first rule that matches a sample's
-# innermost-to-outermost frames names it.
+# (label, substrings of a frame "function (file:line)"): the first rule that matches any frame of
+# a sample names it. py-spy shows our files relative to the package ("render/core.py") and
+# third-party ones relative to site-packages ("kopf/...").
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("reconcile pass: render", ("llmplatform/render/",)),
-    ("reconcile pass: compare and write", ("llmplatform/operator/engine.py", "llmplatform/operator/kube.py")),
-    ("Kopf: JSON decoding of list/watch responses", ("json/decoder.py", "json/__init__.py")),
-    ("Kopf: indexing (our index handlers and Kopf's index bookkeeping)", ("kopf/_core/engines/indexing.py",)),
+    ("our reconcile pass: render", ("(render/",)),
+    ("our reconcile pass: compare, writes", ("(operator/engine.py", "(operator/kube.py")),
+    ("our index handlers", ("(operator/handlers.py",)),
+    ("Kopf index-readiness toggles (aiotoggles.py)", ("kopf/_cogs/aiokits/aiotoggles.py",)),
     (
-        "Kopf: per-object processing (causes, handlers, progress)",
-        ("kopf/_core/reactor/processing.py", "kopf/_core/actions/"),
+        "Kopf per-object event processing (causes, handlers, diff bases)",
+        (
+            "kopf/_core/reactor/processing.py",
+            "kopf/_core/actions/",
+            "kopf/_core/intents/",
+            "kopf/_cogs/configs/",
+        ),
     ),
-    ("Kopf: queueing and worker tasks per object", ("kopf/_core/reactor/queueing.py",)),
-    (
-        "Kopf: listing and watching (HTTP)",
-        ("kopf/_cogs/clients/watching.py", "kopf/_cogs/clients/fetching.py", "aiohttp"),
-    ),
+    ("Kopf per-object workers and queues", ("kopf/_core/reactor/queueing.py",)),
+    ("listing and watching: HTTP, TLS, JSON", ("aiohttp", "ssl.py", "json/", "kopf/_cogs/clients/")),
     ("leader election (Lease)", ("leaderelection",)),
-    ("start-up (imports, CLI)", ("<frozen importlib", "llmplatform/cli")),
+    ("imports at start-up", ("<frozen importlib",)),
 ]
+IDLE_LEAVES = ("EpollSelector.select", "select (", "Condition.wait (threading", "_worker (concurrent")
 
 
 def categorize(stack: str) -> str:
-    frames = stack.split(";")
-    idle = frames[-1].startswith(("select ", "poll ", "epoll", "wait ", "_wait_for_tstate_lock", "acquire"))
+    frames = stack.split(";")[1:]  # the first is the thread
+    if not frames:
+        return "other"
+    if frames[-1].startswith(IDLE_LEAVES):
+        return "idle: waiting for I/O or work"
     for label, needles in CATEGORIES:
         if any(n in frame for frame in reversed(frames) for n in needles):
-            return f"{label} (waiting)" if idle else label
-    return "idle (event loop or thread waiting)" if idle else "other"
+            return label
+    return "asyncio scheduling and other"
 
 
 def profile_start(
-    cp: bed.ControlPlane, work: Path, name: str, seconds: float
+    cp: bed.ControlPlane, work: Path, name: str, seconds: float, keep: Path | None = None
 ) -> tuple[ob.OperatorProcess, dict[str, Any]]:
     """Start an operator under py-spy and sample it until its first pass completes (or
     `seconds` pass); the operator is left running."""
@@ -77,12 +86,16 @@ def profile_start(
     t = time.monotonic()
     first_pass: float | None = None
     while time.monotonic() - t < seconds:
-        if op.metric("llmplatform_operator_passes_total") >= 1:
-            first_pass = time.monotonic() - t
-            break
+        with contextlib.suppress(httpx.HTTPError):  # the metrics port opens once it has started
+            if op.metric("llmplatform_operator_passes_total") >= 1:
+                first_pass = time.monotonic() - t
+                break
         time.sleep(0.5)
     spy.send_signal(signal.SIGINT)
     _, err = spy.communicate(timeout=120)
+    if keep is not None and raw.exists():
+        keep.mkdir(parents=True, exist_ok=True)
+        (keep / raw.name).write_bytes(raw.read_bytes())
     samples: collections.Counter[str] = collections.Counter()
     busy: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for line in raw.read_text().splitlines() if raw.exists() else []:
@@ -93,8 +106,8 @@ def profile_start(
         samples[label] += int(count)
         thread = next((f for f in stack.split(";") if f.startswith("thread")), "thread ?")
         busy[thread][label] += int(count)
-    # the thread with the most samples not idle: Kopf's event loop
-    main_thread = max(busy, key=lambda t: sum(v for k, v in busy[t].items() if "idle" not in k), default="")
+    # Kopf's event loop
+    main_thread = next((t for t in busy if "MainThread" in t), "")
     lease_wait = next(
         (line for line in (work / f"{name}.log").read_text().splitlines() if "became the leader" in line), ""
     )
@@ -104,15 +117,15 @@ def profile_start(
         "writes": op.metric("llmplatform_operator_writes_total"),
         "leader_line": lease_wait[:120],
         "samples": dict(samples.most_common()),
-        "busiest_thread": main_thread,
-        "busiest_thread_samples": dict(busy.get(main_thread, collections.Counter()).most_common()),
+        "event_loop_thread": main_thread,
+        "event_loop_thread_samples": dict(busy.get(main_thread, collections.Counter()).most_common()),
         "py_spy_stderr": err.decode(errors="replace")[-300:] if not raw.exists() else "",
     }
 
 
 def page(title: str, summary: dict[str, Any]) -> list[str]:
     total = sum(summary["samples"].values()) or 1
-    loop_total = sum(summary["busiest_thread_samples"].values()) or 1
+    loop_total = sum(summary["event_loop_thread_samples"].values()) or 1
     return [
         f"## {title}",
         "",
@@ -123,13 +136,13 @@ def page(title: str, summary: dict[str, Any]) -> list[str]:
         "|---|---|",
         *[f"| {k} | {100 * v / total:.1f}% |" for k, v in summary["samples"].items()],
         "",
-        f"The busiest thread ({summary['busiest_thread']}, {loop_total / 50:.1f} s of samples):",
+        f"The event-loop thread ({summary['event_loop_thread']}, {loop_total / 50:.1f} s of samples):",
         "",
         "| what it was doing | share | seconds |",
         "|---|---|---|",
         *[
             f"| {k} | {100 * v / loop_total:.1f}% | {v / 50:.1f} |"
-            for k, v in summary["busiest_thread_samples"].items()
+            for k, v in summary["event_loop_thread_samples"].items()
         ],
         "",
     ]
@@ -142,6 +155,7 @@ def main() -> int:
     ap.add_argument("--policies", type=int, default=10)
     ap.add_argument("--max-wait", type=float, default=600)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results")
+    ap.add_argument("--keep-stacks", type=Path, help="copy py-spy's raw stacks here")
     args = ap.parse_args()
     counts = {"llmmodels": args.models, "routingpolicies": args.policies, "tenantquotas": args.quotas}
     m = machine()
@@ -158,7 +172,7 @@ def main() -> int:
             )
             ob.kubectl(cp, "apply", "--server-side", "-f", str(work / "fleet.yaml"))
             print("fleet applied; first operator under py-spy", flush=True)
-            op, cold = profile_start(cp, work, "operator-first", args.max_wait)
+            op, cold = profile_start(cp, work, "operator-first", args.max_wait, args.keep_stacks)
             result: dict[str, Any] = {"machine": m, "fleet": counts, "first_start": cold}
             md = page_header(
                 "Operator start and restart: where the time goes", "of bench/operator_restart.py", m
@@ -177,7 +191,7 @@ def main() -> int:
                     time.sleep(5)
                 result["converged_seconds_after_first_pass"] = round(time.monotonic() - t, 1)
                 op.stop()
-                op, warm = profile_start(cp, work, "operator-restart", args.max_wait)
+                op, warm = profile_start(cp, work, "operator-restart", args.max_wait, args.keep_stacks)
                 result["restart"] = warm
                 md += page("Restart with nothing changed", warm)
             op.stop()
