@@ -10,7 +10,7 @@ BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
 .PHONY: help demo run install controlplane collector test test-unit test-gateway test-e2e lint cluster-up cluster-down \
-        clean-cache kind-up kind-down bench-controlplane bench-operator bench-gateway bench-streams bench-governance images \
+        clean-cache kind-up kind-down bench-controlplane bench-operator bench-render-edit bench-gateway bench-streams bench-governance images \
         chart-crds crds argocd docs clean
 
 help: ## list targets
@@ -84,6 +84,9 @@ bench-controlplane: install controlplane ## cold build / warm start / memory num
 
 bench-operator: install controlplane ## operator at fleet scale on the real control plane into bench/results
 	$(PY) bench/operator_bench.py
+
+bench-render-edit: install ## one quota edit's render time, full vs incremental, at 2,000 and 20,000 quotas (in process) into bench/results
+	$(PY) bench/render_edit.py $(ARGS)
 
 bench-gateway: install ## gateway vs upstream, bare proxy and LiteLLM (needs wrk) into bench/results; ARGS="--baseline REV" adds a before/after row; ARGS=--tracing: the cost of tracing at sampling 1.0 and 0.1 (builds the collector)
 	$(PY) bench/gateway.py $(ARGS)

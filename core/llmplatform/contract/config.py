@@ -238,7 +238,8 @@ class UnsupportedSchemaVersion(ValueError):
 
 
 def canonical_json(data: Any) -> str:
-    """Sorted keys, no spaces, no NaN: the one serialization every hash is taken over."""
+    """The canonical JSON the content hash is taken over (and large configs are written as):
+    sorted keys, no spaces, no NaN: the one serialization every hash is taken over."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

@@ -22,13 +22,13 @@ from llmplatform.render.gatewaycm import config_from_config_maps as config_from_
 from llmplatform.render.gatewaycm import config_map as config_map
 from llmplatform.render.gatewaycm import gateway_config_maps
 from llmplatform.render.inputs import parse_resources
-from llmplatform.render.models import invalid_model, resolve_model
+from llmplatform.render.models import invalid_model
 from llmplatform.render.mounts import GatewayMounts
-from llmplatform.render.policies import default_policy, invalid_policy, resolve_policy
-from llmplatform.render.quotas import QuotaOutcome, invalid_quota, provider_credentials, resolve_quota
+from llmplatform.render.policies import default_policy, invalid_policy
+from llmplatform.render.quotas import PreviousConfig, QuotaOutcome, invalid_quota, provider_credentials
+from llmplatform.render.resolver import QuotaInputs, Resolver
 from llmplatform.render.secrets import GeneratedKey, SecretStore
 from llmplatform.render.verdicts import ConditionVerdict, ModelVerdict, PolicyVerdict, QuotaVerdict
-from llmplatform.render.workloads import serving_children
 
 DEFAULT_PLATFORM_NAMESPACE = "llm-platform"
 
@@ -115,6 +115,7 @@ def render(
     gateway_mounts: GatewayMounts | None = None,
     shard_bytes: int = gs.DEFAULT_SHARD_BYTES,
     max_shards: int = gs.DEFAULT_MAX_SHARDS,
+    resolver: Resolver | None = None,
 ) -> RenderResult:
     """Render LLMModel / RoutingPolicy / TenantQuota dicts plus the Secrets they name.
 
@@ -132,38 +133,39 @@ def render(
 
     Raises ValueError for input that is not a set (a resource or Secret given twice) or that
     holds another kind; invalid resources do not raise, they get an InvalidSpec verdict.
+
+    `resolver` resolves each object (resolver.py); the default recomputes every one, which
+    makes this the reference the incremental renderer (incremental.py) is tested against.
     """
+    resolver = resolver or Resolver()
     inputs = parse_resources(resources)
     store = SecretStore(secrets)
 
-    model_outcomes = [resolve_model(inputs.models[i], store, gateway_mounts) for i in sorted(inputs.models)]
+    model_outcomes = [resolver.model(inputs.models[i], store, gateway_mounts) for i in sorted(inputs.models)]
     model_entries = [o.entry for o in model_outcomes if o.entry is not None]
-    usable = {e.id for e in model_entries}
+    usable = frozenset(e.id for e in model_entries)
     model_verdicts = [o.verdict for o in model_outcomes]
 
     default_id = default_policy(inputs.policies)
+    known_models = frozenset([*inputs.models, *(id_ for kind, id_ in inputs.invalid if kind == "LLMModel")])
     policy_outcomes = [
-        resolve_policy(inputs.policies[i], inputs, usable, default_id) for i in sorted(inputs.policies)
+        resolver.policy(inputs.policies[i], inputs.models, known_models, usable, default_id)
+        for i in sorted(inputs.policies)
     ]
     policy_verdicts = [o.verdict for o in policy_outcomes]
 
-    invalid_policies = frozenset(id_ for kind, id_ in inputs.invalid if kind == "RoutingPolicy")
-    providers = provider_credentials(inputs.models, store)
+    given = QuotaInputs(
+        policies=inputs.policies,
+        default_id=default_id,
+        secrets=store,
+        platform_namespace=platform_namespace,
+        invalid_policies=frozenset(id_ for kind, id_ in inputs.invalid if kind == "RoutingPolicy"),
+        providers=provider_credentials(inputs.models, store),
+        previous=PreviousConfig.of(previous),
+        usable_models=usable,
+    )
     quota_outcomes = _drop_shared_keys(
-        [
-            resolve_quota(
-                inputs.quotas[i],
-                inputs.policies,
-                default_id,
-                store,
-                platform_namespace,
-                invalid_policies,
-                providers=providers,
-                previous=previous,
-                usable_models=frozenset(usable),
-            )
-            for i in sorted(inputs.quotas)
-        ]
+        [resolver.quota(inputs.quotas[i], given) for i in sorted(inputs.quotas)]
     )
     kept_policies = {o.kept_policy.id: o.kept_policy for o in quota_outcomes if o.kept_policy is not None}
     quota_verdicts = [o.verdict for o in quota_outcomes]
@@ -176,7 +178,7 @@ def render(
         else:
             quota_verdicts.append(invalid_quota(invalid))
 
-    config = gc.seal(
+    config, text = resolver.seal_and_dump(
         gc.GatewayConfig(
             default_policy=default_id,
             models=model_entries,
@@ -187,13 +189,10 @@ def render(
             tenants=[o.tenant for o in quota_outcomes if o.tenant is not None],
         )
     )
-    text = gc.dump_config(config)
     objects: list[dict[str, Any]] = []
     for model_id in sorted(inputs.models):
         parsed = inputs.models[model_id]
-        objects.extend(
-            serving_children(parsed.resource, parsed.namespace, platform_namespace, serving_overrides)
-        )
+        objects.extend(resolver.children(parsed, platform_namespace, serving_overrides))
     config_maps, sharded = gateway_config_maps(config, text, platform_namespace, shard_bytes, max_shards)
     objects.extend(config_maps)
 

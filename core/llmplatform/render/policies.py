@@ -8,13 +8,14 @@ newcomer reports the conflict in its Ready condition.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
+from llmplatform.api.llmmodel import LLMModel
 from llmplatform.api.routingpolicy import RoutingPolicy
 from llmplatform.contract import config as gc
 from llmplatform.contract.names import RETENTION_DAYS
-from llmplatform.render.inputs import Inputs, Invalid, Parsed
+from llmplatform.render.inputs import Invalid, Parsed
 from llmplatform.render.verdicts import ConditionVerdict, PolicyVerdict
 
 
@@ -35,14 +36,16 @@ def default_policy(policies: Mapping[str, Parsed[RoutingPolicy]]) -> str | None:
     return winner.id
 
 
-def plaintext_models(parsed: Parsed[RoutingPolicy], inputs: Inputs) -> tuple[list[str], list[str]]:
+def plaintext_models(
+    parsed: Parsed[RoutingPolicy], models: Mapping[str, Parsed[LLMModel]]
+) -> tuple[list[str], list[str]]:
     """The policy's allowInClusterPlaintext split into model ids that qualify (self-hosted: the
     operator renders the NetworkPolicy that admits only gateway pods) and names that do not
     (an endpoint model, or no such LLMModel): those get no plain-HTTP allowance."""
     allowed: list[str] = []
     refused: list[str] = []
     for name in parsed.resource.spec.data_governance.allow_in_cluster_plaintext or []:
-        model = inputs.models.get(f"{parsed.namespace}/{name}")
+        model = models.get(f"{parsed.namespace}/{name}")
         if model is not None and model.resource.spec.serving is not None:
             allowed.append(model.id)
         else:
@@ -58,7 +61,7 @@ def _retention(parsed: Parsed[RoutingPolicy]) -> gc.Retention:
 
 
 def _entry(
-    parsed: Parsed[RoutingPolicy], is_default: bool, usable: set[str], plaintext: list[str]
+    parsed: Parsed[RoutingPolicy], is_default: bool, usable: Container[str], plaintext: list[str]
 ) -> gc.PolicyEntry:
     spec = parsed.resource.spec
     tiers = [
@@ -104,8 +107,16 @@ def _entry(
 
 
 def resolve_policy(
-    parsed: Parsed[RoutingPolicy], inputs: Inputs, usable_models: set[str], default_id: str | None
+    parsed: Parsed[RoutingPolicy],
+    models: Mapping[str, Parsed[LLMModel]],
+    known_models: Container[str],
+    usable_models: Container[str],
+    default_id: str | None,
 ) -> PolicyOutcome:
+    """The policy's verdict and config entry. What it reads besides the policy is exactly its
+    arguments, each only by looking up the ids the policy names: `models` (valid LLMModels by
+    id), `known_models` (ids of every LLMModel given, valid or not), `usable_models` (ids in
+    the gateway config) and the default policy's id; the incremental renderer relies on that."""
     spec = parsed.resource.spec
     missing: list[str] = []
     unusable: list[str] = []
@@ -114,7 +125,7 @@ def resolve_policy(
             model_id = f"{parsed.namespace}/{model}"
             if model_id in usable_models:
                 continue
-            bucket = unusable if inputs.exists("LLMModel", model_id) else missing
+            bucket = unusable if model_id in known_models else missing
             if model not in bucket:
                 bucket.append(model)
     missing.sort()
@@ -130,7 +141,7 @@ def resolve_policy(
                 f"LLMModel(s) not ready for the gateway: {', '.join(unusable)} (see their status)",
             )
         )
-    plaintext, unprotected = plaintext_models(parsed, inputs)
+    plaintext, unprotected = plaintext_models(parsed, models)
     if unprotected:
         problems.append(
             (

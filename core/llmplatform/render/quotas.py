@@ -20,7 +20,7 @@ tenant), whatever the quota's grant.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,6 +234,28 @@ def _ready(
 
 
 @dataclass(frozen=True)
+class PreviousConfig:
+    """The gateway config in force, as the lookups a quota that lost its policy makes: its own
+    tenant entry and the entry of the policy it was rendered with (by id, not by scanning the
+    config per quota)."""
+
+    tenants: Mapping[str, gc.TenantEntry]
+    policies: Mapping[str, gc.PolicyEntry]
+
+    @classmethod
+    def of(cls, config: gc.GatewayConfig | None) -> PreviousConfig | None:
+        if config is None:
+            return None
+        tenants: dict[str, gc.TenantEntry] = {}
+        policies: dict[str, gc.PolicyEntry] = {}
+        for tenant in config.tenants:
+            tenants.setdefault(tenant.id, tenant)
+        for policy in config.policies:
+            policies.setdefault(policy.id, policy)
+        return cls(tenants, policies)
+
+
+@dataclass(frozen=True)
 class _KeptPolicy:
     """The policy an earlier grant stays in force under, when the quota's policy is lost."""
 
@@ -245,18 +267,18 @@ class _KeptPolicy:
 def _kept_policy(
     quota_id: str,
     policies: Mapping[str, Parsed[RoutingPolicy]],
-    previous: gc.GatewayConfig | None,
-    usable_models: frozenset[str],
+    previous: PreviousConfig | None,
+    usable_models: Container[str],
 ) -> _KeptPolicy | None:
     if previous is None:
         return None
-    tenant = next((t for t in previous.tenants if t.id == quota_id), None)
+    tenant = previous.tenants.get(quota_id)
     if tenant is None:
         return None
     live = policies.get(tenant.policy)
     if live is not None:
         return _KeptPolicy(live.id, [t.name for t in live.resource.spec.tiers], None)
-    entry = next((p for p in previous.policies if p.id == tenant.policy), None)
+    entry = previous.policies.get(tenant.policy)
     if entry is None:
         return None
     tiers = [
@@ -272,14 +294,19 @@ def resolve_quota(
     default_id: str | None,
     secrets: SecretStore,
     platform_namespace: str,
-    invalid_policies: frozenset[str] = frozenset(),
+    invalid_policies: Container[str] = frozenset(),
     *,
     providers: ProviderCredentials = NO_PROVIDERS,
-    previous: gc.GatewayConfig | None = None,
-    usable_models: frozenset[str] = frozenset(),
+    previous: PreviousConfig | None = None,
+    usable_models: Container[str] = frozenset(),
 ) -> QuotaOutcome:
     """The quota's verdict and tenant entry. `previous` is the gateway config in force (the
-    operator's last ConfigMap), used only to keep an earlier grant when the policy is lost."""
+    operator's last ConfigMap), used only to keep an earlier grant when the policy is lost.
+
+    What it reads besides the quota is exactly its arguments, each only by looking up keys the
+    quota leads to (its policy's id, its key Secrets, their references and hashes among the
+    provider credentials, its own previous tenant entry): never by iterating one. The
+    incremental renderer relies on that to know what a quota depends on."""
     spec = parsed.resource.spec
     key_verdicts, key_entries = _keys(parsed, secrets)
     previous_grant = _previous_grant(parsed.resource)

@@ -54,6 +54,11 @@ class SecretStore:
     def exists(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self._by_ref
 
+    def values_of(self, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        """Every decoded value of one Secret (None when it does not exist): what a reader of
+        any of its keys depends on, for the incremental renderer's checks."""
+        return self._by_ref.get((namespace, name))
+
     def value(self, namespace: str, name: str, key: str) -> bytes | None:
         """The decoded value, or None when the Secret or the key is missing."""
         return self._by_ref.get((namespace, name), {}).get(key)

@@ -45,9 +45,9 @@ from llmplatform.render import (
     generated_secret_name,
     merge_conditions,
     model_ready_condition,
-    render,
     shard_config_map_name,
 )
+from llmplatform.render.incremental import IncrementalRenderer
 from llmplatform.render.workloads import child_name
 
 log = logging.getLogger("llmplatform.operator")
@@ -149,7 +149,8 @@ class PassReport:
 @dataclass
 class Reconciler:
     """Holds what must survive between passes: the responses of its own recent writes (so a
-    watch cache that lags behind them causes no duplicate write) and nothing else."""
+    watch cache that lags behind them causes no duplicate write), and the incremental
+    renderer's per-object outcomes (which only save work: the result is a full render's)."""
 
     kube: Kube
     platform_namespace: str
@@ -176,6 +177,9 @@ class Reconciler:
     # (another manager owns the extra field, e.g. a container someone added): not retried
     # until the object or the desired state changes, so it cannot become a write loop
     _settled: dict[Ref, tuple[int, str]] = field(default_factory=dict)
+    # the render across passes: an object whose content and inputs did not change since the
+    # last pass is not resolved again (render/incremental.py); same result as a full render
+    _renderer: IncrementalRenderer = field(default_factory=IncrementalRenderer)
 
     # -- the view of one object: the index, or our newer write
 
@@ -225,7 +229,7 @@ class Reconciler:
         previous = self._previous_config(snap)
 
         def render_all() -> RenderResult:
-            return render(
+            return self._renderer.render(
                 resources,
                 secret_bodies.values(),
                 platform_namespace=self.platform_namespace,
