@@ -277,3 +277,26 @@ def test_a_stream_that_ends_while_the_client_is_not_reading_is_dropped_too(world
             outcome(size)
     finally:
         h.mock_config(world["evil"], hostile="", hostile_bytes=1024 * 1024)
+
+
+def test_client_that_does_not_read_a_whole_answer_is_dropped(world: dict[str, Any]) -> None:
+    """The same for a whole JSON answer bigger than the socket buffers: a small answer is sent
+    without a write timer (it cannot wait, server.cannot_wait), a large one keeps the timer."""
+    h.mock_config(world["evil"], hostile="huge_body", hostile_bytes=pw.MAX_UPSTREAM - 500_000)
+    body = json.dumps({"model": "evil", "messages": pw.MESSAGES}).encode()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", world["port"]))
+    try:
+        s.sendall(pw.raw_request("/v1/chat/completions", body, {"x-request-id": "slow-reader-2"}))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = [r for r in pw.audit_records(world) if r.get("client_request_id") == "slow-reader-2"]
+            if found:
+                break
+            time.sleep(0.25)
+        assert found, "no audit record: the gateway is still writing to a client that does not read"
+        assert found[0]["status"] == 499 and found[0]["error_code"] == "client_write_timeout", found
+    finally:
+        s.close()
+        h.mock_config(world["evil"], hostile="")

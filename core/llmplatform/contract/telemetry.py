@@ -4,7 +4,13 @@ Why here: both processes follow the same rules (tracing is off unless an OTLP en
 the sampler and its ratio are checked before anything starts) and neither may import the
 other, so the rules live in the contract, as plain functions of the environment. Building the
 OpenTelemetry SDK objects from them is each process's own `tracing.py`, which imports the SDK
-only when tracing is on: a process that does not trace never loads it.
+only when tracing is on: a process that does not trace never loads it (the contract itself may
+import only pydantic and the standard library, so the SDK calls cannot be shared from here).
+
+The sampling decision is here too (`TracingSettings.samples`), as the SDK's samplers define it:
+the gateway decides once at a request's start, before creating any span object, so a request
+the sampler drops costs a random number and a comparison (issue #17: tracing at ratio 0.1 must
+cost at most 10% of the throughput).
 
 Why off unless an endpoint is set: the OpenTelemetry default endpoint is localhost:4318, where
 a pod usually has nothing listening; exporting there would cost every request a span and every
@@ -14,7 +20,7 @@ few seconds a failed connection, for nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 PROTOCOL_VARS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -30,6 +36,8 @@ SAMPLERS = frozenset(
     }
 )
 RATIO_SAMPLERS = frozenset({"traceidratio", "parentbased_traceidratio"})
+TRACE_ID_LIMIT = (1 << 64) - 1
+"""A ratio sampler looks at a trace id's low 64 bits (as the SDK's TraceIdRatioBased does)."""
 
 
 class TelemetryConfigError(ValueError):
@@ -45,6 +53,22 @@ class TracingSettings:
     ratio: float | None
     """The sampling ratio of a ratio sampler, else None."""
     service_name: str
+    bound: int = field(init=False, repr=False)
+    """A ratio sampler keeps a trace whose id's low 64 bits are below this."""
+
+    def __post_init__(self) -> None:
+        ratio = 1.0 if self.sampler in ("always_on", "parentbased_always_on") else self.ratio or 0.0
+        # the SDK's TraceIdRatioBased.get_bound_for_rate, so both agree on every trace id
+        object.__setattr__(self, "bound", round(ratio * (TRACE_ID_LIMIT + 1)))
+
+    def samples(self, trace_id: int, parent_sampled: bool | None) -> bool:
+        """Whether a span of `trace_id` is recorded and exported: `parent_sampled` is the
+        sampled flag of a valid parent span context (a client's `traceparent`), None for a
+        root. `parentbased_*` follow the parent when there is one; the others decide alone
+        (always_on, always_off, or the trace id against the ratio)."""
+        if parent_sampled is not None and self.sampler.startswith("parentbased_"):
+            return parent_sampled
+        return (trace_id & TRACE_ID_LIMIT) < self.bound
 
 
 def tracing_settings(env: Mapping[str, str], default_service: str) -> TracingSettings | None:

@@ -220,7 +220,7 @@ class Admission:
         limiter, denial, values = await self._reserve(charges)
         if denial is not None:
             m.RATE_LIMITED.labels(tenant.id, denial.charge.scope, denial.charge.field).inc()
-            if trace is not None:
+            if trace is not None and trace.recording:
                 trace.event(
                     "llmplatform.rate_limit",
                     {
@@ -232,7 +232,7 @@ class Admission:
                     },
                 )
             raise refusal(denial, self.inflight.get(denial.charge.key, 0))
-        if trace is not None:
+        if trace is not None and trace.recording:
             trace.event(
                 "llmplatform.rate_limit",
                 {

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -96,7 +97,18 @@ def seal(record: dict[str, Any]) -> tuple[bytes, str]:
 
 
 def rfc3339(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """`2026-11-30T01:02:03.456789Z`: the date and time to the second formatted once per second
+    (`_second`), the microseconds appended (exactly what `datetime.isoformat` writes)."""
+    second = int(timestamp // 1)
+    micros = round((timestamp - second) * 1_000_000)
+    if micros >= 1_000_000:  # rounded up into the next second, as datetime does
+        second, micros = second + 1, micros - 1_000_000
+    return f"{_second(second)}.{micros:06d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def request_record(ctx: Any, latency: float) -> dict[str, Any]:

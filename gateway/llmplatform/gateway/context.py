@@ -94,8 +94,14 @@ class Dialect(Protocol):
 
 
 class Trace(Protocol):
-    """What the request path calls on a request's trace (tracing.RequestTrace); declared here
-    so that the path depends on the hooks, not on the OpenTelemetry module."""
+    """What the request path calls on a request's trace (tracing.RequestTrace, or
+    tracing.Unsampled); declared here so that the path depends on the hooks, not on the
+    OpenTelemetry module. `recording` is
+    False for a request the sampler dropped (tracing.Unsampled): its hooks do nothing, so a
+    caller checks it before building an event's attributes."""
+
+    @property
+    def recording(self) -> bool: ...
 
     def event(self, name: str, attributes: dict[str, Any]) -> None: ...
     def attempt_start(self, ctx: Ctx, model: Model) -> None: ...

@@ -182,12 +182,12 @@ class Upstream:
                 continue
             health = self.health.get(cand.model.id)
             if not health.allow(policy.breaker_open_seconds):
-                if ctx.trace is not None:
+                if ctx.trace is not None and ctx.trace.recording:
                     ctx.trace.event("llmplatform.circuit_open", {"llmplatform.model": cand.model.name})
                 continue
             if attempts:
                 m.FALLBACKS.labels(ctx.tenant, cand.model.name, cand.tier).inc()
-                if ctx.trace is not None:
+                if ctx.trace is not None and ctx.trace.recording:
                     failed, failure = failures[-1]
                     ctx.trace.event(
                         "llmplatform.fallback",

@@ -6,14 +6,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import random
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from llmplatform.cli import main
-from llmplatform.gateway.audit import GENESIS, AuditSink, canonical
+from llmplatform.gateway.audit import GENESIS, AuditSink, canonical, rfc3339
 from llmplatform.gateway.auditverify import Problem, summary, verify
 
 
@@ -203,3 +205,13 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["audit", "verify", str(log)]) == 1
     assert capsys.readouterr().out.startswith(f"FAILED: {log}:3: seq 4:")
     assert main(["audit", "verify", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_record_times_are_what_isoformat_writes() -> None:
+    """`rfc3339` formats each second once: it still writes exactly `datetime.isoformat`'s text,
+    microseconds rounded as datetime rounds them (into the next second too)."""
+    rng = random.Random(3)
+    times = [rng.uniform(0, 4e9) for _ in range(20000)] + [0.0, 1.9999995, 1.9999996, 1e9 + 0.9999999]
+    for t in times:
+        expected = datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        assert rfc3339(t) == expected, t
