@@ -158,7 +158,8 @@ def test_second_default_policy_is_reported(cluster: Cluster, operator_env: Any) 
         "the second default to be reported",
     )
     assert "first" in cond["message"], cond
-    assert is_true(api.condition("RoutingPolicy", p, "first", "Ready"))
+    # the pass writes statuses in parallel: first's may land just after second's
+    wait_for(lambda: is_true(api.condition("RoutingPolicy", p, "first", "Ready")), 30, "first Ready")
     assert wait_for(lambda: api.config(p), 30, "config")["defaultPolicy"] == f"{p}/first"
 
 
