@@ -9,7 +9,7 @@ CACHE  ?= $(or $(LLMPLATFORM_CACHE),$(HOME)/.cache/llmplatform)
 BED     = tests/e2e/controlplane
 
 .DEFAULT_GOAL := help
-.PHONY: help demo run install controlplane collector test test-unit test-gateway test-e2e lint cluster-up cluster-down \
+.PHONY: help demo run install controlplane nodes collector test test-unit test-gateway test-e2e lint cluster-up cluster-down \
         clean-cache kind-up kind-down bench-controlplane bench-operator bench-render-edit bench-gateway bench-streams bench-governance images \
         chart-crds crds argocd docs clean
 
@@ -43,10 +43,13 @@ ifeq ($(NODES),real)
 	$(PY) $(BED)/nodes_build.py
 endif
 
+nodes: install ## build (or reuse) what the real-node bed runs: kubelet, kube-proxy, containerd, runc, CoreDNS, kube-router
+	$(PY) $(BED)/nodes_build.py
+
 collector: install ## build (or reuse) the OpenTelemetry Collector of the tracing tests in the cache (a few minutes cold)
 	$(PY) $(BED)/collector_build.py
 
-test: install controlplane collector ## every test: unit, gateway and e2e (e2e against the built control plane)
+test: install controlplane nodes collector images ## every test: unit, gateway and e2e (e2e against the built control plane, real-node tests on a real node)
 	$(PY) -m pytest tests
 
 test-unit: install ## unit tests only: pure functions, no processes (tests/unit, tests/gateway/unit)
@@ -55,7 +58,7 @@ test-unit: install ## unit tests only: pure functions, no processes (tests/unit,
 test-gateway: install ## gateway tests only: its units and real gateways on loopback (no Go build)
 	$(PY) -m pytest tests/gateway
 
-test-e2e: install controlplane collector ## e2e tests only
+test-e2e: install controlplane nodes collector images ## e2e tests only
 	$(PY) -m pytest tests/e2e
 
 lint: install ## ruff and mypy
@@ -100,7 +103,7 @@ bench-governance: install ## PII detection precision/recall (Faker corpus, 7 loc
 IMAGE_REPO ?= ghcr.io/llmplatform
 IMAGE_TAG  ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-images: install ## operator, gateway and mock-upstream images without Docker (buildah on a Debian base; loaded into a running real-node bed)
+images: install ## operator, gateway and mock-upstream images without Docker (buildah on a Debian base; reused while their sources are unchanged; loaded into a running real-node bed)
 	IMAGE_REPO=$(IMAGE_REPO) IMAGE_TAG=$(IMAGE_TAG) $(PY) images/build.py --load
 
 chart-crds: ## copy crds/ into charts/llm-platform/crds (a unit test fails when they differ)

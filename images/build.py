@@ -20,6 +20,12 @@ chart's pods must really run in the real-node test bed. So:
    bed imports it into its containerd when it starts (``ctr -n k8s.io images import``), and
    ``--load`` imports it into an already running real-node bed.
 
+4. **Cache**: ``built.json`` next to the archive records a hash of everything the images are made
+   from (the build context that ``.dockerignore`` lets through, the Dockerfile, this file, the
+   base's package list, the image names). When it matches, ``make images`` (and the real-node
+   tests, which call ``ensure_built``) reuse the archive without running buildah; a lock keeps
+   two parallel builds from sharing buildah's storage.
+
 Images are tagged with the chart's default names (``ghcr.io/llmplatform/<component>:<version>``),
 so ``helm install`` with default values uses them without pulling (``IfNotPresent``).
 """
@@ -27,6 +33,8 @@ so ``helm install`` with default values uses them without pulling (``IfNotPresen
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -62,6 +70,26 @@ def archives_dir() -> Path:
 def bundle_path() -> Path:
     """All images in one docker-archive: the bed imports (and unpacks) shared layers once."""
     return archives_dir() / "images.tar"
+
+
+CONTEXT = ("pyproject.toml", "README.md", "LICENSE", "core", "operator", "gateway")
+"""What .dockerignore lets into the build context (a unit test checks the two agree)."""
+
+
+def inputs_hash(targets: tuple[str, ...]) -> str:
+    """Everything the images are built from: the context files (without bytecode), the
+    Dockerfile, this recipe, the base's packages and the image names."""
+    h = hashlib.sha256()
+    h.update(" ".join([SUITE, *BASE_PACKAGES, *(image_name(t) for t in targets)]).encode())
+    files = [ROOT / "images" / "Dockerfile", ROOT / ".dockerignore", Path(__file__).resolve()]
+    for entry in CONTEXT:
+        path = ROOT / entry
+        files += sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if "__pycache__" in f.parts or f.suffix == ".pyc":
+            continue
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def merge_archives(parts: list[Path], out: Path) -> None:
@@ -186,7 +214,42 @@ def _host_trust_volumes() -> list[str]:
     return out
 
 
-def build(targets: tuple[str, ...]) -> list[Path]:
+PRUNE_BYTES = 6 << 30
+"""buildah's storage past this size is pruned after a build (the next build then starts over)."""
+
+
+def prune_when_large() -> None:
+    """Remove untagged images once buildah's storage outgrows PRUNE_BYTES.
+
+    Why not after every build: the untagged intermediate images ARE the layer cache (`--layers`);
+    pruning them each time made every build reinstall the dependencies from PyPI (minutes)."""
+    root = cache_root() / "images" / "buildah"
+    size = 0
+    for folder, _, files in os.walk(root):
+        for f in files:
+            with contextlib.suppress(OSError):  # a file removed meanwhile
+                size += os.lstat(os.path.join(folder, f)).st_size
+    if size > PRUNE_BYTES:
+        _log(f"buildah storage holds {size >> 20} MiB: pruning untagged images")
+        subprocess.run(_buildah("rmi", "--prune"), capture_output=True)
+
+
+def ensure_built(targets: tuple[str, ...] = TARGETS, force: bool = False) -> Path:
+    """The images' archive, built unless ``built.json`` says it was made from these very inputs."""
+    archives_dir().mkdir(parents=True, exist_ok=True)
+    with open(archives_dir().parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        key = inputs_hash(targets)
+        stamp = archives_dir() / "built.json"
+        fresh = not force and bundle_path().exists() and stamp.exists()
+        if fresh and json.loads(stamp.read_text()).get("inputs") == key:
+            _log(f"images up to date ({', '.join(image_name(t) for t in targets)}): {bundle_path()}")
+            return bundle_path()
+        build(targets, key)
+        return bundle_path()
+
+
+def build(targets: tuple[str, ...], key: str) -> None:
     for tool in ("buildah", "mmdebstrap"):
         if shutil.which(tool) is None:
             raise SystemExit(f"make images needs {tool}: apt-get install -y buildah mmdebstrap")
@@ -225,11 +288,11 @@ def build(targets: tuple[str, ...]) -> list[Path]:
         timings[target] = time.monotonic() - t
     merge_archives(out, bundle_path())
     shutil.rmtree(archives_dir() / "parts")
-    # Intermediate images of earlier builds (the layer cache keeps what is still used).
-    subprocess.run(_buildah("rmi", "--prune"), capture_output=True)
+    prune_when_large()
     (archives_dir() / "built.json").write_text(
         json.dumps(
             {
+                "inputs": key,
                 "images": [image_name(t) for t in targets],
                 "seconds": {k: round(v, 1) for k, v in timings.items()},
             },
@@ -237,7 +300,6 @@ def build(targets: tuple[str, ...]) -> list[Path]:
         )
     )
     _log("built " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
-    return [bundle_path()]
 
 
 def load_into_running_bed(archives: list[Path]) -> None:
@@ -262,15 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("targets", nargs="*", help=f"default: {' '.join(TARGETS)}")
     ap.add_argument("--load", action="store_true", help="also import into a running real-node bed")
+    ap.add_argument("--force", action="store_true", help="rebuild even when the inputs did not change")
     args = ap.parse_args(argv)
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         ap.error(f"unknown targets {sorted(unknown)}; choose from {TARGETS}")
-    archives = build(tuple(args.targets) or TARGETS)
+    bundle = ensure_built(tuple(args.targets) or TARGETS, force=args.force)
     if args.load:
-        load_into_running_bed(archives)
-    for a in archives:
-        print(a)
+        load_into_running_bed([bundle])
+    print(bundle)
     return 0
 
 

@@ -262,6 +262,14 @@ def add_gateway_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="also serve /healthz, /readyz and /metrics in plain HTTP on P (for probes and "
         "scraping when clients must present a certificate)",
     )
+    gw.add_argument(
+        "--shutdown-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="on SIGTERM keep serving S seconds while /readyz fails and every response closes its "
+        "connection, then stop (lets a Service move clients away in a rollout; default: 0)",
+    )
     gw.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     gw.add_argument(
         "--upstream-override",
@@ -312,6 +320,8 @@ def run_gateway(args: argparse.Namespace) -> int:
         if args.health_port is not None and args.health_port == args.port:
             # with SO_REUSEPORT both would bind, and connections would land on either at random
             raise ValueError("--health-port must differ from --port")
+        if args.shutdown_delay < 0:
+            raise ValueError(f"--shutdown-delay must be 0 or more seconds, not {args.shutdown_delay}")
     except ValueError as exc:
         print(f"llmplatform gateway: {exc}", file=sys.stderr)
         return 2
@@ -377,6 +387,7 @@ def gateway_spec(
     return WorkerSpec(
         tls=tls,
         health_port=args.health_port,
+        shutdown_delay=args.shutdown_delay,
         host=args.host,
         port=args.port,
         config=args.config,

@@ -26,15 +26,14 @@ from llmplatform_testing import ROOT
 from llmplatform_testing.controlplane import Cluster, bed, build
 from llmplatform_testing.operator_process import OperatorProcess
 
-_RUNNING: Any = None
-"""The bed this session started (a ControlPlane or a real-node bed), for failure reports."""
+_RUNNING: dict[str, Any] = {}
+"""The beds this session runs, by fixture name (`cluster`, `real_cluster`), for failure reports."""
 _OPERATORS = OperatorProcess.running
 """Operators started and not yet closed; a failing test's report gets their logs."""
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    global _RUNNING
     external = os.environ.get("LLMPLATFORM_E2E_KUBECONFIG")
     if external:
         yield Cluster(kubeconfig=Path(external), local=None)
@@ -43,11 +42,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     state = tmp_path_factory.mktemp("controlplane")
     cp = bed.ControlPlane(state=state, bin_dir=bins)
     with cp:
-        _RUNNING = cp
+        _RUNNING["cluster"] = cp
         try:
             yield Cluster(kubeconfig=cp.kubeconfig, local=cp)
         finally:
-            _RUNNING = None
+            _RUNNING.pop("cluster", None)
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +71,10 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     outcome: Any = yield
     rep = outcome.get_result()
-    if rep.failed and _RUNNING is not None:
-        rep.sections.append(("control-plane logs", _RUNNING.logs_tail()))
+    if rep.failed:
+        for name, running in _RUNNING.items():
+            if name in getattr(item, "fixturenames", ()):  # the bed this test used
+                rep.sections.append((f"{name} logs", running.logs_tail()))
     if rep.failed:
         for op in _OPERATORS:
             rep.sections.append((f"operator log {op.log_path.name}", op.log()[-8000:]))
@@ -105,30 +106,28 @@ def operator_env(cluster: Cluster, crds: None, tmp_path: Path) -> Iterator[Any]:
 
 # --------------------------------------------------------------------------- real nodes
 
-REAL_NODES_ENV = "LLMPLATFORM_REAL_NODES"
-
 
 @pytest.fixture(scope="session")
 def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The bed with one real node (``controlplane/realnodes.py``): pods really run.
 
-    Opt-in with ``LLMPLATFORM_REAL_NODES=1`` (the node binaries and ``make images`` cost
-    extra build time; see README). Its own session bed, separate from ``cluster``.
+    Part of every run (`make test` builds the node binaries and the images first; run alone,
+    this fixture builds or reuses them through the same caches). A machine that cannot run it
+    (not root, Debian packages missing) makes these tests *error* with the reason, never skip.
+    The one skip: against another cluster (``LLMPLATFORM_E2E_KUBECONFIG``), whose nodes this
+    bed's network namespace and containerd cannot reach. Its own session bed, separate from
+    ``cluster``.
     """
-    global _RUNNING
-    if os.environ.get(REAL_NODES_ENV) != "1":
-        pytest.skip(
-            f"real-node tests run with {REAL_NODES_ENV}=1 (after `make controlplane NODES=real images`)"
-        )
-    import realnodes
+    if os.environ.get("LLMPLATFORM_E2E_KUBECONFIG"):
+        pytest.skip("real-node tests run on the bed's own node, not on LLMPLATFORM_E2E_KUBECONFIG's cluster")
+    from llmplatform_testing.realnodes import images_build
 
-    if not realnodes.images_bundle().exists():
-        raise RuntimeError(f"{realnodes.images_bundle()} is missing: run `make images` first")
+    images_build().ensure_built()
     state = tmp_path_factory.mktemp("realnodes")
     rb = bed.make_bed(state, "real")
     with rb:
-        _RUNNING = rb
+        _RUNNING["real_cluster"] = rb
         try:
             yield Cluster(kubeconfig=rb.kubeconfig, local=rb)
         finally:
-            _RUNNING = None
+            _RUNNING.pop("real_cluster", None)

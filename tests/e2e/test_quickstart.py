@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,33 @@ def test_readme_quickstart_mounts_every_provider_secret_the_examples_name() -> N
     assert "gateway.providerSecrets" in without["gpt-4o-mini"][2]
 
 
-def test_quickstart_as_written(real_cluster: Cluster, tmp_path: Path) -> None:
+@pytest.fixture()
+def removed_afterwards(real_cluster: Cluster, tmp_path: Path) -> Iterator[None]:
+    """Uninstall the quickstart's release and delete examples/ when the test ends.
+
+    Why: the README's release watches every namespace. Left installed, its operator also
+    reconciles the resources of the later real-node tests, whose own release's operator writes
+    the same statuses with its own view (its gateway, its one default policy): the two take
+    turns rewriting them without end, which the restart test saw as 28 to 76 writes."""
+    yield
+    rb = real_cluster.local
+    assert rb is not None
+    uninstall = [rb._bin("helm"), f"--kubeconfig={rb.kubeconfig}", "uninstall", "llm-platform"]
+    subprocess.run(
+        [*uninstall, "-n", "llm-platform", "--wait", "--timeout=180s", "--ignore-not-found"],
+        env={**os.environ, "HOME": str(tmp_path)},
+        check=True,
+        capture_output=True,
+    )
+    # helm's --wait covers the Deployments, not their pods: wait until the operator has exited.
+    real_cluster.kubectl(
+        "-n", "llm-platform", "wait", "--for=delete", "pod",
+        "-l", "app.kubernetes.io/name=llmplatform-operator", "--timeout=120s",
+    )  # fmt: skip
+    real_cluster.kubectl("delete", "-f", str(ROOT / "examples"), "--ignore-not-found", "--wait=false")
+
+
+def test_quickstart_as_written(real_cluster: Cluster, removed_afterwards: None, tmp_path: Path) -> None:
     rb = real_cluster.local
     assert isinstance(rb, realnodes.RealNodeBed)
     env = {

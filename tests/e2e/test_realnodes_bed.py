@@ -19,38 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from llmplatform_testing.controlplane import Cluster, bed
-from llmplatform_testing.realnodes import image_name
-
-MOCK_IMAGE = image_name("mock-upstream")
-
-
-def _restricted_pod(name: str, labels: dict[str, str]) -> dict[str, object]:
-    """The mock upstream as a pod that passes `restricted` Pod Security with a read-only root."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [
-                {
-                    "name": "main",
-                    "image": MOCK_IMAGE,
-                    "imagePullPolicy": "Never",
-                    "ports": [{"name": "http", "containerPort": 8000}],
-                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2},
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                }
-            ],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
-        },
-    }
+from llmplatform_testing.realnodes import connect_code, eventually, py_in, run_pod
 
 
 @pytest.fixture()
@@ -65,35 +34,14 @@ def ns(real_cluster: Cluster) -> Iterator[str]:
     real_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def _run_pod(c: Cluster, ns: str, name: str, labels: dict[str, str] | None = None) -> str:
-    c.kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(_restricted_pod(name, labels or {"app": name})))
-    c.kubectl("-n", ns, "wait", "--for=condition=Ready", f"pod/{name}", "--timeout=120s")
-    return c.kubectl("-n", ns, "get", "pod", name, "-o", "jsonpath={.status.podIP}").strip()
-
-
-def _py_in(c: Cluster, ns: str, pod: str, code: str, check: bool = True) -> str:
-    """Run Python inside the pod (the image has no shell tools; it has Python)."""
-    return c.kubectl("-n", ns, "exec", pod, "--", "python", "-c", code, check=check)
-
-
-def _connect_code(host: str, port: int) -> str:
-    return (
-        "import socket,sys\n"
-        "try:\n"
-        f"    socket.create_connection(({host!r}, {port}), 3).close(); print('open')\n"
-        "except OSError as e:\n"
-        "    print('blocked', e)\n"
-    )
-
-
 def test_a_restricted_read_only_pod_runs_and_logs_exec_port_forward_work(
     real_cluster: Cluster, ns: str
 ) -> None:
     c = real_cluster
-    pod_ip = _run_pod(c, ns, "mock")
+    pod_ip = run_pod(c, ns, "mock")
     assert pod_ip.startswith("10.244."), pod_ip
     # exec: the root file system really is read-only, /tmp (an emptyDir) is writable.
-    out = _py_in(
+    out = py_in(
         c,
         ns,
         "mock",
@@ -136,13 +84,13 @@ def test_a_restricted_read_only_pod_runs_and_logs_exec_port_forward_work(
 
 def test_dns_services_and_network_policy_are_real(real_cluster: Cluster, ns: str) -> None:
     c = real_cluster
-    _run_pod(c, ns, "server", {"app": "server"})
-    _run_pod(c, ns, "client", {"app": "client"})
+    run_pod(c, ns, "server", {"app": "server"})
+    run_pod(c, ns, "client", {"app": "client"})
     c.kubectl("-n", ns, "expose", "pod", "server", "--port=80", "--target-port=8000")
     svc = f"server.{ns}.svc.cluster.local"
     # DNS (CoreDNS) and the Service (kube-proxy) from inside a pod.
     # (kube-proxy programs the new Service within its sync period)
-    _eventually(lambda: "open" in _py_in(c, ns, "client", _connect_code(svc, 80)), "Service not reachable")
+    eventually(lambda: "open" in py_in(c, ns, "client", connect_code(svc, 80)), "Service not reachable")
     # Deny all ingress to the server: the connection is now refused or times out.
     deny = {
         "apiVersion": "networking.k8s.io/v1",
@@ -151,7 +99,7 @@ def test_dns_services_and_network_policy_are_real(real_cluster: Cluster, ns: str
         "spec": {"podSelector": {"matchLabels": {"app": "server"}}, "policyTypes": ["Ingress"]},
     }
     c.kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(deny))
-    _eventually(lambda: "blocked" in _py_in(c, ns, "client", _connect_code(svc, 80)), "deny not enforced")
+    eventually(lambda: "blocked" in py_in(c, ns, "client", connect_code(svc, 80)), "deny not enforced")
     # Allow only pods labelled app=client: the client gets through again.
     allow = {
         "apiVersion": "networking.k8s.io/v1",
@@ -164,16 +112,7 @@ def test_dns_services_and_network_policy_are_real(real_cluster: Cluster, ns: str
         },
     }
     c.kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(allow))
-    _eventually(lambda: "open" in _py_in(c, ns, "client", _connect_code(svc, 80)), "allow not enforced")
-
-
-def _eventually(check: object, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(1)
-    raise AssertionError(f"{what} within {timeout}s")
+    eventually(lambda: "open" in py_in(c, ns, "client", connect_code(svc, 80)), "allow not enforced")
 
 
 def test_host_network_is_untouched(real_cluster: Cluster) -> None:

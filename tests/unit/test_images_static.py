@@ -150,3 +150,13 @@ def test_image_command_parses_with_the_cli(parsed: tuple[dict[str, str], list[St
     cmd = next(json.loads(r) for st in final for kw, r in st.instructions if kw == "CMD")
     assert entry == ["llmplatform"]
     assert build_parser().parse_args(cmd).command == target
+
+
+def test_images_cache_key_covers_the_whole_build_context() -> None:
+    """`make images` reuses its archive while `inputs_hash` is unchanged, so the hash must read
+    every file .dockerignore lets into the context (else an edit would ship a stale image)."""
+    from llmplatform_testing.realnodes import images_build
+
+    lines = (ROOT / ".dockerignore").read_text().split()
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    assert allowed == set(images_build().CONTEXT)

@@ -97,6 +97,8 @@ class WorkerSpec:
     picklable, since every worker process gets a copy."""
     tls: TlsFiles | None = None
     """Serve HTTPS with these files, re-read when they change (tls.py)."""
+    shutdown_delay: float = 0.0
+    """On SIGTERM, keep serving this long while draining (`Gateway.drain`), then stop."""
     health_port: int | None = None
     """Also serve /healthz, /readyz and /metrics in plain HTTP here (probes, scraping), for
     when clients must present a certificate that the kubelet and Prometheus do not have."""
@@ -156,6 +158,9 @@ def run_worker(spec: WorkerSpec) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        if spec.shutdown_delay > 0:
+            gateway.drain()
+            await asyncio.sleep(spec.shutdown_delay)
         for task in tasks:
             task.cancel()
         if health is not None:
@@ -228,6 +233,6 @@ def serve(spec: WorkerSpec, workers: int) -> int:
             if p.is_alive() and p.pid is not None:
                 os.kill(p.pid, signal.SIGTERM)
         for p in procs:
-            p.join(timeout=10)
+            p.join(timeout=spec.shutdown_delay + 10)
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -148,6 +148,8 @@ class Gateway:
         self._fingerprint: object = None
         self.rejected: dict[str, Any] | None = None
         """The last config refused since the serving one loaded (for /readyz)."""
+        self.draining = False
+        """Set by `drain` on SIGTERM (`--shutdown-delay`)."""
         self.health = HealthBook()
         self.admission = Admission(settings.redis_url, settings.redis_failure_mode)
         self.audit = AuditSink(
@@ -277,6 +279,7 @@ class Gateway:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
+        app.on_response_prepare.append(self._close_when_draining)
         app.on_response_prepare.append(hash_stream)
         app.on_response_prepare.append(echo_request_ids)
         app.on_response_prepare.append(messagesapi.on_prepare)  # after the ids: it copies x-request-id
@@ -312,6 +315,25 @@ class Gateway:
             messagesapi.answer(response)  # Anthropic's error shape on the Messages API
         return response
 
+    def drain(self) -> None:
+        """Stop being a target, keep serving: what a pod does between SIGTERM and its exit.
+
+        Why: Kubernetes removes a terminating pod from its Service while the kubelet sends
+        SIGTERM, and kube-proxy on every node takes a moment to follow; clients also hold
+        keep-alive connections to this pod. Closing at once would refuse the connections still
+        routed here and cut idle keep-alive ones under a request on its way (failed requests in
+        a rollout). Draining, /readyz answers 503 and every response says `Connection: close`,
+        so each client's next request opens a connection to another pod; the caller waits
+        `--shutdown-delay` before it stops listening."""
+        self.draining = True
+        log.info("draining: /readyz fails, connections close after their response")
+
+    async def _close_when_draining(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.draining:
+            response.force_close()  # closed after this answer...
+            response.headers["Connection"] = "close"  # ...and the client told (the hook runs after
+            # aiohttp derived the headers from keep-alive, before it writes them)
+
     # -- small endpoints -------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -329,7 +351,11 @@ class Gateway:
         missing = compiled.credentials_missing if compiled else {}
         usable = total - len(missing)
         body = {
-            "ready": compiled is not None and not self.admission.refusing() and (usable > 0 or total == 0),
+            "ready": compiled is not None
+            and not self.admission.refusing()
+            and (usable > 0 or total == 0)
+            and not self.draining,
+            "draining": self.draining,
             "config": compiled.content_hash if compiled else None,
             "limiter": self.admission.state(),
             "models": total,
