@@ -92,3 +92,17 @@ def test_no_tracked_file_points_outside_the_repository() -> None:
 def test_the_check_finds_what_it_should(where: str, body: str, expected: int) -> None:
     found = outside_references(ROOT / where, body)
     assert len(found) == expected, found
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """tests/ has no __init__.py files, so pytest imports each test module by its basename:
+    two files named alike in different folders stop the whole run at collection (as
+    tests/unit and tests/e2e `test_config_shards.py` once did, in CI only, where both are
+    collected together)."""
+    seen: dict[str, list[str]] = {}
+    for path in tracked_files():
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] == "tests" and rel.name.startswith("test_") and rel.suffix == ".py":
+            seen.setdefault(rel.name, []).append(str(rel))
+    clashes = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not clashes, f"test modules sharing a basename: {clashes}"
