@@ -34,6 +34,8 @@ from typing import Any
 
 import pytest
 
+from llmplatform.contract.config import CONFIG_MAP_NAME
+from llmplatform.contract.names import CONFIG_HASH_ANNOTATION
 from llmplatform_testing.controlplane import Cluster
 from llmplatform_testing.metrics import metric_value
 from llmplatform_testing.realnodes import bed_nodes as realnodes
@@ -93,6 +95,22 @@ class Release:
             "--all",
             "--timeout=110s",
         )
+
+    def gateway_serves_the_current_config(self, timeout: float = 240) -> None:
+        """Wait until the gateway pod serves the config the operator last wrote (its /readyz
+        hash equals the ConfigMap's annotation): a TenantQuota is Ready as soon as the operator
+        wrote the ConfigMap, but the kubelet delivers it to the pod's volume up to its sync
+        period later, and a test that measures failures must not count that lag."""
+        name = self.pod("gateway")["metadata"]["name"]  # type: ignore[index]
+        path = f"/api/v1/namespaces/{self.ns}/pods/{name}:8080/proxy/readyz"
+        jsonpath = "{.metadata.annotations." + CONFIG_HASH_ANNOTATION.replace(".", "\\.") + "}"
+
+        def in_sync() -> bool:
+            written = self.k("get", "configmap", CONFIG_MAP_NAME, "-o", f"jsonpath={jsonpath}").strip()
+            served = json.loads(self.c.kubectl("get", "--raw", path))["config"]
+            return bool(written) and served == written
+
+        eventually(in_sync, "the gateway pod to serve the operator's latest config", timeout)
 
     def key(self) -> str:
         """The API key the operator generated for `_tenant`'s quota."""
@@ -216,6 +234,7 @@ def steady_load(release: Release, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """The official openai client sending without pause to the gateway Service (from inside the
     bed's network namespace) for as long as the block runs; the dict is filled on exit with
     `ok` (answered) and `failures` (each with its time and message)."""
+    release.gateway_serves_the_current_config()  # no request may meet a quota the pod has not seen
     key = release.key()
     ip = release.k("get", "service", "rn-llm-platform-gateway", "-o", "jsonpath={.spec.clusterIP}").strip()
     stop = tmp_path / "stop-load"
@@ -259,9 +278,9 @@ def test_gateway_pod_picks_up_a_quota_change_through_the_configmap_volume(
         path = f"/api/v1/namespaces/{release.ns}/pods/{name}:8080/proxy/readyz"
         return str(json.loads(release.c.kubectl("get", "--raw", path))["config"])
 
-    before = served_hash()
     cm_hash = ""
     with steady_load(release, tmp_path) as result:
+        before = served_hash()
         release.t("apply", "-f", "-", input=_tenant(release.tenants, 200000))
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:

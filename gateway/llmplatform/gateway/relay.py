@@ -72,10 +72,10 @@ async def send(
     let a client that stopped reading on the last chunk hold the request forever."""
     try:
         async with asyncio.timeout(seconds):
+            if data:
+                await out.write(data)  # through `write`: dialect translators wrap only that
             if last:
-                await out.write_eof(data)
-            else:
-                await out.write(data)
+                await out.write_eof()
     except TimeoutError as exc:
         if request.transport is not None:
             request.transport.abort()  # frees what is buffered for it now
