@@ -212,41 +212,43 @@ def test_client_that_does_not_read_a_stream_is_dropped(world: dict[str, Any]) ->
     """A stream bigger than the socket buffers to a client that never reads: after
     --client-write-timeout (2 s) the gateway gives up, frees the buffers and audits a 499."""
     h.mock_config(world["evil"], hostile="endless", hostile_bytes=pw.MAX_UPSTREAM - 500_000)
-    body = json.dumps({"model": "evil", "messages": pw.MESSAGES, "stream": True}).encode()
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", world["port"]))
     try:
-        s.sendall(pw.raw_request("/v1/chat/completions", body, {"x-request-id": "slow-reader-1"}))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            found = [r for r in pw.audit_records(world) if r.get("client_request_id") == "slow-reader-1"]
-            if found:
-                break
-            time.sleep(0.25)
-        assert found, "no audit record: the gateway is still writing to a client that does not read"
-        assert found[0]["status"] == 499 and found[0]["error_code"] == "client_write_timeout", found
+        record = _unread(
+            world, {"model": "evil", "messages": pw.MESSAGES, "stream": True}, "slow-reader-1", 60
+        )
+        assert record is not None, (
+            "no audit record: the gateway is still writing to a client that does not read"
+        )
+        assert (record["status"], record["error_code"]) == (499, "client_write_timeout"), record
     finally:
-        s.close()
         h.mock_config(world["evil"], hostile="")
 
 
-def _unread_stream(world: dict[str, Any], size: int, request_id: str) -> dict[str, Any] | None:
-    """Stream `size` bytes (then [DONE]) to a client that never reads; the audit record, or
-    None when the gateway has not finished the request within 8 s (2 s write deadline + slack)."""
-    h.mock_config(world["evil"], hostile="endless", hostile_bytes=size)
-    body = json.dumps({"model": "evil", "messages": pw.MESSAGES, "stream": True}).encode()
+def _unread(
+    world: dict[str, Any], body: dict[str, Any], request_id: str, timeout: float
+) -> dict[str, Any] | None:
+    """Send `body` from a client that never reads (a 4 KiB receive buffer); the request's audit
+    record, or None when the gateway has not finished the request within `timeout` s."""
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.connect(("127.0.0.1", world["port"]))
-        s.sendall(pw.raw_request("/v1/chat/completions", body, {"x-request-id": request_id}))
-        deadline = time.monotonic() + 8
+        s.sendall(
+            pw.raw_request("/v1/chat/completions", json.dumps(body).encode(), {"x-request-id": request_id})
+        )
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = [r for r in pw.audit_records(world) if r.get("client_request_id") == request_id]
             if found:
                 return found[0]
             time.sleep(0.1)
     return None
+
+
+def _unread_stream(world: dict[str, Any], size: int, request_id: str) -> dict[str, Any] | None:
+    """Stream `size` bytes (then [DONE]) to a client that never reads; the audit record, or
+    None when the gateway has not finished the request within 8 s (2 s write deadline + slack)."""
+    h.mock_config(world["evil"], hostile="endless", hostile_bytes=size)
+    return _unread(world, {"model": "evil", "messages": pw.MESSAGES, "stream": True}, request_id, 8)
 
 
 def test_a_stream_that_ends_while_the_client_is_not_reading_is_dropped_too(world: dict[str, Any]) -> None:
@@ -283,20 +285,11 @@ def test_client_that_does_not_read_a_whole_answer_is_dropped(world: dict[str, An
     """The same for a whole JSON answer bigger than the socket buffers: a small answer is sent
     without a write timer (it cannot wait, server.cannot_wait), a large one keeps the timer."""
     h.mock_config(world["evil"], hostile="huge_body", hostile_bytes=pw.MAX_UPSTREAM - 500_000)
-    body = json.dumps({"model": "evil", "messages": pw.MESSAGES}).encode()
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", world["port"]))
     try:
-        s.sendall(pw.raw_request("/v1/chat/completions", body, {"x-request-id": "slow-reader-2"}))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            found = [r for r in pw.audit_records(world) if r.get("client_request_id") == "slow-reader-2"]
-            if found:
-                break
-            time.sleep(0.25)
-        assert found, "no audit record: the gateway is still writing to a client that does not read"
-        assert found[0]["status"] == 499 and found[0]["error_code"] == "client_write_timeout", found
+        record = _unread(world, {"model": "evil", "messages": pw.MESSAGES}, "slow-reader-2", 60)
+        assert record is not None, (
+            "no audit record: the gateway is still writing to a client that does not read"
+        )
+        assert (record["status"], record["error_code"]) == (499, "client_write_timeout"), record
     finally:
-        s.close()
         h.mock_config(world["evil"], hostile="")
